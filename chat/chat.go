@@ -1,0 +1,113 @@
+// Package chat holds the vocabulary shared by every other package of
+// Switchboard: users, rooms, messages and the error type that both the HTTP
+// API and the WebSocket protocol turn into their error shape. It imports
+// nothing of ours.
+package chat
+
+import (
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Limits from SPEC §3–§5.
+const (
+	MaxBodyChars     = 4000
+	MaxClientIDChars = 64
+	MinPasswordChars = 8
+)
+
+// Message sources (SPEC §5).
+const (
+	SourceWeb   = "web"
+	SourceAPI   = "api"
+	SourceSMS   = "sms"
+	SourceSlack = "slack"
+)
+
+// User is the public view of an account.
+type User struct {
+	ID          string `json:"id"`
+	Username    string `json:"username"`
+	DisplayName string `json:"display_name"`
+}
+
+// Profile is the account as its owner sees it (GET /api/v1/me).
+type Profile struct {
+	User
+	Phone       *string   `json:"phone"`
+	SMSNotify   bool      `json:"sms_notify"`
+	SlackUserID *string   `json:"slack_user_id"`
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+// Room visibilities.
+const (
+	Public  = "public"
+	Private = "private"
+)
+
+// Room is a room as listed to one of its members.
+type Room struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Visibility  string `json:"visibility"`
+	LastSeq     int64  `json:"last_seq"`
+	LastReadSeq int64  `json:"last_read_seq"`
+	Unread      int64  `json:"unread"`
+}
+
+// Message is one stored message or reply (SPEC §5).
+type Message struct {
+	ID         string    `json:"id"`
+	RoomID     string    `json:"room_id"`
+	Seq        int64     `json:"seq"`
+	Sender     User      `json:"sender"`
+	Body       string    `json:"body"`
+	ParentID   *string   `json:"parent_id"`
+	ReplyCount int       `json:"reply_count"`
+	Source     string    `json:"source"`
+	ClientID   *string   `json:"client_id"`
+	CreatedAt  time.Time `json:"created_at"`
+}
+
+// NewMessage is what a sender asks to store.
+type NewMessage struct {
+	RoomID     string
+	SenderID   string
+	Body       string
+	ParentID   string // empty: a top-level message
+	ClientID   string // empty: not idempotent
+	Source     string
+	ExternalID string // SMS MessageSid or Slack event_id; empty for web/api
+}
+
+// NormalizeBody trims the body and checks the SPEC §5 rules: valid UTF-8 and
+// 1–4000 characters (code points, not bytes) after trimming.
+func NormalizeBody(body string) (string, error) {
+	if !utf8.ValidString(body) {
+		return "", Errorf(CodeBadRequest, "body is not valid UTF-8")
+	}
+	body = strings.TrimSpace(body)
+	n := utf8.RuneCountInString(body)
+	switch {
+	case n == 0:
+		return "", Errorf(CodeBadRequest, "body is empty")
+	case n > MaxBodyChars:
+		return "", Errorf(CodeTooLarge, "body has %d characters; the limit is %d", n, MaxBodyChars)
+	}
+	return body, nil
+}
+
+// Validate checks everything about m that does not need the database.
+func (m *NewMessage) Validate() error {
+	body, err := NormalizeBody(m.Body)
+	if err != nil {
+		return err
+	}
+	m.Body = body
+	if utf8.RuneCountInString(m.ClientID) > MaxClientIDChars {
+		return Errorf(CodeBadRequest, "client_id is longer than %d characters", MaxClientIDChars)
+	}
+	return nil
+}

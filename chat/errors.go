@@ -1,0 +1,54 @@
+package chat
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Code is one of the error codes of SPEC §2.
+type Code string
+
+// The error codes of SPEC §2.
+const (
+	CodeBadRequest   Code = "bad_request"
+	CodeUnauthorized Code = "unauthorized"
+	CodeForbidden    Code = "forbidden"
+	CodeNotFound     Code = "not_found"
+	CodeConflict     Code = "conflict"
+	CodeTooLarge     Code = "too_large"
+	CodeRateLimited  Code = "rate_limited"
+	CodeUnavailable  Code = "unavailable"
+	CodeInternal     Code = "internal"
+)
+
+// Error is an error a client may see: a code from SPEC §2 and a human
+// readable message. Anything that is not an *Error reaches clients as
+// "internal" with a generic message, so internal details never leak.
+type Error struct {
+	Code    Code
+	Message string
+}
+
+func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
+
+// Errorf returns an *Error with a formatted message.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Sentinels for the common cases; compare with errors.Is.
+var (
+	ErrNotFound    = &Error{Code: CodeNotFound, Message: "not found"}
+	ErrForbidden   = &Error{Code: CodeForbidden, Message: "not a member of this room"}
+	ErrUnavailable = &Error{Code: CodeUnavailable, Message: "the message store is unavailable; try again"}
+)
+
+// ErrorOf returns the client-visible error for err: err itself when it is an
+// *Error (possibly wrapped), else an internal error.
+func ErrorOf(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return &Error{Code: CodeInternal, Message: "internal error"}
+}

@@ -1,0 +1,203 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/switchboard-chat/switchboard/chat"
+)
+
+const messageColumns = `m.id, m.room_id, m.seq, u.id, u.username, u.display_name, m.body, m.parent_id,
+	m.reply_count, m.source, m.client_id, m.created_at`
+
+const messageFrom = ` FROM messages m JOIN users u ON u.id = m.sender_id `
+
+func scanMessage(row pgx.Row) (chat.Message, error) {
+	var m chat.Message
+	var id, room, sender int64
+	var parent *int64
+	err := row.Scan(&id, &room, &m.Seq, &sender, &m.Sender.Username, &m.Sender.DisplayName, &m.Body, &parent,
+		&m.ReplyCount, &m.Source, &m.ClientID, &m.CreatedAt)
+	m.ID, m.RoomID, m.Sender.ID = formatID(id), formatID(room), formatID(sender)
+	if parent != nil {
+		p := formatID(*parent)
+		m.ParentID = &p
+	}
+	m.CreatedAt = m.CreatedAt.UTC()
+	return m, err
+}
+
+func collectMessages(rows pgx.Rows, err error) ([]chat.Message, error) {
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (chat.Message, error) { return scanMessage(row) })
+}
+
+// SaveMessage stores nm (already validated) as the next message of its room
+// and reports whether it is new. The seq comes from the room row, bumped
+// under its row lock in the inserting transaction, so seqs are gapless and
+// commit in seq order. A repeat of a client_id (same room and sender) or of
+// an external id returns the first message with created=false and stores
+// nothing. The sender must be a member; a parent must be a top-level message
+// of the same room.
+func (s *Store) SaveMessage(ctx context.Context, nm chat.NewMessage) (msg chat.Message, created bool, err error) {
+	rid, err := parseID(nm.RoomID)
+	if err != nil {
+		return chat.Message{}, false, err
+	}
+	uid, err := parseID(nm.SenderID)
+	if err != nil {
+		return chat.Message{}, false, err
+	}
+	var parent *int64
+	if nm.ParentID != "" {
+		p, err := parseID(nm.ParentID)
+		if err != nil {
+			return chat.Message{}, false, chat.Errorf(chat.CodeBadRequest, "parent_id names no message in this room")
+		}
+		parent = &p
+	}
+	clientID, externalID := nullable(nm.ClientID), nullable(nm.ExternalID)
+
+	err = pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+		if err := checkMember(ctx, tx, uid, rid); err != nil {
+			return err
+		}
+		// Take the room's row lock first: every other insert into this room
+		// waits here, which makes the idempotency look-up below race-free.
+		var seq int64
+		if err := tx.QueryRow(ctx, `UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq`, rid).Scan(&seq); err != nil {
+			return err
+		}
+		if clientID != nil || externalID != nil {
+			prev, err := scanMessage(tx.QueryRow(ctx, `SELECT `+messageColumns+messageFrom+`
+				WHERE (m.room_id = $1 AND m.sender_id = $2 AND m.client_id = $3)
+				   OR (m.source = $4 AND m.external_id = $5)
+				LIMIT 1`, rid, uid, clientID, nm.Source, externalID))
+			if err == nil {
+				msg = prev
+				return errDuplicate // roll back the seq bump
+			}
+			if !errors.Is(err, pgx.ErrNoRows) {
+				return err
+			}
+		}
+		if parent != nil {
+			var parentRoom int64
+			var grandparent *int64
+			err := tx.QueryRow(ctx, `SELECT room_id, parent_id FROM messages WHERE id = $1 FOR UPDATE`, *parent).Scan(&parentRoom, &grandparent)
+			switch {
+			case errors.Is(err, pgx.ErrNoRows) || (err == nil && parentRoom != rid):
+				return chat.Errorf(chat.CodeBadRequest, "parent_id names no message in this room")
+			case err != nil:
+				return err
+			case grandparent != nil:
+				return chat.Errorf(chat.CodeBadRequest, "cannot reply to a reply: threads are one level deep")
+			}
+			if _, err := tx.Exec(ctx, `UPDATE messages SET reply_count = reply_count + 1 WHERE id = $1`, *parent); err != nil {
+				return err
+			}
+		}
+		msg, err = scanMessage(tx.QueryRow(ctx, `
+			WITH m AS (
+				INSERT INTO messages (room_id, seq, sender_id, body, parent_id, source, client_id, external_id)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+				RETURNING *)
+			SELECT `+messageColumns+` FROM m JOIN users u ON u.id = m.sender_id`,
+			rid, seq, uid, nm.Body, parent, nm.Source, clientID, externalID))
+		if err != nil {
+			return err
+		}
+		// Posting marks the room read up to one's own message and makes it
+		// the sender's most recently active room.
+		_, err = tx.Exec(ctx, `
+			UPDATE room_members SET last_active_at = now(), read_seq = GREATEST(read_seq, $3)
+			WHERE room_id = $1 AND user_id = $2`, rid, uid, seq)
+		return err
+	})
+	if errors.Is(err, errDuplicate) {
+		return msg, false, nil
+	}
+	if err != nil {
+		return chat.Message{}, false, wrap("save message", err)
+	}
+	return msg, true, nil
+}
+
+var errDuplicate = errors.New("duplicate")
+
+func nullable(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// Message returns one message by id.
+func (s *Store) Message(ctx context.Context, id string) (chat.Message, error) {
+	mid, err := parseID(id)
+	if err != nil {
+		return chat.Message{}, err
+	}
+	m, err := scanMessage(s.db.QueryRow(ctx, `SELECT `+messageColumns+messageFrom+`WHERE m.id = $1`, mid))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return chat.Message{}, chat.ErrNotFound
+	}
+	return m, wrap("message", err)
+}
+
+// MessagesAfter returns up to limit messages of roomID with seq > afterSeq,
+// ascending.
+func (s *Store) MessagesAfter(ctx context.Context, roomID string, afterSeq int64, limit int) ([]chat.Message, error) {
+	rid, err := parseID(roomID)
+	if err != nil {
+		return nil, err
+	}
+	ms, err := collectMessages(s.db.Query(ctx, `SELECT `+messageColumns+messageFrom+`
+		WHERE m.room_id = $1 AND m.seq > $2 ORDER BY m.seq LIMIT $3`, rid, afterSeq, limit))
+	return ms, wrap("messages after", err)
+}
+
+// MessagesBefore returns the limit newest messages of roomID with
+// seq < beforeSeq, ascending.
+func (s *Store) MessagesBefore(ctx context.Context, roomID string, beforeSeq int64, limit int) ([]chat.Message, error) {
+	rid, err := parseID(roomID)
+	if err != nil {
+		return nil, err
+	}
+	ms, err := collectMessages(s.db.Query(ctx, `SELECT * FROM (SELECT `+messageColumns+messageFrom+`
+		WHERE m.room_id = $1 AND m.seq < $2 ORDER BY m.seq DESC LIMIT $3) page ORDER BY 3`, rid, beforeSeq, limit))
+	return ms, wrap("messages before", err)
+}
+
+// SeqBefore returns the seq just before the first message of roomID created
+// strictly after since, so that MessagesAfter from it lists what came after
+// that instant. It returns the room's last seq when nothing came after.
+func (s *Store) SeqBefore(ctx context.Context, roomID string, since time.Time) (int64, error) {
+	rid, err := parseID(roomID)
+	if err != nil {
+		return 0, err
+	}
+	var seq int64
+	err = s.db.QueryRow(ctx, `
+		SELECT COALESCE(
+			(SELECT seq - 1 FROM messages WHERE room_id = $1 AND created_at > $2 ORDER BY created_at LIMIT 1),
+			(SELECT last_seq FROM rooms WHERE id = $1))`, rid, since).Scan(&seq)
+	return seq, wrap("seq before", err)
+}
+
+// Replies returns up to limit replies to parentID with seq > afterSeq,
+// ascending.
+func (s *Store) Replies(ctx context.Context, parentID string, afterSeq int64, limit int) ([]chat.Message, error) {
+	pid, err := parseID(parentID)
+	if err != nil {
+		return nil, err
+	}
+	ms, err := collectMessages(s.db.Query(ctx, `SELECT `+messageColumns+messageFrom+`
+		WHERE m.parent_id = $1 AND m.seq > $2 ORDER BY m.seq LIMIT $3`, pid, afterSeq, limit))
+	return ms, wrap("replies", err)
+}

@@ -1,0 +1,320 @@
+package storage
+
+import (
+	"context"
+	"errors"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/switchboard-chat/switchboard/chat"
+)
+
+// CreateRoom stores a new room with creatorID as its first member. A name
+// taken in any letter case is a conflict.
+func (s *Store) CreateRoom(ctx context.Context, creatorID, name, visibility string) (chat.Room, error) {
+	uid, err := parseID(creatorID)
+	if err != nil {
+		return chat.Room{}, err
+	}
+	var r chat.Room
+	err = pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+		var id int64
+		if err := tx.QueryRow(ctx,
+			`INSERT INTO rooms (name, visibility, created_by) VALUES ($1, $2, $3) RETURNING id, name, visibility`,
+			name, visibility, uid).Scan(&id, &r.Name, &r.Visibility); err != nil {
+			return err
+		}
+		r.ID = formatID(id)
+		_, err := tx.Exec(ctx, `INSERT INTO room_members (room_id, user_id) VALUES ($1, $2)`, id, uid)
+		return err
+	})
+	if isUniqueViolation(err, "rooms_name_key") {
+		return chat.Room{}, chat.Errorf(chat.CodeConflict, "room name %q is taken", name)
+	}
+	return r, wrap("create room", err)
+}
+
+const roomColumns = `r.id, r.name, r.visibility, r.last_seq`
+
+// RoomsOf lists the rooms userID belongs to with their read cursors and
+// unread counts, by name.
+func (s *Store) RoomsOf(ctx context.Context, userID string) ([]chat.Room, error) {
+	uid, err := parseID(userID)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.db.Query(ctx, `
+		SELECT `+roomColumns+`, m.read_seq
+		FROM room_members m JOIN rooms r ON r.id = m.room_id
+		WHERE m.user_id = $1 ORDER BY lower(r.name)`, uid)
+	if err != nil {
+		return nil, wrap("rooms of", err)
+	}
+	rooms, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (chat.Room, error) {
+		var r chat.Room
+		var id int64
+		err := row.Scan(&id, &r.Name, &r.Visibility, &r.LastSeq, &r.LastReadSeq)
+		r.ID = formatID(id)
+		r.Unread = max(r.LastSeq-r.LastReadSeq, 0)
+		return r, err
+	})
+	return rooms, wrap("rooms of", err)
+}
+
+// PublicRooms lists every public room by name.
+func (s *Store) PublicRooms(ctx context.Context) ([]chat.Room, error) {
+	rows, err := s.db.Query(ctx, `SELECT `+roomColumns+` FROM rooms r WHERE r.visibility = 'public' ORDER BY lower(r.name)`)
+	if err != nil {
+		return nil, wrap("public rooms", err)
+	}
+	rooms, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (chat.Room, error) {
+		var r chat.Room
+		var id int64
+		err := row.Scan(&id, &r.Name, &r.Visibility, &r.LastSeq)
+		r.ID = formatID(id)
+		return r, err
+	})
+	return rooms, wrap("public rooms", err)
+}
+
+// CheckMember returns nil when userID belongs to roomID. Otherwise it returns
+// chat.ErrForbidden for a public room and chat.ErrNotFound for a private or
+// missing one, so private rooms do not reveal that they exist.
+func (s *Store) CheckMember(ctx context.Context, userID, roomID string) error {
+	uid, err := parseID(userID)
+	if err != nil {
+		return err
+	}
+	rid, err := parseID(roomID)
+	if err != nil {
+		return err
+	}
+	return wrap("check member", checkMember(ctx, s.db, uid, rid))
+}
+
+func checkMember(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, uid, rid int64) error {
+	var visibility string
+	var member bool
+	err := q.QueryRow(ctx, `
+		SELECT r.visibility, EXISTS (SELECT 1 FROM room_members WHERE room_id = r.id AND user_id = $2)
+		FROM rooms r WHERE r.id = $1`, rid, uid).Scan(&visibility, &member)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return chat.ErrNotFound
+	case err != nil:
+		return err
+	case member:
+		return nil
+	case visibility == chat.Public:
+		return chat.ErrForbidden
+	default:
+		return chat.ErrNotFound
+	}
+}
+
+// Join adds userID to the public room roomID. Joining a room one already
+// belongs to is not an error. A private room is chat.ErrNotFound unless the
+// user is already a member.
+func (s *Store) Join(ctx context.Context, userID, roomID string) (chat.Room, error) {
+	uid, err := parseID(userID)
+	if err != nil {
+		return chat.Room{}, err
+	}
+	rid, err := parseID(roomID)
+	if err != nil {
+		return chat.Room{}, err
+	}
+	if err := checkMember(ctx, s.db, uid, rid); err != nil && !errors.Is(err, chat.ErrForbidden) {
+		return chat.Room{}, wrap("join", err)
+	}
+	// Only public rooms reach here unless the user is already a member.
+	if _, err := s.db.Exec(ctx,
+		`INSERT INTO room_members (room_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, rid, uid); err != nil {
+		return chat.Room{}, wrap("join", err)
+	}
+	return s.memberRoom(ctx, uid, rid)
+}
+
+// AddMember adds the account named username to roomID on behalf of actorID,
+// who must be a member. It returns the added user.
+func (s *Store) AddMember(ctx context.Context, actorID, roomID, username string) (chat.User, error) {
+	aid, err := parseID(actorID)
+	if err != nil {
+		return chat.User{}, err
+	}
+	rid, err := parseID(roomID)
+	if err != nil {
+		return chat.User{}, err
+	}
+	if err := checkMember(ctx, s.db, aid, rid); err != nil {
+		return chat.User{}, wrap("add member", err)
+	}
+	u, err := s.UserByUsername(ctx, username)
+	if err != nil {
+		if errors.Is(err, chat.ErrNotFound) {
+			return chat.User{}, chat.Errorf(chat.CodeNotFound, "no user named %q", username)
+		}
+		return chat.User{}, err
+	}
+	uid, _ := parseID(u.ID)
+	if _, err := s.db.Exec(ctx,
+		`INSERT INTO room_members (room_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, rid, uid); err != nil {
+		return chat.User{}, wrap("add member", err)
+	}
+	return u, nil
+}
+
+// Leave removes userID from roomID.
+func (s *Store) Leave(ctx context.Context, userID, roomID string) error {
+	uid, err := parseID(userID)
+	if err != nil {
+		return err
+	}
+	rid, err := parseID(roomID)
+	if err != nil {
+		return err
+	}
+	if err := checkMember(ctx, s.db, uid, rid); err != nil {
+		return wrap("leave", err)
+	}
+	_, err = s.db.Exec(ctx, `DELETE FROM room_members WHERE room_id = $1 AND user_id = $2`, rid, uid)
+	return wrap("leave", err)
+}
+
+// MemberRoom returns roomID as userID sees it, with cursors; a non-member
+// gets the error of CheckMember.
+func (s *Store) MemberRoom(ctx context.Context, userID, roomID string) (chat.Room, error) {
+	uid, err := parseID(userID)
+	if err != nil {
+		return chat.Room{}, err
+	}
+	rid, err := parseID(roomID)
+	if err != nil {
+		return chat.Room{}, err
+	}
+	if err := checkMember(ctx, s.db, uid, rid); err != nil {
+		return chat.Room{}, wrap("member room", err)
+	}
+	return s.memberRoom(ctx, uid, rid)
+}
+
+func (s *Store) memberRoom(ctx context.Context, uid, rid int64) (chat.Room, error) {
+	var r chat.Room
+	var id int64
+	err := s.db.QueryRow(ctx, `
+		SELECT `+roomColumns+`, m.read_seq
+		FROM room_members m JOIN rooms r ON r.id = m.room_id
+		WHERE m.room_id = $1 AND m.user_id = $2`, rid, uid).Scan(&id, &r.Name, &r.Visibility, &r.LastSeq, &r.LastReadSeq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return chat.Room{}, chat.ErrNotFound
+	}
+	r.ID = formatID(id)
+	r.Unread = max(r.LastSeq-r.LastReadSeq, 0)
+	return r, wrap("member room", err)
+}
+
+// RoomByName returns the room with the given name in any letter case.
+func (s *Store) RoomByName(ctx context.Context, name string) (chat.Room, error) {
+	var r chat.Room
+	var id int64
+	err := s.db.QueryRow(ctx, `SELECT `+roomColumns+` FROM rooms r WHERE lower(r.name) = lower($1)`, name).
+		Scan(&id, &r.Name, &r.Visibility, &r.LastSeq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return chat.Room{}, chat.ErrNotFound
+	}
+	r.ID = formatID(id)
+	return r, wrap("room by name", err)
+}
+
+// LastSeq returns the seq of the newest message in roomID (0 when empty).
+func (s *Store) LastSeq(ctx context.Context, roomID string) (int64, error) {
+	rid, err := parseID(roomID)
+	if err != nil {
+		return 0, err
+	}
+	var seq int64
+	err = s.db.QueryRow(ctx, `SELECT last_seq FROM rooms WHERE id = $1`, rid).Scan(&seq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, chat.ErrNotFound
+	}
+	return seq, wrap("last seq", err)
+}
+
+// Cursor is a user's position in one room.
+type Cursor struct {
+	RoomID       string
+	LastSeq      int64
+	DeliveredSeq int64
+	ReadSeq      int64
+}
+
+// Cursors returns the user's position in every room they belong to.
+func (s *Store) Cursors(ctx context.Context, userID string) ([]Cursor, error) {
+	uid, err := parseID(userID)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.db.Query(ctx, `
+		SELECT r.id, r.last_seq, m.delivered_seq, m.read_seq
+		FROM room_members m JOIN rooms r ON r.id = m.room_id
+		WHERE m.user_id = $1`, uid)
+	if err != nil {
+		return nil, wrap("cursors", err)
+	}
+	cs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Cursor, error) {
+		var c Cursor
+		var id int64
+		err := row.Scan(&id, &c.LastSeq, &c.DeliveredSeq, &c.ReadSeq)
+		c.RoomID = formatID(id)
+		return c, err
+	})
+	return cs, wrap("cursors", err)
+}
+
+// MarkDelivered moves the user's delivery cursors forward (never back) to
+// the given seq per room.
+func (s *Store) MarkDelivered(ctx context.Context, userID string, seqs map[string]int64) error {
+	uid, err := parseID(userID)
+	if err != nil {
+		return err
+	}
+	rooms := make([]int64, 0, len(seqs))
+	values := make([]int64, 0, len(seqs))
+	for room, seq := range seqs {
+		rid, err := parseID(room)
+		if err != nil {
+			continue
+		}
+		rooms = append(rooms, rid)
+		values = append(values, seq)
+	}
+	_, err = s.db.Exec(ctx, `
+		UPDATE room_members m SET delivered_seq = GREATEST(m.delivered_seq, v.seq)
+		FROM unnest($2::bigint[], $3::bigint[]) AS v(room_id, seq)
+		WHERE m.user_id = $1 AND m.room_id = v.room_id`, uid, rooms, values)
+	return wrap("mark delivered", err)
+}
+
+// MarkRead moves the user's read cursor in roomID forward to seq (capped at
+// the room's last seq) and returns the room with its new unread count.
+func (s *Store) MarkRead(ctx context.Context, userID, roomID string, seq int64) (chat.Room, error) {
+	uid, err := parseID(userID)
+	if err != nil {
+		return chat.Room{}, err
+	}
+	rid, err := parseID(roomID)
+	if err != nil {
+		return chat.Room{}, err
+	}
+	if err := checkMember(ctx, s.db, uid, rid); err != nil {
+		return chat.Room{}, wrap("mark read", err)
+	}
+	if _, err := s.db.Exec(ctx, `
+		UPDATE room_members m SET read_seq = GREATEST(m.read_seq, LEAST($3, r.last_seq))
+		FROM rooms r WHERE r.id = m.room_id AND m.room_id = $1 AND m.user_id = $2`, rid, uid, seq); err != nil {
+		return chat.Room{}, wrap("mark read", err)
+	}
+	return s.memberRoom(ctx, uid, rid)
+}
