@@ -111,3 +111,18 @@ func (m *NewMessage) Validate() error {
 	}
 	return nil
 }
+
+// Session is who an access token speaks for.
+type Session struct {
+	User      User
+	TokenID   string    // the token's jti: what logout revokes
+	ExpiresAt time.Time // when the token expires
+}
+
+// Cursor is a member's position in one room.
+type Cursor struct {
+	RoomID       string
+	LastSeq      int64 // the room's newest seq
+	DeliveredSeq int64 // highest seq written to any of the member's connections
+	ReadSeq      int64 // highest seq the member marked read
+}

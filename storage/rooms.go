@@ -242,16 +242,8 @@ func (s *Store) LastSeq(ctx context.Context, roomID string) (int64, error) {
 	return seq, wrap("last seq", err)
 }
 
-// Cursor is a user's position in one room.
-type Cursor struct {
-	RoomID       string
-	LastSeq      int64
-	DeliveredSeq int64
-	ReadSeq      int64
-}
-
 // Cursors returns the user's position in every room they belong to.
-func (s *Store) Cursors(ctx context.Context, userID string) ([]Cursor, error) {
+func (s *Store) Cursors(ctx context.Context, userID string) ([]chat.Cursor, error) {
 	uid, err := parseID(userID)
 	if err != nil {
 		return nil, err
@@ -263,8 +255,8 @@ func (s *Store) Cursors(ctx context.Context, userID string) ([]Cursor, error) {
 	if err != nil {
 		return nil, wrap("cursors", err)
 	}
-	cs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Cursor, error) {
-		var c Cursor
+	cs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (chat.Cursor, error) {
+		var c chat.Cursor
 		var id int64
 		err := row.Scan(&id, &c.LastSeq, &c.DeliveredSeq, &c.ReadSeq)
 		c.RoomID = formatID(id)

@@ -1,0 +1,195 @@
+package hub
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/switchboard-chat/switchboard/chat"
+)
+
+// clientFrame is any client→server frame of SPEC §6. Pointer fields tell
+// "absent" from zero.
+type clientFrame struct {
+	Type      string           `json:"type"`
+	ID        *string          `json:"id"`
+	Token     string           `json:"token"`
+	Resume    map[string]int64 `json:"resume"`
+	Room      *string          `json:"room"`
+	Body      *string          `json:"body"`
+	ParentID  *string          `json:"parent_id"`
+	ClientID  *string          `json:"client_id"`
+	AfterSeq  *int64           `json:"after_seq"`
+	BeforeSeq *int64           `json:"before_seq"`
+	Limit     *int             `json:"limit"`
+	Seq       *int64           `json:"seq"`
+}
+
+// errInvalidUTF8 means the frame must be closed with 1007, not answered.
+var errInvalidUTF8 = errors.New("text frame is not valid UTF-8")
+
+// decodeFrame parses one client frame and checks that its type is known and
+// that the fields that type needs are present and well typed. It returns
+// errInvalidUTF8 for bytes that are not UTF-8 (encoding/json would silently
+// replace them) and a *chat.Error with code bad_request for anything else
+// wrong; the frame's id is returned whenever it could be read, so the error
+// can echo it.
+func decodeFrame(data []byte) (clientFrame, error) {
+	var f clientFrame
+	if !utf8.Valid(data) {
+		return f, errInvalidUTF8
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&f); err != nil {
+		f.ID = frameID(data)
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) && typeErr.Field != "" {
+			return f, chat.Errorf(chat.CodeBadRequest, "field %q has the wrong type", typeErr.Field)
+		}
+		return f, chat.Errorf(chat.CodeBadRequest, "frame is not a JSON object")
+	}
+	if dec.More() {
+		return f, chat.Errorf(chat.CodeBadRequest, "one JSON object per frame")
+	}
+	need := func(ok bool, field string) error {
+		if !ok {
+			return chat.Errorf(chat.CodeBadRequest, "%s needs %q", f.Type, field)
+		}
+		return nil
+	}
+	room := f.Room != nil && *f.Room != ""
+	switch f.Type {
+	case "auth":
+		return f, need(f.Token != "", "token")
+	case "send":
+		if err := need(room, "room"); err != nil {
+			return f, err
+		}
+		return f, need(f.Body != nil, "body")
+	case "subscribe", "unsubscribe", "typing":
+		return f, need(room, "room")
+	case "history":
+		if err := need(room, "room"); err != nil {
+			return f, err
+		}
+		if f.Limit != nil && (*f.Limit < 1 || *f.Limit > maxHistoryLimit) {
+			return f, chat.Errorf(chat.CodeBadRequest, "limit must be 1-%d", maxHistoryLimit)
+		}
+		if f.BeforeSeq != nil && *f.BeforeSeq < 0 {
+			return f, chat.Errorf(chat.CodeBadRequest, "before_seq must not be negative")
+		}
+		return f, nil
+	case "read":
+		if err := need(room, "room"); err != nil {
+			return f, err
+		}
+		return f, need(f.Seq != nil && *f.Seq >= 0, "seq")
+	case "ping":
+		return f, nil
+	case "":
+		return f, chat.Errorf(chat.CodeBadRequest, "frame has no type")
+	default:
+		return f, chat.Errorf(chat.CodeBadRequest, "unknown frame type %q", f.Type)
+	}
+}
+
+// frameID digs the request id out of a frame that did not decode as a whole.
+func frameID(data []byte) *string {
+	var probe struct {
+		ID any `json:"id"`
+	}
+	if json.Unmarshal(data, &probe) != nil {
+		return nil
+	}
+	if s, ok := probe.ID.(string); ok {
+		return &s
+	}
+	return nil
+}
+
+const (
+	defaultHistoryLimit = 50
+	maxHistoryLimit     = 200
+)
+
+// Server→client frames.
+
+type readyFrame struct {
+	Type      string      `json:"type"`
+	User      chat.User   `json:"user"`
+	SessionID string      `json:"session_id"`
+	Rooms     []chat.Room `json:"rooms"`
+}
+
+type ackFrame struct {
+	Type    string        `json:"type"`
+	ID      *string       `json:"id"`
+	Message *chat.Message `json:"message"`
+}
+
+type messageFrame struct {
+	Type    string        `json:"type"`
+	Message *chat.Message `json:"message"`
+}
+
+type typingFrame struct {
+	Type string    `json:"type"`
+	Room string    `json:"room"`
+	User chat.User `json:"user"`
+}
+
+type subscribedFrame struct {
+	Type    string  `json:"type"`
+	ID      *string `json:"id"`
+	Room    string  `json:"room"`
+	LastSeq int64   `json:"last_seq"`
+}
+
+type unsubscribedFrame struct {
+	Type string  `json:"type"`
+	ID   *string `json:"id"`
+	Room string  `json:"room"`
+}
+
+type historyFrame struct {
+	Type     string         `json:"type"`
+	ID       *string        `json:"id"`
+	Room     string         `json:"room"`
+	Messages []chat.Message `json:"messages"`
+}
+
+type pongFrame struct {
+	Type string  `json:"type"`
+	ID   *string `json:"id"`
+}
+
+type errorFrame struct {
+	Type         string  `json:"type"`
+	ID           *string `json:"id"`
+	Code         string  `json:"code"`
+	Message      string  `json:"message"`
+	RetryAfterMs *int64  `json:"retry_after_ms,omitempty"`
+}
+
+func newErrorFrame(id *string, err error) errorFrame {
+	e := chat.ErrorOf(err)
+	return errorFrame{Type: "error", ID: id, Code: string(e.Code), Message: e.Message}
+}
+
+// encode marshals a server frame. The frame types above hold nothing that
+// can fail to marshal, so a failure is a programming error.
+func encode(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("hub: encode %T: %v", v, err))
+	}
+	return b
+}
+
+// encodeMessage returns the "message" frame for m, encoded once for every
+// connection it goes to.
+func encodeMessage(m *chat.Message) []byte {
+	return encode(messageFrame{Type: "message", Message: m})
+}

@@ -1,0 +1,403 @@
+// Package hub holds a node's WebSocket connections and delivers each room's
+// messages to them in seq order, without gaps or repeats, whatever order the
+// broker brings them in.
+//
+// Shape: the HTTP handler goroutine of each connection is its reader and
+// starts one writer (conn.go). Rooms with local connections have a *room
+// (room.go) that puts broker events back in seq order, fetching missing seqs
+// from the store, and hands each message, encoded once, to the bounded send
+// queue of every subscribed connection. A subscription that starts behind
+// the room catches up from the store and then switches to live delivery
+// under the room's lock, so nothing is lost or repeated at the switch.
+//
+// Lock order: Hub.mu, then room.mu, then conn.mu. Nothing slow (I/O, store
+// calls) happens while holding any of them.
+package hub
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/switchboard-chat/switchboard/chat"
+)
+
+// Store is the part of storage the hub uses.
+type Store interface {
+	SaveMessage(ctx context.Context, m chat.NewMessage) (chat.Message, bool, error)
+	MessagesAfter(ctx context.Context, room string, afterSeq int64, limit int) ([]chat.Message, error)
+	MessagesBefore(ctx context.Context, room string, beforeSeq int64, limit int) ([]chat.Message, error)
+	LastSeq(ctx context.Context, room string) (int64, error)
+	CheckMember(ctx context.Context, userID, roomID string) error
+	RoomsOf(ctx context.Context, userID string) ([]chat.Room, error)
+	Cursors(ctx context.Context, userID string) ([]chat.Cursor, error)
+	MarkDelivered(ctx context.Context, userID string, seqs map[string]int64) error
+	MarkRead(ctx context.Context, userID, roomID string, seq int64) (chat.Room, error)
+}
+
+// Authenticator turns an access token into a session.
+type Authenticator interface {
+	Authenticate(ctx context.Context, token string) (chat.Session, error)
+}
+
+// Config configures a Hub. Store, Broker and Auth are required.
+type Config struct {
+	Store  Store
+	Broker Broker
+	Auth   Authenticator
+	// Logger; nil discards logs.
+	Logger *slog.Logger
+	// AllowedOrigins are the Origin values allowed to open a WebSocket, as
+	// "scheme://host[:port]". An upgrade without Origin is always allowed.
+	AllowedOrigins []string
+	// RateLimit and RateBurst bound sends per connection. Zero means 10/s
+	// with bursts of 20.
+	RateLimit float64
+	RateBurst int
+	// TypingLimit and TypingBurst bound typing events per connection. Zero
+	// means 1/s with bursts of 3.
+	TypingLimit float64
+	TypingBurst int
+	// QueueBytes bounds each connection's send queue. Zero means 1 MiB.
+	QueueBytes int
+	// MaxFrameBytes is the largest client frame. Zero means 64 KiB.
+	MaxFrameBytes int64
+	// AuthTimeout is how long a connection may take to authenticate. Zero
+	// means 10 s.
+	AuthTimeout time.Duration
+	// PingInterval is how often the server pings. Zero means 25 s.
+	PingInterval time.Duration
+	// IdleTimeout closes a connection that answers no ping for this long.
+	// Zero means 60 s.
+	IdleTimeout time.Duration
+	// WriteTimeout bounds each frame write. Zero means 5 s.
+	WriteTimeout time.Duration
+	// GapWait is how long an out-of-order message waits for the ones before
+	// it before they are fetched from the store. Zero means 50 ms.
+	GapWait time.Duration
+	// DeliveredFlush is how often delivery cursors are written. Zero means 1 s.
+	DeliveredFlush time.Duration
+	// Metrics, if not nil, counts what the hub does.
+	Metrics *Metrics
+}
+
+func (c *Config) setDefaults() error {
+	if c.Store == nil || c.Broker == nil || c.Auth == nil {
+		return errors.New("hub: Config needs Store, Broker and Auth")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	setDefault(&c.RateLimit, 10)
+	setDefault(&c.RateBurst, 20)
+	setDefault(&c.TypingLimit, 1)
+	setDefault(&c.TypingBurst, 3)
+	setDefault(&c.QueueBytes, 1<<20)
+	setDefault(&c.MaxFrameBytes, 64<<10)
+	setDefault(&c.AuthTimeout, 10*time.Second)
+	setDefault(&c.PingInterval, 25*time.Second)
+	setDefault(&c.IdleTimeout, 60*time.Second)
+	setDefault(&c.WriteTimeout, 5*time.Second)
+	setDefault(&c.GapWait, 50*time.Millisecond)
+	setDefault(&c.DeliveredFlush, time.Second)
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics(nil)
+	}
+	return nil
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+// Hub holds the connections of one node.
+type Hub struct {
+	cfg Config
+	log *slog.Logger
+
+	ctx    context.Context // cancelled by Shutdown; parent of every connection's context
+	cancel context.CancelFunc
+	conns  sync.WaitGroup // one per connection handler
+	flushDone chan struct{}
+
+	mu       sync.RWMutex
+	closing  bool
+	rooms    map[string]*room
+	users    map[string]map[*conn]struct{} // user id → that user's connections
+	subMu    sync.Mutex                    // serialises broker Subscribe/Unsubscribe
+	delivery *deliveryCursors
+}
+
+// New returns a running Hub.
+func New(cfg Config) (*Hub, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &Hub{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		ctx:       ctx,
+		cancel:    cancel,
+		flushDone: make(chan struct{}),
+		rooms:     make(map[string]*room),
+		users:     make(map[string]map[*conn]struct{}),
+		delivery:  newDeliveryCursors(),
+	}
+	go h.flushLoop()
+	return h, nil
+}
+
+// Post validates and stores a message and delivers it to the room. It is
+// the one path by which messages enter the system, from the WebSocket, the
+// HTTP API and later SMS and Slack. created is false when the message repeats
+// an earlier client_id or external id; that message is returned and nothing
+// is delivered again.
+func (h *Hub) Post(ctx context.Context, nm chat.NewMessage) (msg chat.Message, created bool, err error) {
+	if err := nm.Validate(); err != nil {
+		return chat.Message{}, false, err
+	}
+	msg, created, err = h.cfg.Store.SaveMessage(ctx, nm)
+	if err != nil {
+		return chat.Message{}, false, err
+	}
+	if created {
+		h.cfg.Metrics.MessagesIn.WithLabelValues(msg.Source).Inc()
+		h.publish(Event{Room: msg.RoomID, Seq: msg.Seq, From: msg.Sender.ID, Frame: encodeMessage(&msg)})
+	}
+	return msg, created, nil
+}
+
+// publish hands ev to local connections at once and to the broker for the
+// other nodes. The message is already durable, so a broker failure only
+// delays remote delivery until the gap is noticed there.
+func (h *Hub) publish(ev Event) {
+	h.Receive(ev)
+	if err := h.cfg.Broker.Publish(h.ctx, ev); err != nil {
+		h.log.Warn("broker publish failed", slog.String("room", ev.Room), slog.Int64("seq", ev.Seq), slog.Any("error", err))
+	}
+}
+
+// Receive takes an event from the broker. It never blocks on a connection.
+func (h *Hub) Receive(ev Event) {
+	h.mu.RLock()
+	r := h.rooms[ev.Room]
+	h.mu.RUnlock()
+	if r == nil {
+		return
+	}
+	if ev.Seq == 0 {
+		r.broadcastEphemeral(ev)
+		return
+	}
+	r.receive(ev)
+}
+
+// JoinRoom subscribes every open connection of userID to roomID from the
+// room's current end, and tells them with a subscribed frame. The HTTP API
+// calls it after a join or an added member.
+func (h *Hub) JoinRoom(ctx context.Context, userID, roomID string) {
+	conns := h.connsOf(userID)
+	if len(conns) == 0 {
+		return
+	}
+	seq, err := h.cfg.Store.LastSeq(ctx, roomID)
+	if err != nil {
+		h.log.Warn("join room: last seq", slog.String("room", roomID), slog.Any("error", err))
+		return
+	}
+	for _, c := range conns {
+		if err := h.subscribe(ctx, c, roomID, seq, nil); err != nil {
+			h.log.Warn("join room: subscribe", slog.String("room", roomID), slog.Any("error", err))
+		}
+	}
+}
+
+// LeaveRoom unsubscribes every open connection of userID from roomID.
+func (h *Hub) LeaveRoom(_ context.Context, userID, roomID string) {
+	for _, c := range h.connsOf(userID) {
+		h.unsubscribe(c, roomID)
+		c.enqueueFrame(encode(unsubscribedFrame{Type: "unsubscribed", Room: roomID}))
+	}
+}
+
+func (h *Hub) connsOf(userID string) []*conn {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	cs := make([]*conn, 0, len(h.users[userID]))
+	for c := range h.users[userID] {
+		cs = append(cs, c)
+	}
+	return cs
+}
+
+// register adds an authenticated connection; it fails once Shutdown began.
+func (h *Hub) register(c *conn) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closing {
+		return false
+	}
+	set := h.users[c.user.ID]
+	if set == nil {
+		set = make(map[*conn]struct{})
+		h.users[c.user.ID] = set
+	}
+	set[c] = struct{}{}
+	h.cfg.Metrics.Connections.Inc()
+	return true
+}
+
+func (h *Hub) unregister(c *conn) {
+	for _, room := range c.rooms() {
+		h.unsubscribe(c, room)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if set := h.users[c.user.ID]; set != nil {
+		delete(set, c)
+		if len(set) == 0 {
+			delete(h.users, c.user.ID)
+		}
+		h.cfg.Metrics.Connections.Dec()
+	}
+}
+
+// acquireRoom returns the local state of roomID, creating it, subscribing
+// the broker and reading the room's last seq on first use. Each successful
+// call must be paired with releaseRoom.
+func (h *Hub) acquireRoom(ctx context.Context, roomID string) (*room, error) {
+	h.mu.Lock()
+	r := h.rooms[roomID]
+	if r == nil {
+		r = newRoom(h, roomID)
+		h.rooms[roomID] = r
+	}
+	r.refs++
+	h.mu.Unlock()
+
+	r.initMu.Lock()
+	defer r.initMu.Unlock()
+	if r.initialized() {
+		return r, nil
+	}
+	// Subscribe before reading last_seq: a message committed in between is
+	// then either counted in last_seq or delivered by the broker (or both,
+	// and the repeat is dropped).
+	h.subMu.Lock()
+	err := h.cfg.Broker.Subscribe(ctx, roomID)
+	h.subMu.Unlock()
+	var seq int64
+	if err == nil {
+		seq, err = h.cfg.Store.LastSeq(ctx, roomID)
+	}
+	if err != nil {
+		h.releaseRoom(r)
+		return nil, err
+	}
+	r.initialize(seq)
+	return r, nil
+}
+
+func (h *Hub) releaseRoom(r *room) {
+	h.mu.Lock()
+	r.refs--
+	last := r.refs == 0
+	if last {
+		delete(h.rooms, r.id)
+	}
+	h.mu.Unlock()
+	if last {
+		r.stop()
+		h.subMu.Lock()
+		defer h.subMu.Unlock()
+		if err := h.cfg.Broker.Unsubscribe(context.WithoutCancel(h.ctx), r.id); err != nil {
+			h.log.Warn("broker unsubscribe failed", slog.String("room", r.id), slog.Any("error", err))
+		}
+	}
+}
+
+// subscribe starts delivering roomID to c from afterSeq on. A subscription
+// that c already has is restarted from afterSeq. A subscribed frame (echoing
+// id) goes out before any message.
+func (h *Hub) subscribe(ctx context.Context, c *conn, roomID string, afterSeq int64, id *string) error {
+	r, err := h.acquireRoom(ctx, roomID)
+	if err != nil {
+		return err
+	}
+	if old := c.setRoom(roomID, r); old != nil {
+		old.removeSub(c)
+		h.releaseRoom(old)
+	}
+	r.addSub(c, afterSeq, id)
+	return nil
+}
+
+func (h *Hub) unsubscribe(c *conn, roomID string) bool {
+	r := c.setRoom(roomID, nil)
+	if r == nil {
+		return false
+	}
+	r.removeSub(c)
+	h.releaseRoom(r)
+	return true
+}
+
+// Shutdown refuses new connections, closes every open one with 1001 after
+// telling it why, waits for their handlers to return or ctx to end, and
+// writes the last delivery cursors.
+func (h *Hub) Shutdown(ctx context.Context) error {
+	h.mu.Lock()
+	if h.closing {
+		h.mu.Unlock()
+		return nil
+	}
+	h.closing = true
+	var all []*conn
+	for _, set := range h.users {
+		for c := range set {
+			all = append(all, c)
+		}
+	}
+	h.mu.Unlock()
+
+	// Close at most 128 at a time: a close handshake waits for the peer.
+	sem := make(chan struct{}, 128)
+	var wg sync.WaitGroup
+	for _, c := range all {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			c.closeGoingAway()
+		}()
+	}
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		h.conns.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	h.cancel() // ends any handler still running and the flush loop
+	<-h.flushDone
+	return err
+}
+
+func newSessionID() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,39 @@
+package hub
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the hub's Prometheus collectors.
+type Metrics struct {
+	Connections prometheus.Gauge
+	MessagesIn  *prometheus.CounterVec // by source
+	Delivered   prometheus.Counter     // messages handed to connection queues
+	FramesOut   prometheus.Counter     // WebSocket frames written (each may batch several objects)
+	Dropped     *prometheus.CounterVec // by reason: slow_consumer, ephemeral
+	RateLimited prometheus.Counter
+	GapFetches  prometheus.Counter
+}
+
+// NewMetrics makes the hub's collectors and registers them with reg; a nil
+// reg leaves them unregistered.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Connections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "switchboard_ws_connections", Help: "Open authenticated WebSocket connections."}),
+		MessagesIn: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_messages_in_total", Help: "Messages stored, by source."}, []string{"source"}),
+		Delivered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchboard_messages_out_total", Help: "Messages handed to connections for delivery."}),
+		FramesOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchboard_ws_frames_out_total", Help: "WebSocket frames written."}),
+		Dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_ws_dropped_total", Help: "Connections closed or events dropped, by reason."}, []string{"reason"}),
+		RateLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchboard_rate_limited_total", Help: "Sends refused by the per-connection rate limit."}),
+		GapFetches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchboard_gap_fetches_total", Help: "Out-of-order gaps filled from Postgres."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.Connections, m.MessagesIn, m.Delivered, m.FramesOut, m.Dropped, m.RateLimited, m.GapFetches)
+	}
+	return m
+}

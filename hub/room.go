@@ -1,0 +1,241 @@
+package hub
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// catchUpPage is how many messages a catch-up or gap fetch reads at a time.
+const catchUpPage = 200
+
+// room is the local delivery state of one room with local subscribers.
+type room struct {
+	id string
+	h  *Hub
+
+	refs int // guarded by Hub.mu
+
+	initMu sync.Mutex // held while the first subscriber initialises the room
+
+	mu       sync.Mutex
+	ready    bool            // lastSeq is known
+	lastSeq  int64           // every seq up to here has been handed to live subs, in order
+	pending  map[int64]Event // arrived ahead of lastSeq+1
+	filling  bool            // a gap fetch is scheduled or running
+	subs     map[*conn]*sub
+	stopped  bool
+}
+
+// sub is one connection's subscription. cursor is the last seq handed to
+// the connection; a sub that is not live is catching up from the store and
+// live delivery skips it.
+type sub struct {
+	cursor int64
+	live   bool
+}
+
+func newRoom(h *Hub, id string) *room {
+	return &room{id: id, h: h, pending: make(map[int64]Event), subs: make(map[*conn]*sub)}
+}
+
+func (r *room) initialized() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ready
+}
+
+// initialize sets the room's position once the store has told it, then
+// delivers whatever arrived meanwhile and is next in line.
+func (r *room) initialize(lastSeq int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ready = true
+	r.lastSeq = lastSeq
+	r.advance()
+}
+
+func (r *room) stop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stopped = true
+}
+
+// receive takes one stored message from the broker.
+func (r *room) receive(ev Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped || (r.ready && ev.Seq <= r.lastSeq) {
+		return // a repeat, or already fetched from the store
+	}
+	r.pending[ev.Seq] = ev
+	if r.ready {
+		r.advance()
+	}
+}
+
+// advance delivers pending events in seq order for as long as the next one
+// is there, and schedules a store fetch when one is missing. Called with
+// r.mu held.
+func (r *room) advance() {
+	for seq := range r.pending {
+		if seq <= r.lastSeq {
+			delete(r.pending, seq)
+		}
+	}
+	for {
+		ev, ok := r.pending[r.lastSeq+1]
+		if !ok {
+			break
+		}
+		delete(r.pending, ev.Seq)
+		r.lastSeq = ev.Seq
+		r.deliver(ev)
+	}
+	if len(r.pending) > 0 && !r.filling {
+		r.filling = true
+		time.AfterFunc(r.h.cfg.GapWait, r.fillGap)
+	}
+}
+
+// deliver hands an in-order message to every live subscriber. Called with
+// r.mu held.
+func (r *room) deliver(ev Event) {
+	for c, s := range r.subs {
+		if !s.live || ev.Seq <= s.cursor {
+			continue
+		}
+		if ev.Seq != s.cursor+1 {
+			// Cannot happen while live subs follow lastSeq; recover anyway.
+			s.live = false
+			go r.catchUp(c, s)
+			continue
+		}
+		s.cursor = ev.Seq
+		c.enqueueMessage(r.id, ev.Seq, ev.Frame)
+	}
+	r.h.cfg.Metrics.Delivered.Add(float64(len(r.subs)))
+}
+
+// fillGap fetches from the store the messages that are missing before the
+// pending ones (another node's publish may be late or lost) and delivers
+// them in order.
+func (r *room) fillGap() {
+	r.mu.Lock()
+	if r.stopped || len(r.pending) == 0 {
+		r.filling = false
+		r.mu.Unlock()
+		return
+	}
+	from := r.lastSeq
+	r.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(r.h.ctx, 10*time.Second)
+	msgs, err := r.h.cfg.Store.MessagesAfter(ctx, r.id, from, catchUpPage)
+	cancel()
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.filling = false
+	if err != nil {
+		r.h.log.Warn("gap fetch failed", slog.String("room", r.id), slog.Any("error", err))
+		if r.h.ctx.Err() == nil && !r.stopped {
+			r.filling = true
+			time.AfterFunc(time.Second, r.fillGap)
+		}
+		return
+	}
+	r.h.cfg.Metrics.GapFetches.Inc()
+	for i := range msgs {
+		m := &msgs[i]
+		if m.Seq > r.lastSeq {
+			r.pending[m.Seq] = Event{Room: r.id, Seq: m.Seq, From: m.Sender.ID, Frame: encodeMessage(m)}
+		}
+	}
+	r.advance()
+}
+
+// addSub subscribes c from afterSeq: it sends the subscribed frame, then
+// catches up from the store, then goes live.
+func (r *room) addSub(c *conn, afterSeq int64, id *string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := &sub{cursor: afterSeq}
+	r.subs[c] = s
+	c.enqueueFrame(encode(subscribedFrame{Type: "subscribed", ID: id, Room: r.id, LastSeq: r.lastSeq}))
+	if afterSeq >= r.lastSeq {
+		s.cursor = afterSeq
+		s.live = true
+		return
+	}
+	go r.catchUp(c, s)
+}
+
+func (r *room) removeSub(c *conn) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.subs, c)
+}
+
+// catchUp reads what s missed from the store, page by page, and makes s live
+// once it has reached the room's position. The switch happens under r.mu,
+// where live delivery also runs, so no message falls between the two.
+func (r *room) catchUp(c *conn, s *sub) {
+	backoff := 100 * time.Millisecond
+	for {
+		r.mu.Lock()
+		if r.subs[c] != s {
+			r.mu.Unlock()
+			return
+		}
+		from := s.cursor
+		r.mu.Unlock()
+
+		msgs, err := r.h.cfg.Store.MessagesAfter(c.ctx, r.id, from, catchUpPage)
+		if err != nil {
+			if c.ctx.Err() != nil {
+				return
+			}
+			r.h.log.Warn("catch-up fetch failed", slog.String("room", r.id), slog.Any("error", err))
+			select {
+			case <-time.After(backoff):
+				backoff = min(2*backoff, 5*time.Second)
+				continue
+			case <-c.ctx.Done():
+				return
+			}
+		}
+
+		r.mu.Lock()
+		if r.subs[c] != s {
+			r.mu.Unlock()
+			return
+		}
+		for i := range msgs {
+			m := &msgs[i]
+			if m.Seq == s.cursor+1 {
+				s.cursor = m.Seq
+				c.enqueueMessage(r.id, m.Seq, encodeMessage(m))
+			}
+		}
+		if len(msgs) < catchUpPage && s.cursor >= r.lastSeq {
+			s.live = true
+			r.mu.Unlock()
+			return
+		}
+		r.mu.Unlock()
+	}
+}
+
+// broadcastEphemeral hands a typing (or later presence) event to every
+// subscriber except the connections of the user who caused it.
+func (r *room) broadcastEphemeral(ev Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for c := range r.subs {
+		if c.user.ID != ev.From {
+			c.enqueueEphemeral(ev.Frame)
+		}
+	}
+}
