@@ -126,3 +126,12 @@ type Cursor struct {
 	DeliveredSeq int64 // highest seq written to any of the member's connections
 	ReadSeq      int64 // highest seq the member marked read
 }
+
+// ProfileUpdate holds the fields of PATCH /api/v1/me; nil leaves a field as
+// it is, and a pointer to "" clears phone or slack_user_id.
+type ProfileUpdate struct {
+	DisplayName *string
+	Phone       *string
+	SMSNotify   *bool
+	SlackUserID *string
+}

@@ -122,9 +122,9 @@ type Hub struct {
 	cfg Config
 	log *slog.Logger
 
-	ctx    context.Context // cancelled by Shutdown; parent of every connection's context
-	cancel context.CancelFunc
-	conns  sync.WaitGroup // one per connection handler
+	ctx       context.Context // cancelled by Shutdown; parent of every connection's context
+	cancel    context.CancelFunc
+	conns     sync.WaitGroup // one per connection handler
 	flushDone chan struct{}
 
 	mu       sync.RWMutex

@@ -19,13 +19,13 @@ type room struct {
 
 	initMu sync.Mutex // held while the first subscriber initialises the room
 
-	mu       sync.Mutex
-	ready    bool            // lastSeq is known
-	lastSeq  int64           // every seq up to here has been handed to live subs, in order
-	pending  map[int64]Event // arrived ahead of lastSeq+1
-	filling  bool            // a gap fetch is scheduled or running
-	subs     map[*conn]*sub
-	stopped  bool
+	mu      sync.Mutex
+	ready   bool            // lastSeq is known
+	lastSeq int64           // every seq up to here has been handed to live subs, in order
+	pending map[int64]Event // arrived ahead of lastSeq+1
+	filling bool            // a gap fetch is scheduled or running
+	subs    map[*conn]*sub
+	stopped bool
 }
 
 // sub is one connection's subscription. cursor is the last seq handed to

@@ -64,18 +64,9 @@ func (s *Store) Profile(ctx context.Context, userID string) (chat.Profile, error
 	return p, wrap("profile", err)
 }
 
-// ProfileUpdate holds the fields of PATCH /api/v1/me; nil leaves a field as
-// it is, and a pointer to "" clears phone or slack_user_id.
-type ProfileUpdate struct {
-	DisplayName *string
-	Phone       *string
-	SMSNotify   *bool
-	SlackUserID *string
-}
-
 // UpdateProfile applies u to the account. A phone number or Slack user id
 // that belongs to another account is a conflict.
-func (s *Store) UpdateProfile(ctx context.Context, userID string, u ProfileUpdate) (chat.Profile, error) {
+func (s *Store) UpdateProfile(ctx context.Context, userID string, u chat.ProfileUpdate) (chat.Profile, error) {
 	id, err := parseID(userID)
 	if err != nil {
 		return chat.Profile{}, err
