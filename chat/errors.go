@@ -19,6 +19,11 @@ const (
 	CodeRateLimited  Code = "rate_limited"
 	CodeUnavailable  Code = "unavailable"
 	CodeInternal     Code = "internal"
+
+	// CodeInvalidCredentials is the 401 of a failed login (SPEC §3), kept
+	// apart from CodeUnauthorized so a client can tell "wrong password"
+	// from "token expired".
+	CodeInvalidCredentials Code = "invalid_credentials"
 )
 
 // Error is an error a client may see: a code from SPEC §2 and a human

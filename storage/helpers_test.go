@@ -94,7 +94,7 @@ func (b *testBundle) messageCount(t *testing.T, roomID string) int {
 func (b *testBundle) setCreatedAt(t *testing.T, roomID string, base time.Time) {
 	t.Helper()
 	_, err := b.pool.Exec(b.ctx,
-		`UPDATE messages SET created_at = $2 + seq * interval '1 minute' WHERE room_id = $1::bigint`, roomID, base)
+		`UPDATE messages SET created_at = $2::timestamptz + seq * interval '1 minute' WHERE room_id = $1::bigint`, roomID, base)
 	require.NoError(t, err)
 }
 

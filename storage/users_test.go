@@ -115,7 +115,7 @@ func TestUsers(t *testing.T) {
 		// profile it expects afterwards.
 		steps := []struct {
 			name      string
-			update    storage.ProfileUpdate
+			update    chat.ProfileUpdate
 			wantName  string
 			wantPhone *string
 			wantSMS   bool
@@ -123,12 +123,12 @@ func TestUsers(t *testing.T) {
 		}{
 			{
 				name:     "NothingChangesNothing",
-				update:   storage.ProfileUpdate{},
+				update:   chat.ProfileUpdate{},
 				wantName: "Display alice",
 			},
 			{
 				name:      "SetAll",
-				update:    storage.ProfileUpdate{DisplayName: ptr("Alice"), Phone: ptr("+15551230001"), SMSNotify: ptr(true), SlackUserID: ptr("U0001")},
+				update:    chat.ProfileUpdate{DisplayName: ptr("Alice"), Phone: ptr("+15551230001"), SMSNotify: ptr(true), SlackUserID: ptr("U0001")},
 				wantName:  "Alice",
 				wantPhone: ptr("+15551230001"),
 				wantSMS:   true,
@@ -136,7 +136,7 @@ func TestUsers(t *testing.T) {
 			},
 			{
 				name:      "NilLeavesFields",
-				update:    storage.ProfileUpdate{DisplayName: ptr("Alice 2")},
+				update:    chat.ProfileUpdate{DisplayName: ptr("Alice 2")},
 				wantName:  "Alice 2",
 				wantPhone: ptr("+15551230001"),
 				wantSMS:   true,
@@ -144,19 +144,19 @@ func TestUsers(t *testing.T) {
 			},
 			{
 				name:      "EmptyClearsPhone",
-				update:    storage.ProfileUpdate{Phone: ptr("")},
+				update:    chat.ProfileUpdate{Phone: ptr("")},
 				wantName:  "Alice 2",
 				wantSMS:   true,
 				wantSlack: ptr("U0001"),
 			},
 			{
 				name:     "EmptyClearsSlack",
-				update:   storage.ProfileUpdate{SlackUserID: ptr(""), SMSNotify: ptr(false)},
+				update:   chat.ProfileUpdate{SlackUserID: ptr(""), SMSNotify: ptr(false)},
 				wantName: "Alice 2",
 			},
 			{
 				name:      "SetPhoneAgain",
-				update:    storage.ProfileUpdate{Phone: ptr("+15551230002")},
+				update:    chat.ProfileUpdate{Phone: ptr("+15551230002")},
 				wantName:  "Alice 2",
 				wantPhone: ptr("+15551230002"),
 			},
@@ -182,20 +182,20 @@ func TestUsers(t *testing.T) {
 		alice := bundle.user(t, "alice")
 		bob := bundle.user(t, "bob")
 		_, err := bundle.store.UpdateProfile(bundle.ctx, bob.ID,
-			storage.ProfileUpdate{Phone: ptr("+15559990000"), SlackUserID: ptr("UBOB")})
+			chat.ProfileUpdate{Phone: ptr("+15559990000"), SlackUserID: ptr("UBOB")})
 		require.NoError(t, err)
 
 		tests := []struct {
 			name    string
 			userID  string
-			update  storage.ProfileUpdate
+			update  chat.ProfileUpdate
 			wantErr chat.Code
 		}{
-			{name: "PhoneOfAnother", userID: alice.ID, update: storage.ProfileUpdate{Phone: ptr("+15559990000")}, wantErr: chat.CodeConflict},
-			{name: "SlackOfAnother", userID: alice.ID, update: storage.ProfileUpdate{SlackUserID: ptr("UBOB")}, wantErr: chat.CodeConflict},
-			{name: "OwnPhoneAgain", userID: bob.ID, update: storage.ProfileUpdate{Phone: ptr("+15559990000")}},
-			{name: "UnknownUser", userID: "999999", update: storage.ProfileUpdate{DisplayName: ptr("x")}, wantErr: chat.CodeNotFound},
-			{name: "MalformedUser", userID: "abc", update: storage.ProfileUpdate{DisplayName: ptr("x")}, wantErr: chat.CodeNotFound},
+			{name: "PhoneOfAnother", userID: alice.ID, update: chat.ProfileUpdate{Phone: ptr("+15559990000")}, wantErr: chat.CodeConflict},
+			{name: "SlackOfAnother", userID: alice.ID, update: chat.ProfileUpdate{SlackUserID: ptr("UBOB")}, wantErr: chat.CodeConflict},
+			{name: "OwnPhoneAgain", userID: bob.ID, update: chat.ProfileUpdate{Phone: ptr("+15559990000")}},
+			{name: "UnknownUser", userID: "999999", update: chat.ProfileUpdate{DisplayName: ptr("x")}, wantErr: chat.CodeNotFound},
+			{name: "MalformedUser", userID: "abc", update: chat.ProfileUpdate{DisplayName: ptr("x")}, wantErr: chat.CodeNotFound},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
@@ -210,7 +210,7 @@ func TestUsers(t *testing.T) {
 
 		// A failed update changes nothing, not even the fields that were fine.
 		_, err = bundle.store.UpdateProfile(bundle.ctx, alice.ID,
-			storage.ProfileUpdate{DisplayName: ptr("Changed"), Phone: ptr("+15559990000")})
+			chat.ProfileUpdate{DisplayName: ptr("Changed"), Phone: ptr("+15559990000")})
 		requireCode(t, err, chat.CodeConflict)
 		got, err := bundle.store.Profile(bundle.ctx, alice.ID)
 		require.NoError(t, err)

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"cmp"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// config is every setting of SPEC §12. Flags override environment variables.
+type config struct {
+	DatabaseURL     string
+	RedisURL        string
+	Addr            string
+	PublicURL       string
+	AllowedOrigins  string
+	JWTSecretFile   string
+	RateLimit       float64
+	RateBurst       int
+	ShutdownTimeout time.Duration
+	LogLevel        string
+}
+
+// common registers the settings every command needs (the database and the
+// JWT secret) on fs.
+func (c *config) common(fs *flag.FlagSet) {
+	fs.StringVar(&c.DatabaseURL, "database-url",
+		cmp.Or(os.Getenv("DATABASE_URL"), "postgres://postgres@127.0.0.1:5432/switchboard?sslmode=disable"),
+		"Postgres URL; the database is created if missing (env DATABASE_URL)")
+	fs.StringVar(&c.JWTSecretFile, "jwt-secret-file", "",
+		"file holding the HS256 key shared by all nodes (default: env SWITCHBOARD_JWT_SECRET, else random per start)")
+	fs.StringVar(&c.LogLevel, "log-level", cmp.Or(os.Getenv("SWITCHBOARD_LOG_LEVEL"), "info"), "debug, info, warn or error")
+}
+
+// server registers the settings of serve on fs.
+func (c *config) server(fs *flag.FlagSet) {
+	c.common(fs)
+	fs.StringVar(&c.RedisURL, "redis-url", cmp.Or(os.Getenv("REDIS_URL"), "redis://127.0.0.1:6379/0"), "Redis URL (env REDIS_URL)")
+	fs.StringVar(&c.Addr, "addr", cmp.Or(os.Getenv("SWITCHBOARD_ADDR"), ":8080"), "listen address (env SWITCHBOARD_ADDR)")
+	fs.StringVar(&c.PublicURL, "public-url", os.Getenv("SWITCHBOARD_PUBLIC_URL"),
+		"external base URL (default http://localhost:<port>; env SWITCHBOARD_PUBLIC_URL)")
+	fs.StringVar(&c.AllowedOrigins, "allowed-origins", os.Getenv("SWITCHBOARD_ALLOWED_ORIGINS"),
+		"comma-separated Origins allowed to open WebSockets (default: the public URL's origin; env SWITCHBOARD_ALLOWED_ORIGINS)")
+	fs.Float64Var(&c.RateLimit, "rate-limit", envFloat("SWITCHBOARD_RATE_LIMIT", 10), "per-connection sends per second (env SWITCHBOARD_RATE_LIMIT)")
+	fs.IntVar(&c.RateBurst, "rate-burst", int(envFloat("SWITCHBOARD_RATE_BURST", 20)), "per-connection send burst (env SWITCHBOARD_RATE_BURST)")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 25*time.Second, "grace period for SIGTERM: connections and requests drain within it")
+}
+
+func envFloat(key string, def float64) float64 {
+	if v, err := strconv.ParseFloat(os.Getenv(key), 64); err == nil {
+		return v
+	}
+	return def
+}
+
+// publicURL is the configured public URL or http://localhost:<port>.
+func (c *config) publicURL() (string, error) {
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		if err != nil || u.Host == "" {
+			return "", fmt.Errorf("public url %q is not an absolute URL", c.PublicURL)
+		}
+		return strings.TrimRight(c.PublicURL, "/"), nil
+	}
+	_, port, err := net.SplitHostPort(c.Addr)
+	if err != nil {
+		return "", fmt.Errorf("addr %q: %w", c.Addr, err)
+	}
+	return "http://localhost:" + port, nil
+}
+
+// allowedOrigins is the configured list or the public URL's origin.
+func (c *config) allowedOrigins(public string) []string {
+	if c.AllowedOrigins == "" {
+		u, _ := url.Parse(public)
+		return []string{u.Scheme + "://" + u.Host}
+	}
+	var out []string
+	for _, o := range strings.Split(c.AllowedOrigins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// jwtSecret reads the secret from the file flag, then the environment, and
+// otherwise makes a random one (tokens then die with the process, and nodes
+// cannot share them). It logs where the key came from, never the key.
+func (c *config) jwtSecret(log *slog.Logger) ([]byte, error) {
+	switch {
+	case c.JWTSecretFile != "":
+		b, err := os.ReadFile(c.JWTSecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("read jwt secret file: %w", err)
+		}
+		secret := []byte(strings.TrimSpace(string(b)))
+		if len(secret) == 0 {
+			return nil, errors.New("jwt secret file is empty")
+		}
+		log.Info("JWT secret loaded", slog.String("from", c.JWTSecretFile))
+		return secret, nil
+	case os.Getenv("SWITCHBOARD_JWT_SECRET") != "":
+		log.Info("JWT secret loaded", slog.String("from", "SWITCHBOARD_JWT_SECRET"))
+		return []byte(os.Getenv("SWITCHBOARD_JWT_SECRET")), nil
+	}
+	log.Warn("no JWT secret configured: using a random one, so tokens die with this process and other nodes refuse them; set SWITCHBOARD_JWT_SECRET or --jwt-secret-file")
+	secret := make([]byte, 32)
+	_, _ = rand.Read(secret)
+	return secret, nil
+}
+
+func (c *config) logger() *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		level = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}

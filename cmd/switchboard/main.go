@@ -1,0 +1,60 @@
+// Command switchboard is the one binary of Switchboard: the server and its
+// command-line tools. Only this package reads flags and the environment and
+// wires the other packages together.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `usage: switchboard <command> [flags]
+
+commands:
+  serve                         run the HTTP and WebSocket server
+  migrate up|down|status        apply, roll back or list database migrations
+  users create USERNAME         create an account (--password, --display-name)
+  rooms create NAME             create a room (--owner USERNAME, --private)
+  token USERNAME                print an access token for USERNAME (development)
+
+Every command takes -h for its flags. Flags override environment variables
+(DATABASE_URL, REDIS_URL, SWITCHBOARD_*).
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		stop()
+		log.Fatalf("switchboard: %v", err)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return fmt.Errorf("no command given")
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return serve(ctx, rest)
+	case "migrate":
+		return migrate(ctx, rest)
+	case "users":
+		return usersCmd(ctx, rest)
+	case "rooms":
+		return roomsCmd(ctx, rest)
+	case "token":
+		return tokenCmd(ctx, rest)
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+		return nil
+	}
+	fmt.Fprint(os.Stderr, usage)
+	return fmt.Errorf("unknown command %q", cmd)
+}

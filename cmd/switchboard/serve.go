@@ -1,0 +1,209 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboard-chat/switchboard/auth"
+	"github.com/switchboard-chat/switchboard/hub"
+	"github.com/switchboard-chat/switchboard/migrations"
+	"github.com/switchboard-chat/switchboard/storage"
+	"github.com/switchboard-chat/switchboard/web"
+)
+
+// openStore creates the database if missing, connects a pool and applies
+// the migrations.
+func openStore(ctx context.Context, databaseURL string) (*pgxpool.Pool, error) {
+	if err := storage.EnsureDatabase(ctx, databaseURL); err != nil {
+		return nil, err
+	}
+	pool, err := pgxpool.New(ctx, databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("connect to postgres: %w", err)
+	}
+	db := stdlib.OpenDBFromPool(pool)
+	err = migrations.Up(ctx, db)
+	db.Close()
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return pool, nil
+}
+
+// node is one running Switchboard server: its stores, hub and HTTP handler.
+type node struct {
+	handler      http.Handler
+	hub          *hub.Hub
+	pool         *pgxpool.Pool
+	rdb          *redis.Client
+	shuttingDown atomic.Bool
+}
+
+// newNode connects to Postgres (creating and migrating the database) and
+// Redis and builds the hub and the HTTP API on them.
+func newNode(ctx context.Context, cfg *config, secret []byte, log *slog.Logger) (_ *node, err error) {
+	public, err := cfg.publicURL()
+	if err != nil {
+		return nil, err
+	}
+	tokens, err := auth.New(auth.Config{Secret: secret})
+	if err != nil {
+		return nil, err
+	}
+	redisOpts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("redis url: %w", err)
+	}
+	n := &node{}
+	n.pool, err = openStore(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	n.rdb = redis.NewClient(redisOpts)
+	defer func() {
+		if err != nil {
+			n.close()
+		}
+	}()
+	store := storage.New(n.pool)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	authenticator := auth.NewAuthenticator(tokens, store)
+	broker := &hub.LocalBroker{}
+	n.hub, err = hub.New(hub.Config{
+		Store:          store,
+		Broker:         broker,
+		Auth:           authenticator,
+		Logger:         log.With(slog.String("component", "hub")),
+		AllowedOrigins: cfg.allowedOrigins(public),
+		RateLimit:      cfg.RateLimit,
+		RateBurst:      cfg.RateBurst,
+		Metrics:        hub.NewMetrics(reg),
+	})
+	if err != nil {
+		return nil, err
+	}
+	broker.Attach(n.hub)
+
+	n.handler, err = web.New(web.Config{
+		Store:     store,
+		Hub:       n.hub,
+		Auth:      authenticator,
+		Tokens:    tokens,
+		Ready:     n.ready,
+		WebSocket: n.hub,
+		Metrics:   promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Logger:    log.With(slog.String("component", "web")),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// ready is /readyz: not shutting down, Postgres and Redis answer.
+func (n *node) ready(ctx context.Context) error {
+	if n.shuttingDown.Load() {
+		return errors.New("shutting down")
+	}
+	if err := n.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	if err := n.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	return nil
+}
+
+// shutdown fails readiness and closes every WebSocket with 1001, waiting
+// for them until ctx ends.
+func (n *node) shutdown(ctx context.Context) error {
+	n.shuttingDown.Store(true)
+	if n.hub == nil {
+		return nil
+	}
+	return n.hub.Shutdown(ctx)
+}
+
+// close releases Redis and Postgres; call it after shutdown.
+func (n *node) close() {
+	if n.rdb != nil {
+		_ = n.rdb.Close()
+	}
+	if n.pool != nil {
+		n.pool.Close()
+	}
+}
+
+func serve(ctx context.Context, args []string) error {
+	var cfg config
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	cfg.server(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := cfg.logger()
+	secret, err := cfg.jwtSecret(log)
+	if err != nil {
+		return err
+	}
+	n, err := newNode(ctx, &cfg, secret, log)
+	if err != nil {
+		return err
+	}
+	defer n.close()
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           n.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	public, _ := cfg.publicURL()
+	log.Info("switchboard serving", slog.String("url", public), slog.String("addr", ln.Addr().String()))
+	fmt.Printf("Switchboard is running at %s (Ctrl-C to stop)\n", public)
+
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+
+	// Shutdown, in order: readiness fails, listeners close and HTTP requests
+	// drain, WebSockets close with 1001, then Redis and Postgres (deferred).
+	log.Info("shutting down", slog.Duration("grace", cfg.ShutdownTimeout))
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	n.shuttingDown.Store(true)
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("http shutdown", slog.Any("error", err))
+	}
+	if err := n.shutdown(sctx); err != nil {
+		log.Warn("hub shutdown", slog.Any("error", err))
+	}
+	log.Info("stopped")
+	return nil
+}

@@ -1,0 +1,108 @@
+package web
+
+import (
+	"net/http"
+	"regexp"
+
+	"github.com/switchboard-chat/switchboard/chat"
+)
+
+// roomNamePattern: as Slack channel names, so #name works in SMS and Slack.
+var roomNamePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+func (a *API) createRoom(w http.ResponseWriter, r *http.Request, s chat.Session) {
+	var req struct {
+		Name       string `json:"name"`
+		Visibility string `json:"visibility"`
+	}
+	if err := decode(w, r, &req); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if !roomNamePattern.MatchString(req.Name) {
+		a.fail(w, r, chat.Errorf(chat.CodeBadRequest, "name must be 1-64 letters, digits, - or _"))
+		return
+	}
+	if req.Visibility == "" {
+		req.Visibility = chat.Public
+	}
+	if req.Visibility != chat.Public && req.Visibility != chat.Private {
+		a.fail(w, r, chat.Errorf(chat.CodeBadRequest, `visibility must be "public" or "private"`))
+		return
+	}
+	room, err := a.cfg.Store.CreateRoom(r.Context(), s.User.ID, req.Name, req.Visibility)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.cfg.Hub.JoinRoom(r.Context(), s.User.ID, room.ID)
+	writeJSON(w, http.StatusCreated, room)
+}
+
+func (a *API) listRooms(w http.ResponseWriter, r *http.Request, s chat.Session) {
+	rooms, err := a.cfg.Store.RoomsOf(r.Context(), s.User.ID)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"rooms": nonNil(rooms)})
+}
+
+func (a *API) publicRooms(w http.ResponseWriter, r *http.Request, _ chat.Session) {
+	rooms, err := a.cfg.Store.PublicRooms(r.Context())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"rooms": nonNil(rooms)})
+}
+
+func (a *API) joinRoom(w http.ResponseWriter, r *http.Request, s chat.Session) {
+	room, err := a.cfg.Store.Join(r.Context(), s.User.ID, r.PathValue("id"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.cfg.Hub.JoinRoom(r.Context(), s.User.ID, room.ID)
+	writeJSON(w, http.StatusOK, room)
+}
+
+func (a *API) addMember(w http.ResponseWriter, r *http.Request, s chat.Session) {
+	var req struct {
+		Username string `json:"username"`
+	}
+	if err := decode(w, r, &req); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if req.Username == "" {
+		a.fail(w, r, chat.Errorf(chat.CodeBadRequest, "username is required"))
+		return
+	}
+	roomID := r.PathValue("id")
+	user, err := a.cfg.Store.AddMember(r.Context(), s.User.ID, roomID, req.Username)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.cfg.Hub.JoinRoom(r.Context(), user.ID, roomID)
+	writeJSON(w, http.StatusOK, map[string]any{"room_id": roomID, "user": user})
+}
+
+func (a *API) leaveRoom(w http.ResponseWriter, r *http.Request, s chat.Session) {
+	roomID := r.PathValue("id")
+	if err := a.cfg.Store.Leave(r.Context(), s.User.ID, roomID); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.cfg.Hub.LeaveRoom(r.Context(), s.User.ID, roomID)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// nonNil makes an empty list encode as [] rather than null.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
