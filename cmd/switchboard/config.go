@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/switchboard-chat/switchboard/hub"
 )
 
 // config is every setting of SPEC §12. Flags override environment variables.
@@ -27,6 +29,10 @@ type config struct {
 	RateBurst       int
 	ShutdownTimeout time.Duration
 	LogLevel        string
+
+	// tuneHub, if set, adjusts the hub's configuration (tests shorten its
+	// timeouts with it).
+	tuneHub func(*hub.Config)
 }
 
 // common registers the settings every command needs (the database and the

@@ -86,7 +86,7 @@ func newNode(ctx context.Context, cfg *config, secret []byte, log *slog.Logger) 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	authenticator := auth.NewAuthenticator(tokens, store)
 	broker := &hub.LocalBroker{}
-	n.hub, err = hub.New(hub.Config{
+	hubCfg := hub.Config{
 		Store:          store,
 		Broker:         broker,
 		Auth:           authenticator,
@@ -95,7 +95,11 @@ func newNode(ctx context.Context, cfg *config, secret []byte, log *slog.Logger) 
 		RateLimit:      cfg.RateLimit,
 		RateBurst:      cfg.RateBurst,
 		Metrics:        hub.NewMetrics(reg),
-	})
+	}
+	if cfg.tuneHub != nil {
+		cfg.tuneHub(&hubCfg)
+	}
+	n.hub, err = hub.New(hubCfg)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,269 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-chat/switchboard/hub"
+	"github.com/switchboard-chat/switchboard/storage/storagetest"
+)
+
+// testSecret is the JWT key of every test node.
+var testSecret = []byte("test-secret-test-secret-test-secret!")
+
+// testServer is one node on its own database behind httptest.
+type testServer struct {
+	*httptest.Server
+	node *node
+}
+
+// newTestServer starts a node on a fresh database. tune may adjust its hub.
+func newTestServer(t *testing.T, tune func(*hub.Config)) *testServer {
+	t.Helper()
+	return newTestServerOn(t, storagetest.NewDatabase(t), tune)
+}
+
+// newTestServerOn starts a node on an existing database (several nodes may
+// share one).
+func newTestServerOn(t *testing.T, databaseURL string, tune func(*hub.Config)) *testServer {
+	t.Helper()
+	cfg := &config{
+		DatabaseURL: databaseURL,
+		RedisURL:    "redis://127.0.0.1:6379/0",
+		Addr:        "127.0.0.1:0",
+		PublicURL:   "http://switchboard.test",
+		RateLimit:   10,
+		RateBurst:   20,
+		tuneHub:     tune,
+	}
+	log := slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	n, err := newNode(context.Background(), cfg, testSecret, log)
+	require.NoError(t, err)
+	srv := httptest.NewServer(n.handler)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = n.shutdown(ctx)
+		srv.Close()
+		n.close()
+	})
+	return &testServer{Server: srv, node: n}
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// apiResponse is a decoded HTTP answer.
+type apiResponse struct {
+	Status int
+	Header http.Header
+	Body   map[string]any
+	Raw    []byte
+}
+
+// errorCode is the error.code of an error answer, or "".
+func (r apiResponse) errorCode() string {
+	e, _ := r.Body["error"].(map[string]any)
+	code, _ := e["code"].(string)
+	return code
+}
+
+// do sends a request with an optional JSON body and Bearer token.
+func (s *testServer) do(t *testing.T, method, path, token string, body any) apiResponse {
+	t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		raw, err := json.Marshal(b)
+		require.NoError(t, err)
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(method, s.URL+path, rd)
+	require.NoError(t, err)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	out := apiResponse{Status: resp.StatusCode, Header: resp.Header, Raw: raw}
+	if len(raw) > 0 && strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		require.NoError(t, json.Unmarshal(raw, &out.Body), "body: %s", raw)
+	}
+	return out
+}
+
+// testUser is a registered account.
+type testUser struct {
+	ID, Username, Token, Refresh string
+}
+
+var userSeq atomic.Int64
+
+// register creates an account with a unique name starting with prefix.
+func (s *testServer) register(t *testing.T, prefix string) testUser {
+	t.Helper()
+	name := fmt.Sprintf("%s%d", prefix, userSeq.Add(1))
+	r := s.do(t, "POST", "/api/v1/auth/register", "", map[string]any{"username": name, "password": "correct horse"})
+	require.Equal(t, http.StatusCreated, r.Status, "register: %s", r.Raw)
+	user := r.Body["user"].(map[string]any)
+	return testUser{ID: user["id"].(string), Username: name,
+		Token: r.Body["access_token"].(string), Refresh: r.Body["refresh_token"].(string)}
+}
+
+var roomSeq atomic.Int64
+
+// createRoom makes a room owned by u and returns its id.
+func (s *testServer) createRoom(t *testing.T, u testUser, visibility string) string {
+	t.Helper()
+	r := s.do(t, "POST", "/api/v1/rooms", u.Token, map[string]any{
+		"name": fmt.Sprintf("room-%d", roomSeq.Add(1)), "visibility": visibility})
+	require.Equal(t, http.StatusCreated, r.Status, "create room: %s", r.Raw)
+	return r.Body["id"].(string)
+}
+
+// addMember adds u to room on behalf of owner.
+func (s *testServer) addMember(t *testing.T, owner testUser, room string, u testUser) {
+	t.Helper()
+	r := s.do(t, "POST", "/api/v1/rooms/"+room+"/members", owner.Token, map[string]any{"username": u.Username})
+	require.Equal(t, http.StatusOK, r.Status, "add member: %s", r.Raw)
+}
+
+// wsClient is a test WebSocket client that splits batched frames into
+// objects.
+type wsClient struct {
+	t       *testing.T
+	ws      *websocket.Conn
+	pending []map[string]any
+}
+
+// dialWS connects with the token in the Authorization header.
+func (s *testServer) dialWS(t *testing.T, token string) *wsClient {
+	t.Helper()
+	h := http.Header{}
+	if token != "" {
+		h.Set("Authorization", "Bearer "+token)
+	}
+	return s.dialWSWith(t, h)
+}
+
+func (s *testServer) dialWSWith(t *testing.T, h http.Header) *wsClient {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(s.URL, "http")+"/ws",
+		&websocket.DialOptions{HTTPHeader: h, Subprotocols: []string{hub.Subprotocol}})
+	require.NoError(t, err)
+	ws.SetReadLimit(-1)
+	t.Cleanup(func() { ws.CloseNow() })
+	return &wsClient{t: t, ws: ws}
+}
+
+// send writes one JSON frame.
+func (c *wsClient) send(v any) {
+	c.t.Helper()
+	raw, err := json.Marshal(v)
+	require.NoError(c.t, err)
+	c.sendRaw(raw)
+}
+
+func (c *wsClient) sendRaw(raw []byte) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(c.t, c.ws.Write(ctx, websocket.MessageText, raw))
+}
+
+// next returns the next server object, waiting up to 10 s.
+func (c *wsClient) next() map[string]any {
+	c.t.Helper()
+	obj, err := c.nextErr(10 * time.Second)
+	require.NoError(c.t, err)
+	return obj
+}
+
+func (c *wsClient) nextErr(wait time.Duration) (map[string]any, error) {
+	for len(c.pending) == 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		typ, data, err := c.ws.Read(ctx)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		if typ != websocket.MessageText {
+			return nil, fmt.Errorf("server sent a binary frame")
+		}
+		for _, line := range bytes.Split(data, []byte("\n")) {
+			var obj map[string]any
+			if err := json.Unmarshal(line, &obj); err != nil {
+				return nil, fmt.Errorf("server object %q: %w", line, err)
+			}
+			c.pending = append(c.pending, obj)
+		}
+	}
+	obj := c.pending[0]
+	c.pending = c.pending[1:]
+	return obj, nil
+}
+
+// nextOf returns the next object of type typ, skipping others of the types
+// in skip; any other type fails the test.
+func (c *wsClient) nextOf(typ string, skip ...string) map[string]any {
+	c.t.Helper()
+	for {
+		obj := c.next()
+		if obj["type"] == typ {
+			return obj
+		}
+		require.Contains(c.t, skip, obj["type"], "waiting for %s, got %v", typ, obj)
+	}
+}
+
+// ready reads until the ready frame.
+func (c *wsClient) ready() map[string]any {
+	c.t.Helper()
+	return c.nextOf("ready")
+}
+
+// messageSeq returns the seq of a message frame.
+func messageSeq(obj map[string]any) int64 {
+	m := obj["message"].(map[string]any)
+	return int64(m["seq"].(float64))
+}
+
+// closeStatus waits for the server to close the connection and returns
+// the close code.
+func (c *wsClient) closeStatus(wait time.Duration) websocket.StatusCode {
+	c.t.Helper()
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) {
+		_, err := c.nextErr(time.Until(deadline))
+		if err != nil {
+			return websocket.CloseStatus(err)
+		}
+	}
+	c.t.Fatalf("connection still open after %s", wait)
+	return -1
+}
