@@ -88,6 +88,12 @@ func (r apiResponse) errorCode() string {
 // do sends a request with an optional JSON body and Bearer token.
 func (s *testServer) do(t *testing.T, method, path, token string, body any) apiResponse {
 	t.Helper()
+	return doURL(t, method, s.URL+path, token, body)
+}
+
+// doURL is do against any server.
+func doURL(t *testing.T, method, url, token string, body any) apiResponse {
+	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -98,7 +104,7 @@ func (s *testServer) do(t *testing.T, method, path, token string, body any) apiR
 		require.NoError(t, err)
 		rd = bytes.NewReader(raw)
 	}
-	req, err := http.NewRequest(method, s.URL+path, rd)
+	req, err := http.NewRequest(method, url, rd)
 	require.NoError(t, err)
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-chat/switchboard/chat"
+	"github.com/switchboard-chat/switchboard/storage/storagetest"
+)
+
+// TestMain lets a test start this binary as `switchboard serve`: with
+// SWITCHBOARD_TEST_MAIN set, the test binary runs main instead of the tests.
+func TestMain(m *testing.M) {
+	if os.Getenv("SWITCHBOARD_TEST_MAIN") == "1" {
+		os.Args = append([]string{"switchboard"}, strings.Fields(os.Getenv("SWITCHBOARD_TEST_ARGS"))...)
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestServeSIGTERM runs the real serve command in a child process on a
+// database it has to create, and checks a SIGTERM: the open WebSocket is told
+// and closed with 1001, and the process exits 0 within the grace period.
+func TestServeSIGTERM(t *testing.T) {
+	t.Parallel()
+	// A database name that does not exist yet: serve must create it.
+	url := storagetest.NewDatabase(t)
+	fresh := strings.Replace(url, "/sbtest_", "/sbfresh_", 1)
+	t.Cleanup(func() { dropDatabase(t, fresh) })
+
+	addr := freePort(t)
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "SWITCHBOARD_TEST_MAIN=1",
+		"SWITCHBOARD_TEST_ARGS=serve --addr "+addr+" --shutdown-timeout 5s",
+		"DATABASE_URL="+fresh, "SWITCHBOARD_JWT_SECRET="+string(testSecret))
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	require.NoError(t, err)
+	require.Contains(t, line, "Switchboard is running at http://localhost:")
+
+	base := "http://" + addr
+	name := fmt.Sprintf("sig%d", userSeq.Add(1))
+	r := doURL(t, "POST", base+"/api/v1/auth/register", "", map[string]any{"username": name, "password": "correct horse"})
+	require.Equal(t, http.StatusCreated, r.Status, "%s", r.Raw)
+	token := r.Body["access_token"].(string)
+	r = doURL(t, "POST", base+"/api/v1/rooms", token, map[string]any{"name": fmt.Sprintf("sig-%d", roomSeq.Add(1))})
+	require.Equal(t, http.StatusCreated, r.Status, "%s", r.Raw)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws://"+addr+"/ws", &websocket.DialOptions{
+		HTTPHeader: http.Header{"Authorization": {"Bearer " + token}}})
+	require.NoError(t, err)
+	c := &wsClient{t: t, ws: ws}
+	c.ready()
+
+	start := time.Now()
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	notice := c.nextOf("error", "subscribed")
+	require.Equal(t, string(chat.CodeUnavailable), notice["code"])
+	require.Equal(t, websocket.StatusGoingAway, c.closeStatus(5*time.Second))
+	require.NoError(t, cmd.Wait(), "serve must exit 0")
+	require.Less(t, time.Since(start), 5*time.Second)
+}
+
+func dropDatabase(t *testing.T, url string) {
+	cfg, err := pgx.ParseConfig(url)
+	require.NoError(t, err)
+	conn, err := pgx.Connect(context.Background(), storagetest.ServerURL())
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	_, err = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{cfg.Database}.Sanitize()+" WITH (FORCE)")
+	require.NoError(t, err)
+}
