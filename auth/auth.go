@@ -66,7 +66,6 @@ func New(cfg Config) (*Tokens, error) {
 	return &Tokens{cfg: cfg, parser: jwt.NewParser(
 		jwt.WithValidMethods(Algorithms),
 		jwt.WithExpirationRequired(),
-		jwt.WithIssuedAt(),
 		jwt.WithIssuer(cfg.Issuer),
 		jwt.WithAudience(cfg.Audience),
 		jwt.WithTimeFunc(cfg.Now),
@@ -102,19 +101,25 @@ func (t *Tokens) Issue(userID string) (token string, ttl time.Duration, err erro
 	return token, t.cfg.AccessTTL, nil
 }
 
-// Verify checks the token's algorithm, signature, exp, iat, iss and aud and
+// Verify checks the token's algorithm, signature, exp, iss and aud and
 // returns its claims. It does not know about logout: callers check the
 // returned TokenID against the revocation list.
 func (t *Tokens) Verify(token string) (Claims, error) {
-	var rc jwt.RegisteredClaims
-	_, err := t.parser.ParseWithClaims(token, &rc, func(*jwt.Token) (any, error) { return t.cfg.Secret, nil })
+	// MapClaims, not RegisteredClaims: RegisteredClaims' NumericDate also
+	// takes a JSON string holding a number ("exp":"1700003600"), which
+	// RFC 7519 does not allow; MapClaims refuses it.
+	mc := jwt.MapClaims{}
+	_, err := t.parser.ParseWithClaims(token, mc, func(*jwt.Token) (any, error) { return t.cfg.Secret, nil })
 	if err != nil {
 		return Claims{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
-	if _, err := strconv.ParseInt(rc.Subject, 10, 64); err != nil || rc.ID == "" {
+	sub, _ := mc.GetSubject()
+	jti, _ := mc["jti"].(string)
+	exp, _ := mc.GetExpirationTime() // present: the parser requires exp
+	if _, err := strconv.ParseInt(sub, 10, 64); err != nil || jti == "" {
 		return Claims{}, fmt.Errorf("%w: missing sub or jti", ErrInvalidToken)
 	}
-	return Claims{UserID: rc.Subject, TokenID: rc.ID, ExpiresAt: rc.ExpiresAt.Time}, nil
+	return Claims{UserID: sub, TokenID: jti, ExpiresAt: exp.Time}, nil
 }
 
 // NewRefreshToken returns a fresh opaque refresh token, the hash to store
