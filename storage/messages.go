@@ -74,10 +74,7 @@ func (s *Store) SaveMessage(ctx context.Context, nm chat.NewMessage) (msg chat.M
 			return err
 		}
 		if clientID != nil || externalID != nil {
-			prev, err := scanMessage(tx.QueryRow(ctx, `SELECT `+messageColumns+messageFrom+`
-				WHERE (m.room_id = $1 AND m.sender_id = $2 AND m.client_id = $3)
-				   OR (m.source = $4 AND m.external_id = $5)
-				LIMIT 1`, rid, uid, clientID, nm.Source, externalID))
+			prev, err := findRepeat(ctx, tx, rid, uid, clientID, nm.Source, externalID)
 			if err == nil {
 				msg = prev
 				return errDuplicate // roll back the seq bump
@@ -122,6 +119,12 @@ func (s *Store) SaveMessage(ctx context.Context, nm chat.NewMessage) (msg chat.M
 	if errors.Is(err, errDuplicate) {
 		return msg, false, nil
 	}
+	if isUniqueViolation(err, "messages_external_id_key") {
+		// The same external id raced in through another room's lock: the
+		// winner's message is the answer.
+		msg, err = findRepeat(ctx, s.db, rid, uid, clientID, nm.Source, externalID)
+		return msg, false, wrap("save message", err)
+	}
 	if err != nil {
 		return chat.Message{}, false, wrap("save message", err)
 	}
@@ -129,6 +132,15 @@ func (s *Store) SaveMessage(ctx context.Context, nm chat.NewMessage) (msg chat.M
 }
 
 var errDuplicate = errors.New("duplicate")
+
+// findRepeat returns the message an idempotent send repeats: the same
+// client_id from the same sender in the room, or the same external id.
+func findRepeat(ctx context.Context, q queryRower, rid, uid int64, clientID *string, source string, externalID *string) (chat.Message, error) {
+	return scanMessage(q.QueryRow(ctx, `SELECT `+messageColumns+messageFrom+`
+		WHERE (m.room_id = $1 AND m.sender_id = $2 AND m.client_id = $3)
+		   OR (m.source = $4 AND m.external_id = $5)
+		LIMIT 1`, rid, uid, clientID, source, externalID))
+}
 
 func nullable(s string) *string {
 	if s == "" {
@@ -182,12 +194,18 @@ func (s *Store) SeqBefore(ctx context.Context, roomID string, since time.Time) (
 	if err != nil {
 		return 0, err
 	}
-	var seq int64
+	var seq *int64
 	err = s.db.QueryRow(ctx, `
 		SELECT COALESCE(
 			(SELECT seq - 1 FROM messages WHERE room_id = $1 AND created_at > $2 ORDER BY created_at LIMIT 1),
 			(SELECT last_seq FROM rooms WHERE id = $1))`, rid, since).Scan(&seq)
-	return seq, wrap("seq before", err)
+	if err != nil {
+		return 0, wrap("seq before", err)
+	}
+	if seq == nil {
+		return 0, chat.ErrNotFound
+	}
+	return *seq, nil
 }
 
 // Replies returns up to limit replies to parentID with seq > afterSeq,

@@ -606,9 +606,9 @@ func TestHistory(t *testing.T) {
 		require.NoError(t, err)
 		require.Zero(t, seq)
 
-		// A room that does not exist is an error, not seq 0.
+		// A room that does not exist is not found, not seq 0.
 		_, err = bundle.store.SeqBefore(bundle.ctx, "999999", time.Now())
-		require.Error(t, err)
+		require.ErrorIs(t, err, chat.ErrNotFound)
 		_, err = bundle.store.SeqBefore(bundle.ctx, "abc", time.Now())
 		require.ErrorIs(t, err, chat.ErrNotFound)
 	})

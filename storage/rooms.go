@@ -92,9 +92,7 @@ func (s *Store) CheckMember(ctx context.Context, userID, roomID string) error {
 	return wrap("check member", checkMember(ctx, s.db, uid, rid))
 }
 
-func checkMember(ctx context.Context, q interface {
-	QueryRow(context.Context, string, ...any) pgx.Row
-}, uid, rid int64) error {
+func checkMember(ctx context.Context, q queryRower, uid, rid int64) error {
 	var visibility string
 	var member bool
 	err := q.QueryRow(ctx, `

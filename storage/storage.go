@@ -58,10 +58,17 @@ func EnsureDatabase(ctx context.Context, url string) error {
 		return nil
 	}
 	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
-	if err != nil && !isCode(err, "42P04") { // duplicate_database: another node won the race
+	// Another node creating it at the same moment makes duplicate_database or
+	// a unique violation on the catalogue: either way the database exists.
+	if err != nil && !isCode(err, "42P04") && !isUniqueViolation(err, "pg_database_datname_index") {
 		return fmt.Errorf("create database %s: %w", name, err)
 	}
 	return nil
+}
+
+// queryRower is what a pool and a transaction share for one-row queries.
+type queryRower interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
 // parseID turns an opaque id from a client into a key; a malformed id names
