@@ -88,6 +88,9 @@ func NormalizeBody(body string) (string, error) {
 	if !utf8.ValidString(body) {
 		return "", Errorf(CodeBadRequest, "body is not valid UTF-8")
 	}
+	if strings.ContainsRune(body, 0) {
+		return "", Errorf(CodeBadRequest, "body contains a NUL character")
+	}
 	body = strings.TrimSpace(body)
 	n := utf8.RuneCountInString(body)
 	switch {
@@ -106,6 +109,9 @@ func (m *NewMessage) Validate() error {
 		return err
 	}
 	m.Body = body
+	if !utf8.ValidString(m.ClientID) || strings.ContainsRune(m.ClientID, 0) {
+		return Errorf(CodeBadRequest, "client_id must be valid UTF-8 without NUL")
+	}
 	if utf8.RuneCountInString(m.ClientID) > MaxClientIDChars {
 		return Errorf(CodeBadRequest, "client_id is longer than %d characters", MaxClientIDChars)
 	}

@@ -17,6 +17,7 @@ func scanProfile(row pgx.Row) (chat.Profile, error) {
 	var id int64
 	err := row.Scan(&id, &p.Username, &p.DisplayName, &p.Phone, &p.SMSNotify, &p.SlackUserID, &p.CreatedAt)
 	p.ID = formatID(id)
+	p.CreatedAt = p.CreatedAt.UTC()
 	return p, err
 }
 
@@ -42,6 +43,7 @@ func (s *Store) Credentials(ctx context.Context, username string) (chat.Profile,
 		`SELECT `+profileColumns+`, password_hash FROM users WHERE lower(username) = lower($1)`, username).
 		Scan(&id, &p.Username, &p.DisplayName, &p.Phone, &p.SMSNotify, &p.SlackUserID, &p.CreatedAt, &hash)
 	p.ID = formatID(id)
+	p.CreatedAt = p.CreatedAt.UTC()
 	if errors.Is(err, pgx.ErrNoRows) || (err == nil && hash == nil) {
 		return chat.Profile{}, "", chat.ErrNotFound
 	}

@@ -92,7 +92,7 @@ func displayName(name, fallback string) (string, error) {
 	if name == "" {
 		return fallback, nil
 	}
-	if !utf8.ValidString(name) || utf8.RuneCountInString(name) > maxDisplayNameChars {
+	if !utf8.ValidString(name) || strings.ContainsRune(name, 0) || utf8.RuneCountInString(name) > maxDisplayNameChars {
 		return "", chat.Errorf(chat.CodeBadRequest, "display_name must be 1-%d characters", maxDisplayNameChars)
 	}
 	return name, nil
@@ -107,6 +107,11 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := decode(w, r, &req); err != nil {
 		a.fail(w, r, err)
+		return
+	}
+	if !usernamePattern.MatchString(strings.ToLower(req.Username)) {
+		auth.CheckNoPassword(req.Password) // no such account can exist
+		a.fail(w, r, errInvalidCredentials)
 		return
 	}
 	p, hash, err := a.cfg.Store.Credentials(r.Context(), req.Username)

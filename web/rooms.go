@@ -3,6 +3,7 @@ package web
 import (
 	"net/http"
 	"regexp"
+	"strings"
 
 	"github.com/switchboard-chat/switchboard/chat"
 )
@@ -77,6 +78,10 @@ func (a *API) addMember(w http.ResponseWriter, r *http.Request, s chat.Session) 
 	}
 	if req.Username == "" {
 		a.fail(w, r, chat.Errorf(chat.CodeBadRequest, "username is required"))
+		return
+	}
+	if !usernamePattern.MatchString(strings.ToLower(req.Username)) {
+		a.fail(w, r, chat.Errorf(chat.CodeNotFound, "no user named %q", req.Username))
 		return
 	}
 	roomID := r.PathValue("id")

@@ -5,13 +5,16 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/switchboard-chat/switchboard/auth"
 	"github.com/switchboard-chat/switchboard/chat"
@@ -145,9 +148,8 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 // it the session.
 func (a *API) authed(h func(http.ResponseWriter, *http.Request, chat.Session)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		v := r.Header.Get("Authorization")
-		token, ok := strings.CutPrefix(v, "Bearer ")
-		if !ok || token == "" {
+		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !strings.EqualFold(scheme, "Bearer") || token == "" { // scheme names are case-insensitive (RFC 7235)
 			writeError(w, chat.Errorf(chat.CodeUnauthorized, "missing Authorization: Bearer token"))
 			return
 		}
@@ -204,14 +206,23 @@ const maxRequestBytes = 64 << 10
 // decode reads a JSON object body into v, refusing unknown fields, wrong
 // types, trailing data and bodies over maxRequestBytes.
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRequestBytes))
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return chat.Errorf(chat.CodeTooLarge, "request body is larger than %d bytes", maxRequestBytes)
+		}
+		return chat.Errorf(chat.CodeBadRequest, "could not read the request body")
+	}
+	// encoding/json would silently turn invalid bytes into U+FFFD.
+	if !utf8.Valid(raw) {
+		return chat.Errorf(chat.CodeBadRequest, "request body is not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		var tooBig *http.MaxBytesError
 		var typeErr *json.UnmarshalTypeError
 		switch {
-		case errors.As(err, &tooBig):
-			return chat.Errorf(chat.CodeTooLarge, "request body is larger than %d bytes", maxRequestBytes)
 		case errors.As(err, &typeErr) && typeErr.Field != "":
 			return chat.Errorf(chat.CodeBadRequest, "field %q has the wrong type", typeErr.Field)
 		case strings.HasPrefix(err.Error(), "json: unknown field"):
