@@ -122,10 +122,14 @@ type Hub struct {
 	cfg Config
 	log *slog.Logger
 
-	ctx       context.Context // cancelled by Shutdown; parent of every connection's context
-	cancel    context.CancelFunc
-	conns     sync.WaitGroup // one per connection handler
-	flushDone chan struct{}
+	ctx    context.Context // cancelled by Shutdown; parent of every connection's context
+	cancel context.CancelFunc
+	conns  sync.WaitGroup // one per connection handler
+	// unauthed is cancelled when Shutdown begins: connections still
+	// authenticating are closed at once instead of waiting for their deadline.
+	unauthed     context.Context
+	stopUnauthed context.CancelFunc
+	flushDone    chan struct{}
 
 	mu       sync.RWMutex
 	closing  bool
@@ -141,15 +145,18 @@ func New(cfg Config) (*Hub, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	unauthed, stopUnauthed := context.WithCancel(ctx)
 	h := &Hub{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		ctx:       ctx,
-		cancel:    cancel,
-		flushDone: make(chan struct{}),
-		rooms:     make(map[string]*room),
-		users:     make(map[string]map[*conn]struct{}),
-		delivery:  newDeliveryCursors(),
+		cfg:          cfg,
+		log:          cfg.Logger,
+		ctx:          ctx,
+		cancel:       cancel,
+		unauthed:     unauthed,
+		stopUnauthed: stopUnauthed,
+		flushDone:    make(chan struct{}),
+		rooms:        make(map[string]*room),
+		users:        make(map[string]map[*conn]struct{}),
+		delivery:     newDeliveryCursors(),
 	}
 	go h.flushLoop()
 	return h, nil
@@ -360,6 +367,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	h.closing = true
+	h.stopUnauthed()
 	var all []*conn
 	for _, set := range h.users {
 		for c := range set {

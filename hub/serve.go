@@ -86,14 +86,17 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // from an auth frame within AuthTimeout. A refused token gets an
 // unauthorized error and close 4401; a missing one, close 4401.
 func (h *Hub) authenticate(ws *websocket.Conn, headerToken string, hasHeader bool) (chat.Session, map[string]int64, bool) {
-	ctx, cancel := context.WithTimeout(h.ctx, h.cfg.AuthTimeout)
+	ctx, cancel := context.WithTimeout(h.unauthed, h.cfg.AuthTimeout)
 	defer cancel()
 	token, resume := headerToken, map[string]int64(nil)
 	if !hasHeader {
 		for {
 			typ, data, err := ws.Read(ctx)
 			if err != nil {
-				if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
+				switch {
+				case h.unauthed.Err() != nil:
+					_ = ws.Close(closeGoingAway, "server shutting down")
+				case ctx.Err() != nil:
 					_ = ws.Close(closeUnauthorized, "authentication timed out")
 				}
 				return chat.Session{}, nil, false
