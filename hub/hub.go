@@ -207,6 +207,21 @@ func (h *Hub) Receive(ev Event) {
 	r.receive(ev)
 }
 
+// Resync makes every local room read from the store what it may have missed
+// from the broker. A broker calls it after reconnecting: connections then get
+// what was published during the outage without reconnecting themselves.
+func (h *Hub) Resync() {
+	h.mu.RLock()
+	rooms := make([]*room, 0, len(h.rooms))
+	for _, r := range h.rooms {
+		rooms = append(rooms, r)
+	}
+	h.mu.RUnlock()
+	for _, r := range rooms {
+		go r.resync()
+	}
+}
+
 // JoinRoom subscribes every open connection of userID to roomID from the
 // room's current end, and tells them with a subscribed frame. The HTTP API
 // calls it after a join or an added member.

@@ -121,9 +121,28 @@ func (r *room) deliver(ev Event) {
 // fillGap fetches from the store the messages that are missing before the
 // pending ones (another node's publish may be late or lost) and delivers
 // them in order.
-func (r *room) fillGap() {
+func (r *room) fillGap() { r.fetchMissing(false) }
+
+// resync fetches whatever the store has after the room's position, even
+// with nothing pending: after a broker outage, messages may have been
+// published that never arrived and nothing later has arrived to show a gap.
+func (r *room) resync() {
 	r.mu.Lock()
-	if r.stopped || len(r.pending) == 0 {
+	if !r.ready || r.filling || r.stopped {
+		r.mu.Unlock()
+		return
+	}
+	r.filling = true
+	r.mu.Unlock()
+	r.fetchMissing(true)
+}
+
+// fetchMissing reads the page after lastSeq from the store and delivers it.
+// Unless all is set, it does so only while events wait behind a gap. The
+// caller has set r.filling.
+func (r *room) fetchMissing(all bool) {
+	r.mu.Lock()
+	if r.stopped || (!all && len(r.pending) == 0) {
 		r.filling = false
 		r.mu.Unlock()
 		return
@@ -142,7 +161,7 @@ func (r *room) fillGap() {
 		r.h.log.Warn("gap fetch failed", slog.String("room", r.id), slog.Any("error", err))
 		if r.h.ctx.Err() == nil && !r.stopped {
 			r.filling = true
-			time.AfterFunc(time.Second, r.fillGap)
+			time.AfterFunc(time.Second, func() { r.fetchMissing(all) })
 		}
 		return
 	}
@@ -154,6 +173,10 @@ func (r *room) fillGap() {
 		}
 	}
 	r.advance()
+	if all && len(msgs) == catchUpPage && !r.filling && !r.stopped {
+		r.filling = true
+		go r.fetchMissing(true)
+	}
 }
 
 // addSub subscribes c from afterSeq: it sends the subscribed frame, then

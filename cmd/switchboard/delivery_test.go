@@ -231,3 +231,29 @@ func TestDeliveryOutOfOrderBrokerEvents(t *testing.T) {
 	}
 	expectMessages(t, b, room, 1, 5)
 }
+
+// TestDeliveryResyncAfterBrokerOutage: messages stored while the broker lost
+// them reach connected clients, in order, when the hub resyncs.
+func TestDeliveryResyncAfterBrokerOutage(t *testing.T) {
+	t.Parallel()
+	s := newTestServer(t, nil)
+	alice, bob := s.register(t, "alice"), s.register(t, "bob")
+	room := s.createRoom(t, alice, chat.Public)
+	s.addMember(t, alice, room, bob)
+	b := s.dialWS(t, bob.Token)
+	b.ready()
+	b.nextOf("subscribed")
+
+	pool, err := pgxpool.New(context.Background(), s.node.pool.Config().ConnString())
+	require.NoError(t, err)
+	defer pool.Close()
+	store := storage.New(pool)
+	for i := 1; i <= 3; i++ { // stored on "another node"; its publishes were lost
+		_, _, err := store.SaveMessage(context.Background(), chat.NewMessage{
+			RoomID: room, SenderID: alice.ID, Body: fmt.Sprint("lost ", i), Source: chat.SourceWeb})
+		require.NoError(t, err)
+	}
+	s.node.hub.Resync()
+	got := expectMessages(t, b, room, 1, 3)
+	require.Equal(t, "lost 1", got[0]["body"])
+}
