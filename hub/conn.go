@@ -58,6 +58,7 @@ type conn struct {
 	subs       map[string]*room // rooms this connection is subscribed to
 
 	wake      chan struct{} // capacity 1; never closed: tells writeLoop the queue has frames
+	drained   chan struct{} // capacity 1; never closed: tells waitRoom the writer took frames
 	closeOnce sync.Once
 	pinging   atomic.Bool
 }
@@ -77,6 +78,7 @@ func (h *Hub) newConn(ws *websocket.Conn, s chat.Session) *conn {
 		typingLimit: rate.NewLimiter(rate.Limit(h.cfg.TypingLimit), h.cfg.TypingBurst),
 		subs:        make(map[string]*room),
 		wake:        make(chan struct{}, 1),
+		drained:     make(chan struct{}, 1),
 	}
 }
 
@@ -129,7 +131,7 @@ func (c *conn) push(f outFrame, mustDeliver bool) {
 		c.mu.Unlock()
 		return
 	}
-	if c.queueBytes+len(f.data) > c.h.cfg.QueueBytes {
+	if c.queueBytes > 0 && c.queueBytes+len(f.data) > c.h.cfg.QueueBytes {
 		c.mu.Unlock()
 		if mustDeliver {
 			c.h.cfg.Metrics.Dropped.WithLabelValues("slow_consumer").Inc()
@@ -163,6 +165,39 @@ func (c *conn) closeWith(code websocket.StatusCode, reason string) {
 			c.cancel()
 		}()
 	})
+}
+
+// waitRoom blocks until n more bytes fit in the send queue (or it is
+// empty). It is how the connection's own work (catch-up, answers) waits for
+// a slow client instead of closing it. It returns false once the connection
+// is closed.
+func (c *conn) waitRoom(n int) bool {
+	for {
+		c.mu.Lock()
+		closed := c.closed
+		fits := c.queueBytes == 0 || c.queueBytes+n <= c.h.cfg.QueueBytes
+		c.mu.Unlock()
+		if closed {
+			return false
+		}
+		if fits {
+			return true
+		}
+		select {
+		case <-c.drained:
+		case <-c.ctx.Done():
+			return false
+		}
+	}
+}
+
+// closeAndWait closes with code and returns once the close handshake is
+// over. The reader uses it before returning: the handler's cleanup stops the
+// writer, whose CloseNow would otherwise drop the TCP connection before the
+// close frame is out.
+func (c *conn) closeAndWait(code websocket.StatusCode, reason string) {
+	c.closeWith(code, reason)
+	<-c.ctx.Done()
 }
 
 // closeGoingAway tells the client the server is shutting down, lets the
@@ -257,6 +292,10 @@ func (c *conn) takeBatch(buf *bytes.Buffer) ([]byte, map[string]int64) {
 	c.queue = c.queue[n:]
 	if len(c.queue) == 0 {
 		c.queue = nil // let an idle connection hold no buffer
+	}
+	select {
+	case c.drained <- struct{}{}:
+	default:
 	}
 	return buf.Bytes(), delivered
 }

@@ -50,7 +50,9 @@ func decodeFrame(data []byte) (clientFrame, error) {
 		}
 		return f, chat.Errorf(chat.CodeBadRequest, "frame is not a JSON object")
 	}
-	if dec.More() {
+	// dec.More reports false before a stray '}' or ']', so check that only
+	// whitespace follows the object.
+	if len(bytes.TrimLeft(data[dec.InputOffset():], " \t\r\n")) > 0 {
 		return f, chat.Errorf(chat.CodeBadRequest, "one JSON object per frame")
 	}
 	need := func(ok bool, field string) error {

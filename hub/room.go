@@ -230,17 +230,29 @@ func (r *room) catchUp(c *conn, s *sub) {
 			}
 		}
 
+		// Live delivery skips s while it is not live, so r.mu need not be
+		// held across the wait for room in c's queue.
+		for i := range msgs {
+			m := &msgs[i]
+			data := encodeMessage(m)
+			if !c.waitRoom(len(data)) {
+				return
+			}
+			r.mu.Lock()
+			if r.subs[c] != s {
+				r.mu.Unlock()
+				return
+			}
+			if m.Seq == s.cursor+1 {
+				s.cursor = m.Seq
+				c.enqueueMessage(r.id, m.Seq, data)
+			}
+			r.mu.Unlock()
+		}
 		r.mu.Lock()
 		if r.subs[c] != s {
 			r.mu.Unlock()
 			return
-		}
-		for i := range msgs {
-			m := &msgs[i]
-			if m.Seq == s.cursor+1 {
-				s.cursor = m.Seq
-				c.enqueueMessage(r.id, m.Seq, encodeMessage(m))
-			}
 		}
 		if len(msgs) < catchUpPage && s.cursor >= r.lastSeq {
 			s.live = true

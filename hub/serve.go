@@ -91,14 +91,18 @@ func (h *Hub) authenticate(ws *websocket.Conn, headerToken string, hasHeader boo
 	token, resume := headerToken, map[string]int64(nil)
 	if !hasHeader {
 		for {
-			typ, data, err := ws.Read(ctx)
-			if err != nil {
-				switch {
-				case h.unauthed.Err() != nil:
+			// coder/websocket drops the TCP connection, with no close frame,
+			// when a read's context ends; so read without a deadline and
+			// close from a timer instead.
+			stop := context.AfterFunc(ctx, func() {
+				if h.unauthed.Err() != nil {
 					_ = ws.Close(closeGoingAway, "server shutting down")
-				case ctx.Err() != nil:
-					_ = ws.Close(closeUnauthorized, "authentication timed out")
+					return
 				}
+				_ = ws.Close(closeUnauthorized, "authentication timed out")
+			})
+			typ, data, err := ws.Read(context.Background())
+			if !stop() || err != nil {
 				return chat.Session{}, nil, false
 			}
 			f, ok := h.readClientFrame(ctx, ws, typ, data)
@@ -193,18 +197,18 @@ func (c *conn) serve() error {
 			return err
 		}
 		if typ != websocket.MessageText {
-			c.closeWith(closeUnsupported, "binary frames are not supported")
+			c.closeAndWait(closeUnsupported, "binary frames are not supported")
 			return nil
 		}
 		f, err := decodeFrame(data)
 		if errors.Is(err, errInvalidUTF8) {
-			c.closeWith(closeInvalidUTF8, "text frame is not valid UTF-8")
+			c.closeAndWait(closeInvalidUTF8, "text frame is not valid UTF-8")
 			return nil
 		}
 		if err != nil {
 			c.badFrames++
 			if c.badFrames >= maxBadFrames {
-				c.closeWith(closePolicy, "too many invalid frames")
+				c.closeAndWait(closePolicy, "too many invalid frames")
 				return nil
 			}
 			c.enqueueFrame(encode(newErrorFrame(f.ID, err)))
@@ -305,7 +309,10 @@ func (c *conn) handle(f clientFrame) {
 		if msgs == nil {
 			msgs = []chat.Message{}
 		}
-		c.enqueueFrame(encode(historyFrame{Type: "history", ID: f.ID, Room: *f.Room, Messages: msgs}))
+		frame := encode(historyFrame{Type: "history", ID: f.ID, Room: *f.Room, Messages: msgs})
+		if c.waitRoom(len(frame)) {
+			c.enqueueFrame(frame)
+		}
 	case "typing":
 		if !c.subscribedTo(*f.Room) {
 			fail(chat.Errorf(chat.CodeForbidden, "not subscribed to this room"))

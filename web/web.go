@@ -231,7 +231,7 @@ func decode(w http.ResponseWriter, r *http.Request, v any) error {
 			return chat.Errorf(chat.CodeBadRequest, "request body is not a valid JSON object")
 		}
 	}
-	if dec.More() {
+	if _, err := dec.Token(); err != io.EOF { // dec.More misses a stray '}' or ']'
 		return chat.Errorf(chat.CodeBadRequest, "request body has data after the JSON object")
 	}
 	return nil

@@ -1,0 +1,137 @@
+package hub
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard-chat/switchboard/chat"
+)
+
+// benchMessage is a typical chat message: a short sentence with a reply
+// count, a client id and a timestamp.
+func benchMessage(seq int64) *chat.Message {
+	clientID := "client-3f9a"
+	return &chat.Message{
+		ID:         fmt.Sprint(1000 + seq),
+		RoomID:     "42",
+		Seq:        seq,
+		Sender:     chat.User{ID: "7", Username: "alice", DisplayName: "Alice Example"},
+		Body:       "Lunch at the usual place? I can book a table for six at half past twelve.",
+		ReplyCount: 2,
+		Source:     chat.SourceWeb,
+		ClientID:   &clientID,
+		CreatedAt:  time.Date(2026, 11, 25, 10, 0, 0, 123456000, time.UTC),
+	}
+}
+
+func BenchmarkEncodeMessage(b *testing.B) {
+	m := benchMessage(1)
+	b.SetBytes(int64(len(encodeMessage(m))))
+	b.ReportAllocs()
+	for b.Loop() {
+		encodeMessage(m)
+	}
+}
+
+func BenchmarkDecodeFrame(b *testing.B) {
+	frames := map[string]string{
+		"ping":      `{"type":"ping","id":"p-1"}`,
+		"send":      `{"type":"send","id":"r-17","room":"42","body":"Lunch at the usual place? I can book a table for six at half past twelve.","client_id":"client-3f9a"}`,
+		"body=4000": `{"type":"send","id":"r-18","room":"42","body":"` + strings.Repeat("κ", 4000) + `"}`,
+	}
+	for _, name := range []string{"ping", "send", "body=4000"} {
+		data := []byte(frames[name])
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := decodeFrame(data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkFanout measures handing one stored message to every subscriber
+// of a room: Hub.Receive puts it in seq order and enqueues the one encoding
+// on each connection's send queue, then each connection's writer takes its
+// batch (takeBatch, as writeLoop does, without the socket write). The
+// writers' share is timed with the delivery that caused it.
+//
+// The connections have no WebSocket: nothing on this path touches conn.ws
+// (only closeWith does, and the queue bound is set so that it never runs).
+func BenchmarkFanout(b *testing.B) {
+	for _, subs := range []int{1, 100, 10000} {
+		b.Run(fmt.Sprintf("subs=%d", subs), func(b *testing.B) {
+			h, r, conns := benchRoom(b, subs)
+			frame := encodeMessage(benchMessage(1))
+			var buf bytes.Buffer
+			seq := int64(0)
+			b.SetBytes(int64(len(frame) * subs)) // bytes handed to connections per message
+			b.ReportAllocs()
+			for b.Loop() {
+				seq++
+				h.Receive(Event{Room: r.id, Seq: seq, From: "7", Frame: frame})
+				for _, c := range conns {
+					select {
+					case <-c.wake:
+					default:
+						b.Fatal("connection was not woken")
+					}
+					if batch, _ := c.takeBatch(&buf); batch == nil {
+						b.Fatal("nothing queued")
+					}
+				}
+			}
+		})
+	}
+}
+
+// benchRoom builds a hub with one ready room and n live subscribers, without
+// a store, broker or network.
+func benchRoom(b *testing.B, n int) (*Hub, *room, []*conn) {
+	b.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(cancel)
+	h := &Hub{
+		cfg: Config{
+			QueueBytes: 1 << 30,
+			GapWait:    time.Hour, // never: events arrive in order
+			Metrics:    NewMetrics(nil),
+			Logger:     slog.New(slog.DiscardHandler),
+		},
+		log:      slog.New(slog.DiscardHandler),
+		ctx:      ctx,
+		cancel:   cancel,
+		rooms:    make(map[string]*room),
+		users:    make(map[string]map[*conn]struct{}),
+		delivery: newDeliveryCursors(),
+	}
+	r := newRoom(h, "42")
+	r.refs = n
+	r.initialize(0)
+	h.rooms[r.id] = r
+	conns := make([]*conn, n)
+	for i := range conns {
+		cctx, ccancel := context.WithCancel(ctx)
+		c := &conn{
+			h:         h,
+			user:      chat.User{ID: fmt.Sprint(100 + i)},
+			sessionID: fmt.Sprint(i),
+			log:       h.log,
+			ctx:       cctx,
+			cancel:    ccancel,
+			subs:      map[string]*room{r.id: r},
+			wake:      make(chan struct{}, 1),
+		}
+		r.subs[c] = &sub{cursor: 0, live: true}
+		conns[i] = c
+	}
+	return h, r, conns
+}

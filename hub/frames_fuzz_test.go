@@ -1,0 +1,199 @@
+package hub
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-chat/switchboard/chat"
+)
+
+// autobahnUTF8Path holds the 132 UTF-8 payloads of Autobahn cases 6.5–6.23
+// (see shared/testdata/README.md), relative to this package.
+const autobahnUTF8Path = "../../shared/testdata/autobahn_utf8_6x.json"
+
+// FuzzDecodeFrame checks the invariants of decodeFrame on any input. Its
+// seed corpus in testdata/fuzz/FuzzDecodeFrame holds a valid frame of every
+// type, malformed and wrongly typed frames, and every Autobahn 6.x payload,
+// raw and wrapped in a ping id.
+func FuzzDecodeFrame(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		frame, err := decodeFrame(data)
+
+		// Invalid UTF-8, and only that, is errInvalidUTF8 (close 1007).
+		if !utf8.Valid(data) {
+			require.ErrorIs(t, err, errInvalidUTF8)
+			return
+		}
+		require.NotErrorIs(t, err, errInvalidUTF8)
+
+		// Every other error is a bad_request for the client.
+		if err != nil {
+			var ce *chat.Error
+			require.ErrorAs(t, err, &ce)
+			require.Equal(t, chat.CodeBadRequest, ce.Code, "%v", err)
+			require.NotEmpty(t, ce.Message)
+			return
+		}
+
+		// What is accepted is one JSON object ...
+		require.True(t, json.Valid(data), "accepted a frame that is not valid JSON: %q", data)
+		require.True(t, strings.HasPrefix(strings.TrimLeft(string(data), " \t\r\n"), "{"), "accepted a non-object: %q", data)
+		// ... of a known type with the fields that type needs.
+		requireWellFormed(t, frame)
+	})
+}
+
+// requireWellFormed checks what decodeFrame promises of a frame it accepts.
+func requireWellFormed(t *testing.T, f clientFrame) {
+	t.Helper()
+	known := []string{"auth", "send", "subscribe", "unsubscribe", "history", "typing", "read", "ping"}
+	require.Contains(t, known, f.Type)
+	hasRoom := f.Room != nil && *f.Room != ""
+	switch f.Type {
+	case "auth":
+		require.NotEmpty(t, f.Token)
+	case "send":
+		require.True(t, hasRoom, "send without room")
+		require.NotNil(t, f.Body, "send without body")
+	case "subscribe", "unsubscribe", "typing":
+		require.True(t, hasRoom, "%s without room", f.Type)
+	case "history":
+		require.True(t, hasRoom, "history without room")
+		if f.Limit != nil {
+			require.True(t, *f.Limit >= 1 && *f.Limit <= maxHistoryLimit, "limit %d", *f.Limit)
+		}
+		if f.BeforeSeq != nil {
+			require.GreaterOrEqual(t, *f.BeforeSeq, int64(0))
+		}
+	case "read":
+		require.True(t, hasRoom, "read without room")
+		require.NotNil(t, f.Seq)
+		require.GreaterOrEqual(t, *f.Seq, int64(0))
+	}
+}
+
+// autobahnPayload is one case of the Autobahn 6.x vector file.
+type autobahnPayload struct {
+	id      string
+	valid   bool
+	payload []byte
+}
+
+func loadAutobahnPayloads(tb testing.TB) []autobahnPayload {
+	tb.Helper()
+	raw, err := os.ReadFile(autobahnUTF8Path)
+	require.NoError(tb, err)
+	var file struct {
+		Cases map[string]struct {
+			Valid      bool   `json:"valid_utf8"`
+			PayloadHex string `json:"payload_hex"`
+		} `json:"cases"`
+	}
+	require.NoError(tb, json.Unmarshal(raw, &file))
+	var out []autobahnPayload
+	for id, c := range file.Cases {
+		p, err := hex.DecodeString(c.PayloadHex)
+		require.NoError(tb, err, id)
+		out = append(out, autobahnPayload{id: id, valid: c.Valid, payload: p})
+	}
+	slices.SortFunc(out, func(a, b autobahnPayload) int { return strings.Compare(a.id, b.id) })
+	require.Len(tb, out, 132)
+	return out
+}
+
+// jsonStringBytes quotes p as a JSON string byte for byte: it escapes what
+// JSON requires (quote, backslash, control characters) and leaves every
+// other byte, invalid UTF-8 included, as it is. (encoding/json would turn
+// invalid bytes into U+FFFD.)
+func jsonStringBytes(p []byte) []byte {
+	out := []byte{'"'}
+	for _, c := range p {
+		switch {
+		case c == '"' || c == '\\':
+			out = append(out, '\\', c)
+		case c < 0x20:
+			out = append(out, fmt.Sprintf(`\u%04x`, c)...)
+		default:
+			out = append(out, c)
+		}
+	}
+	return append(out, '"')
+}
+
+// pingWithID is {"type":"ping","id":<payload as a JSON string>}.
+func pingWithID(payload []byte) []byte {
+	return append(append([]byte(`{"type":"ping","id":`), jsonStringBytes(payload)...), '}')
+}
+
+func TestDecodeFrameAutobahn(t *testing.T) {
+	t.Parallel()
+
+	for _, ac := range loadAutobahnPayloads(t) {
+		t.Run(ac.id, func(t *testing.T) {
+			t.Parallel()
+			frame, err := decodeFrame(pingWithID(ac.payload))
+			if !ac.valid {
+				require.ErrorIs(t, err, errInvalidUTF8)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, "ping", frame.Type)
+			require.NotNil(t, frame.ID)
+			require.Equal(t, string(ac.payload), *frame.ID)
+		})
+	}
+}
+
+func TestDecodeFrame(t *testing.T) {
+	t.Parallel()
+
+	tests := []struct {
+		name     string
+		frame    string
+		wantType string // "" when an error is wanted
+		wantID   *string
+	}{
+		{name: "Ping", frame: `{"type":"ping","id":"1"}`, wantType: "ping", wantID: idPtr("1")},
+		{name: "PingTrailingNewline", frame: "{\"type\":\"ping\"}\n", wantType: "ping"},
+		{name: "Send", frame: `{"type":"send","room":"1","body":"hi","client_id":"c"}`, wantType: "send"},
+		{name: "Read", frame: `{"type":"read","room":"1","seq":0}`, wantType: "read"},
+		{name: "HistoryDefaults", frame: `{"type":"history","room":"1"}`, wantType: "history"},
+		{name: "InvalidJSON", frame: `{"type":`},
+		{name: "WrongIDType", frame: `{"type":"ping","id":5}`},
+		{name: "WrongTypeKeepsID", frame: `{"type":"send","id":"x","room":5,"body":"b"}`, wantID: idPtr("x")},
+		{name: "UnknownTypeKeepsID", frame: `{"type":"nope","id":"y"}`, wantID: idPtr("y")},
+		{name: "TwoObjects", frame: `{"type":"ping"}{"type":"ping"}`},
+		{name: "TrailingBrace", frame: `{"type":"ping","id":"z"}}`, wantID: idPtr("z")},
+		{name: "TrailingBracket", frame: `{"type":"ping","id":"z"}]`, wantID: idPtr("z")},
+		{name: "HistoryLimitZero", frame: `{"type":"history","room":"1","limit":0}`},
+		{name: "ReadNegativeSeq", frame: `{"type":"read","room":"1","seq":-2}`},
+		{name: "SendEmptyRoom", frame: `{"type":"send","room":"","body":"b"}`},
+		{name: "AuthEmptyToken", frame: `{"type":"auth","token":""}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f, err := decodeFrame([]byte(tt.frame))
+			if tt.wantType == "" {
+				var ce *chat.Error
+				require.True(t, errors.As(err, &ce), "want a bad_request, got %v (type %q)", err, f.Type)
+				require.Equal(t, chat.CodeBadRequest, ce.Code)
+			} else {
+				require.NoError(t, err)
+				require.Equal(t, tt.wantType, f.Type)
+			}
+			require.Equal(t, tt.wantID, f.ID)
+		})
+	}
+}
+
+func idPtr(s string) *string { return &s }
