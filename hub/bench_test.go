@@ -72,6 +72,7 @@ func BenchmarkFanout(b *testing.B) {
 			h, r, conns := benchRoom(b, subs)
 			frame := encodeMessage(benchMessage(1))
 			var buf bytes.Buffer
+			delivered := make(map[string]int64)
 			seq := int64(0)
 			b.SetBytes(int64(len(frame) * subs)) // bytes handed to connections per message
 			b.ReportAllocs()
@@ -84,7 +85,7 @@ func BenchmarkFanout(b *testing.B) {
 					default:
 						b.Fatal("connection was not woken")
 					}
-					if batch, _ := c.takeBatch(&buf); batch == nil {
+					if batch := c.takeBatch(&buf, delivered); batch == nil {
 						b.Fatal("nothing queued")
 					}
 				}

@@ -231,6 +231,7 @@ func (c *conn) writeLoop() {
 	ping := time.NewTicker(c.h.cfg.PingInterval)
 	defer ping.Stop()
 	var buf bytes.Buffer
+	delivered := make(map[string]int64) // reused: one map per connection, not per batch
 	for {
 		select {
 		case <-c.ctx.Done():
@@ -241,7 +242,7 @@ func (c *conn) writeLoop() {
 		case <-c.wake:
 		}
 		for {
-			batch, delivered := c.takeBatch(&buf)
+			batch := c.takeBatch(&buf, delivered)
 			if batch == nil {
 				break
 			}
@@ -258,20 +259,21 @@ func (c *conn) writeLoop() {
 			for room, seq := range delivered {
 				c.h.delivery.advance(c.user.ID, room, seq)
 			}
+			clear(delivered)
 		}
 	}
 }
 
 // takeBatch moves queued frames into buf, up to maxBatchBytes (at least one
-// frame), and returns the bytes and the highest message seq per room in them.
-func (c *conn) takeBatch(buf *bytes.Buffer) ([]byte, map[string]int64) {
+// frame), records in delivered the highest message seq per room among them,
+// and returns the bytes (nil when the queue is empty).
+func (c *conn) takeBatch(buf *bytes.Buffer, delivered map[string]int64) []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.queue) == 0 {
-		return nil, nil
+		return nil
 	}
 	buf.Reset()
-	var delivered map[string]int64
 	n := 0
 	for n < len(c.queue) && (n == 0 || buf.Len()+1+len(c.queue[n].data) <= maxBatchBytes) {
 		f := c.queue[n]
@@ -280,9 +282,6 @@ func (c *conn) takeBatch(buf *bytes.Buffer) ([]byte, map[string]int64) {
 		}
 		buf.Write(f.data)
 		if f.seq > 0 {
-			if delivered == nil {
-				delivered = make(map[string]int64)
-			}
 			delivered[f.room] = max(delivered[f.room], f.seq)
 		}
 		c.queueBytes -= len(f.data)
@@ -297,7 +296,7 @@ func (c *conn) takeBatch(buf *bytes.Buffer) ([]byte, map[string]int64) {
 	case c.drained <- struct{}{}:
 	default:
 	}
-	return buf.Bytes(), delivered
+	return buf.Bytes()
 }
 
 // ping sends a WebSocket ping from its own goroutine (a ping waits for the
