@@ -340,6 +340,12 @@ func (h *Hub) releaseRoom(r *room) {
 		r.stop()
 		h.subMu.Lock()
 		defer h.subMu.Unlock()
+		h.mu.RLock()
+		reacquired := h.rooms[r.id] != nil
+		h.mu.RUnlock()
+		if reacquired {
+			return // a new subscriber came meanwhile: its Subscribe must stand
+		}
 		if err := h.cfg.Broker.Unsubscribe(context.WithoutCancel(h.ctx), r.id); err != nil {
 			h.log.Warn("broker unsubscribe failed", slog.String("room", r.id), slog.Any("error", err))
 		}

@@ -21,6 +21,7 @@ import (
 type config struct {
 	DatabaseURL     string
 	RedisURL        string
+	RedisPrefix     string
 	Addr            string
 	PublicURL       string
 	AllowedOrigins  string
@@ -50,6 +51,8 @@ func (c *config) common(fs *flag.FlagSet) {
 func (c *config) server(fs *flag.FlagSet) {
 	c.common(fs)
 	fs.StringVar(&c.RedisURL, "redis-url", cmp.Or(os.Getenv("REDIS_URL"), "redis://127.0.0.1:6379/0"), "Redis URL (env REDIS_URL)")
+	fs.StringVar(&c.RedisPrefix, "redis-prefix", cmp.Or(os.Getenv("SWITCHBOARD_REDIS_PREFIX"), "switchboard:"),
+		"prefix of every Redis key and channel; the nodes of one cluster share it (env SWITCHBOARD_REDIS_PREFIX)")
 	fs.StringVar(&c.Addr, "addr", cmp.Or(os.Getenv("SWITCHBOARD_ADDR"), ":8080"), "listen address (env SWITCHBOARD_ADDR)")
 	fs.StringVar(&c.PublicURL, "public-url", os.Getenv("SWITCHBOARD_PUBLIC_URL"),
 		"external base URL (default http://localhost:<port>; env SWITCHBOARD_PUBLIC_URL)")

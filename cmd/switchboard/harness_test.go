@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
 
+	"github.com/switchboard-chat/switchboard/broker/brokertest"
 	"github.com/switchboard-chat/switchboard/hub"
 	"github.com/switchboard-chat/switchboard/storage/storagetest"
 )
@@ -33,21 +35,43 @@ type testServer struct {
 // newTestServer starts a node on a fresh database. tune may adjust its hub.
 func newTestServer(t *testing.T, tune func(*hub.Config)) *testServer {
 	t.Helper()
-	return newTestServerOn(t, storagetest.NewDatabase(t), tune)
+	return newTestServerWith(t, nodeOptions{tune: tune})
 }
 
 // newTestServerOn starts a node on an existing database (several nodes may
-// share one).
+// share one; give them one redisPrefix too with newTestServerWith or
+// newTestCluster to make them a cluster).
 func newTestServerOn(t *testing.T, databaseURL string, tune func(*hub.Config)) *testServer {
 	t.Helper()
+	return newTestServerWith(t, nodeOptions{databaseURL: databaseURL, tune: tune})
+}
+
+// nodeOptions place a test node. The zero value is a node alone on a fresh
+// database and the test Redis.
+type nodeOptions struct {
+	databaseURL string // "" means a fresh database
+	redisURL    string // "" means the test Redis
+	// redisPrefix; "" means one no other test server uses, so that parallel
+	// tests never see each other's events. Nodes of one cluster share one.
+	redisPrefix string
+	tune        func(*hub.Config)
+}
+
+// newTestServerWith starts a node behind httptest as opts say.
+func newTestServerWith(t *testing.T, opts nodeOptions) *testServer {
+	t.Helper()
+	if opts.databaseURL == "" {
+		opts.databaseURL = storagetest.NewDatabase(t)
+	}
 	cfg := &config{
-		DatabaseURL: databaseURL,
-		RedisURL:    "redis://127.0.0.1:6379/0",
+		DatabaseURL: opts.databaseURL,
+		RedisURL:    cmp.Or(opts.redisURL, brokertest.RedisURL()),
+		RedisPrefix: cmp.Or(opts.redisPrefix, brokertest.Prefix()),
 		Addr:        "127.0.0.1:0",
 		PublicURL:   "http://switchboard.test",
 		RateLimit:   10,
 		RateBurst:   20,
-		tuneHub:     tune,
+		tuneHub:     opts.tune,
 	}
 	log := slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	n, err := newNode(context.Background(), cfg, testSecret, log)

@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard-chat/switchboard/auth"
+	"github.com/switchboard-chat/switchboard/broker"
 	"github.com/switchboard-chat/switchboard/hub"
 	"github.com/switchboard-chat/switchboard/migrations"
 	"github.com/switchboard-chat/switchboard/storage"
@@ -49,6 +50,7 @@ func openStore(ctx context.Context, databaseURL string) (*pgxpool.Pool, error) {
 type node struct {
 	handler      http.Handler
 	hub          *hub.Hub
+	broker       *broker.Redis
 	pool         *pgxpool.Pool
 	rdb          *redis.Client
 	shuttingDown atomic.Bool
@@ -85,10 +87,17 @@ func newNode(ctx context.Context, cfg *config, secret []byte, log *slog.Logger) 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	authenticator := auth.NewAuthenticator(tokens, store)
-	broker := &hub.LocalBroker{}
+	n.broker, err = broker.NewRedis(broker.RedisConfig{
+		Client: n.rdb,
+		Prefix: cfg.RedisPrefix,
+		Logger: log.With(slog.String("component", "broker")),
+	})
+	if err != nil {
+		return nil, err
+	}
 	hubCfg := hub.Config{
 		Store:          store,
-		Broker:         broker,
+		Broker:         n.broker,
 		Auth:           authenticator,
 		Logger:         log.With(slog.String("component", "hub")),
 		AllowedOrigins: cfg.allowedOrigins(public),
@@ -103,7 +112,9 @@ func newNode(ctx context.Context, cfg *config, secret []byte, log *slog.Logger) 
 	if err != nil {
 		return nil, err
 	}
-	broker.Attach(n.hub)
+	if err := n.broker.Start(n.hub); err != nil {
+		return nil, err
+	}
 
 	n.handler, err = web.New(web.Config{
 		Store:     store,
@@ -145,8 +156,12 @@ func (n *node) shutdown(ctx context.Context) error {
 	return n.hub.Shutdown(ctx)
 }
 
-// close releases Redis and Postgres; call it after shutdown.
+// close stops the broker and releases Redis and Postgres; call it after
+// shutdown.
 func (n *node) close() {
+	if n.broker != nil {
+		_ = n.broker.Close()
+	}
 	if n.rdb != nil {
 		_ = n.rdb.Close()
 	}
@@ -197,7 +212,8 @@ func serve(ctx context.Context, args []string) error {
 	}
 
 	// Shutdown, in order: readiness fails, listeners close and HTTP requests
-	// drain, WebSockets close with 1001, then Redis and Postgres (deferred).
+	// drain, WebSockets close with 1001, then the broker, Redis and Postgres
+	// (deferred).
 	log.Info("shutting down", slog.Duration("grace", cfg.ShutdownTimeout))
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()

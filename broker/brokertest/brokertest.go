@@ -1,0 +1,191 @@
+// Package brokertest helps tests run the Redis broker against the real
+// Redis: a channel prefix of their own, so that parallel tests never see
+// each other's events, and a TCP proxy whose link can be cut, to test
+// outages without stopping the server other tests use. TEST_REDIS_URL
+// names the server (default: the local one).
+package brokertest
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisURL is the Redis server tests use.
+func RedisURL() string {
+	if u := os.Getenv("TEST_REDIS_URL"); u != "" {
+		return u
+	}
+	return "redis://127.0.0.1:6379/0"
+}
+
+// Prefix returns a Redis prefix that no other test uses.
+func Prefix() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return "sbtest:" + hex.EncodeToString(b) + ":"
+}
+
+// Proxy forwards TCP connections to the test Redis. Cut resets every
+// connection and closes new ones at once; Freeze holds every byte without
+// closing anything (a silent network); Restore undoes either.
+type Proxy struct {
+	t      testing.TB
+	ln     net.Listener
+	target string
+	done   chan struct{}
+	wg     sync.WaitGroup
+
+	mu    sync.Mutex
+	state int           // proxyUp, proxyCut or proxyFrozen
+	thaw  chan struct{} // closed when a freeze ends
+	conns map[net.Conn]struct{}
+}
+
+const (
+	proxyUp = iota
+	proxyCut
+	proxyFrozen
+)
+
+// NewProxy starts a proxy on 127.0.0.1 and stops it when t ends.
+func NewProxy(t testing.TB) *Proxy {
+	t.Helper()
+	opts, err := redis.ParseURL(RedisURL())
+	if err != nil {
+		t.Fatalf("brokertest: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("brokertest: %v", err)
+	}
+	p := &Proxy{t: t, ln: ln, target: opts.Addr, done: make(chan struct{}), thaw: make(chan struct{}),
+		conns: make(map[net.Conn]struct{})}
+	p.wg.Add(1)
+	go p.accept()
+	t.Cleanup(p.close)
+	return p
+}
+
+// Addr is the proxy's host:port.
+func (p *Proxy) Addr() string { return p.ln.Addr().String() }
+
+// URL is RedisURL with the proxy's address.
+func (p *Proxy) URL() string {
+	opts, _ := redis.ParseURL(RedisURL())
+	return "redis://" + p.Addr() + "/" + strconv.Itoa(opts.DB)
+}
+
+func (p *Proxy) accept() {
+	defer p.wg.Done()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		cut := p.state == proxyCut
+		p.mu.Unlock()
+		if cut {
+			_ = c.Close()
+			continue
+		}
+		up, err := net.Dial("tcp", p.target)
+		if err != nil {
+			_ = c.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
+		p.mu.Unlock()
+		p.wg.Add(2)
+		go p.pipe(c, up)
+		go p.pipe(up, c)
+	}
+}
+
+// pipe copies src to dst, holding bytes while frozen.
+func (p *Proxy) pipe(dst, src net.Conn) {
+	defer p.wg.Done()
+	defer func() {
+		p.mu.Lock()
+		delete(p.conns, src)
+		delete(p.conns, dst)
+		p.mu.Unlock()
+		_ = src.Close()
+		_ = dst.Close()
+	}()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			frozen, thaw := p.state == proxyFrozen, p.thaw
+			p.mu.Unlock()
+			if frozen {
+				select {
+				case <-thaw:
+				case <-p.done:
+					return
+				}
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				p.t.Logf("brokertest proxy: %v", err)
+			}
+			return
+		}
+	}
+}
+
+// Cut closes every proxied connection and closes new ones at once, until
+// Restore.
+func (p *Proxy) Cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.state = proxyCut
+	for c := range p.conns {
+		_ = c.Close()
+	}
+}
+
+// Freeze stops forwarding bytes, closing nothing, until Restore.
+func (p *Proxy) Freeze() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.state = proxyFrozen
+}
+
+// Restore forwards again.
+func (p *Proxy) Restore() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.state == proxyFrozen {
+		close(p.thaw)
+		p.thaw = make(chan struct{})
+	}
+	p.state = proxyUp
+}
+
+func (p *Proxy) close() {
+	_ = p.ln.Close()
+	close(p.done)
+	p.mu.Lock()
+	for c := range p.conns {
+		_ = c.Close()
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+}
