@@ -84,7 +84,7 @@ func TestAPIRegister(t *testing.T) {
 
 	t.Run("CaseInsensitiveClash", func(t *testing.T) {
 		t.Parallel()
-		taken := s.fastUser(t, "clash")
+		taken := s.register(t, "clash")
 		r := s.do(t, "POST", "/api/v1/auth/register", "", map[string]any{
 			"username": strings.ToUpper(taken.Username), "password": "another password"})
 		requireAPIError(t, r, http.StatusConflict, "conflict")
@@ -99,7 +99,7 @@ func TestAPILogin(t *testing.T) {
 
 	t.Run("OK", func(t *testing.T) {
 		t.Parallel()
-		u := s.fastUser(t, "login")
+		u := s.register(t, "login")
 		for _, name := range []string{u.Username, strings.ToUpper(u.Username)} {
 			r := s.do(t, "POST", "/api/v1/auth/login", "", map[string]any{"username": name, "password": fixturePassword})
 			require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Raw)
@@ -115,7 +115,7 @@ func TestAPILogin(t *testing.T) {
 
 	t.Run("Refused", func(t *testing.T) {
 		t.Parallel()
-		u := s.fastUser(t, "victim")
+		u := s.register(t, "victim")
 		var messages []string
 		for _, tc := range []struct {
 			name     string
@@ -173,7 +173,7 @@ func TestAPIRefresh(t *testing.T) {
 
 	t.Run("RotatesAndReuseRevokesFamily", func(t *testing.T) {
 		t.Parallel()
-		u := s.fastUser(t, "rotate")
+		u := s.register(t, "rotate")
 
 		r := refresh(t, u.Refresh)
 		require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Raw)
@@ -200,7 +200,7 @@ func TestAPIRefresh(t *testing.T) {
 
 	t.Run("FamiliesAreIndependent", func(t *testing.T) {
 		t.Parallel()
-		u := s.fastUser(t, "family")
+		u := s.register(t, "family")
 		other := s.login(t, u.Username, fixturePassword) // a second login: a second family
 
 		require.Equal(t, http.StatusOK, refresh(t, u.Refresh).Status)
@@ -212,7 +212,7 @@ func TestAPIRefresh(t *testing.T) {
 
 	t.Run("ConcurrentReuse", func(t *testing.T) {
 		t.Parallel()
-		u := s.fastUser(t, "twice")
+		u := s.register(t, "twice")
 		answers := s.doConcurrently(2, "POST", "/api/v1/auth/refresh", "", map[string]any{"refresh_token": u.Refresh})
 		var winner *apiTokens
 		for _, a := range answers {
@@ -234,7 +234,7 @@ func TestAPIRefresh(t *testing.T) {
 
 	t.Run("Refused", func(t *testing.T) {
 		t.Parallel()
-		u := s.fastUser(t, "refuse")
+		u := s.register(t, "refuse")
 		for _, tc := range []struct {
 			name       string
 			body       any
@@ -259,7 +259,7 @@ func TestAPIRefresh(t *testing.T) {
 func TestAPILogout(t *testing.T) {
 	t.Parallel()
 	s := newAPIServer(t)
-	u := s.fastUser(t, "logout")
+	u := s.register(t, "logout")
 	second := s.login(t, u.Username, fixturePassword)
 
 	require.Equal(t, http.StatusOK, s.do(t, "GET", "/api/v1/me", u.Token, nil).Status)
@@ -328,7 +328,7 @@ func unsignedTestToken(t *testing.T, alg string, claims jwt.MapClaims) string {
 func TestAPITokens(t *testing.T) {
 	t.Parallel()
 	s := newAPIServer(t)
-	u := s.fastUser(t, "tokens")
+	u := s.register(t, "tokens")
 
 	t.Run("CraftedValidTokenWorks", func(t *testing.T) {
 		t.Parallel()
@@ -419,7 +419,7 @@ func TestAPIMe(t *testing.T) {
 	}
 	setup := func(t *testing.T) *testBundle {
 		t.Helper()
-		u := s.fastUser(t, "me")
+		u := s.register(t, "me")
 		n := userSeq.Add(1)
 		r := s.do(t, "PATCH", "/api/v1/me", u.Token, map[string]any{
 			"display_name":  "Before",
@@ -440,7 +440,7 @@ func TestAPIMe(t *testing.T) {
 
 	t.Run("Get", func(t *testing.T) {
 		t.Parallel()
-		u := s.fastUser(t, "getme")
+		u := s.register(t, "getme")
 		r := s.do(t, "GET", "/api/v1/me", u.Token, nil)
 		require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Raw)
 		require.Subset(t, jsonKeys(r.Body), []string{"id", "username", "display_name", "phone", "sms_notify", "slack_user_id", "created_at"})

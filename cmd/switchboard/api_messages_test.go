@@ -23,7 +23,7 @@ func TestAPIMessages(t *testing.T) {
 	}
 	setup := func(t *testing.T) *testBundle {
 		t.Helper()
-		b := &testBundle{alice: s.fastUser(t, "alice"), bob: s.fastUser(t, "bob")}
+		b := &testBundle{alice: s.register(t, "alice"), bob: s.register(t, "bob")}
 		b.room = s.createRoom(t, b.alice, "public")
 		s.addMember(t, b.alice, b.room, b.bob)
 		return b
@@ -298,7 +298,7 @@ func TestAPIMessages(t *testing.T) {
 	t.Run("NonMemberRead", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
-		outsider := s.fastUser(t, "outsider")
+		outsider := s.register(t, "outsider")
 		secret := s.createRoom(t, b.alice, "private")
 		inPublic := s.say(t, b.alice, b.room, "public words")
 		inPrivate := s.say(t, b.alice, secret, "private words")
@@ -333,7 +333,7 @@ func TestAPIMessages(t *testing.T) {
 func TestAPIHistory(t *testing.T) {
 	t.Parallel()
 	s := newAPIServer(t)
-	alice, bob := s.fastUser(t, "alice"), s.fastUser(t, "bob")
+	alice, bob := s.register(t, "alice"), s.register(t, "bob")
 	room := s.createRoom(t, alice, "public")
 	s.addMember(t, alice, room, bob)
 

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"golang.org/x/crypto/bcrypt"
 )
 
 // This file holds the helpers of the HTTP API tests (TestAPI...) and the
@@ -24,42 +23,6 @@ type apiServer struct{ *testServer }
 func newAPIServer(t *testing.T) *apiServer {
 	t.Helper()
 	return &apiServer{newTestServer(t, nil)}
-}
-
-// fixturePassword is the password of every account fastUser makes.
-const fixturePassword = "fixture password"
-
-// fixtureHash is fixturePassword hashed at bcrypt's lowest cost. Register
-// hashes at the production cost, which takes about 2 s of CPU under -race;
-// tests that only need an account insert it with this hash and log in over
-// HTTP, which checks it in milliseconds. Only the register tests pay for
-// the real cost.
-var fixtureHash = sync.OnceValue(func() string {
-	h, err := bcrypt.GenerateFromPassword([]byte(fixturePassword), bcrypt.MinCost)
-	if err != nil {
-		panic(err)
-	}
-	return string(h)
-})
-
-// fastUser makes an account with a unique name starting with prefix and
-// logs it in through POST /api/v1/auth/login.
-func (s *apiServer) fastUser(t *testing.T, prefix string) testUser {
-	t.Helper()
-	name := fmt.Sprintf("%s%d", prefix, userSeq.Add(1))
-	_, err := s.node.pool.Exec(t.Context(),
-		`INSERT INTO users (username, password_hash, display_name) VALUES ($1, $2, $1)`, name, fixtureHash())
-	require.NoError(t, err)
-	return s.login(t, name, fixturePassword)
-}
-
-// login logs in and returns the account with its fresh token pair.
-func (s *apiServer) login(t *testing.T, username, password string) testUser {
-	t.Helper()
-	r := s.do(t, "POST", "/api/v1/auth/login", "", map[string]any{"username": username, "password": password})
-	require.Equal(t, http.StatusOK, r.Status, "login: %s", r.Raw)
-	tp := decodeBody[apiTokens](t, r)
-	return testUser{ID: tp.User.ID, Username: tp.User.Username, Token: tp.AccessToken, Refresh: tp.RefreshToken}
 }
 
 // The shapes of SPEC §3–§5 as a client decodes them.
@@ -270,7 +233,7 @@ func TestAPIRooms(t *testing.T) {
 	}
 	setup := func(t *testing.T) *testBundle {
 		t.Helper()
-		b := &testBundle{owner: s.fastUser(t, "owner"), other: s.fastUser(t, "other")}
+		b := &testBundle{owner: s.register(t, "owner"), other: s.register(t, "other")}
 		b.public = s.createRoom(t, b.owner, "public")
 		b.secret = s.createRoom(t, b.owner, "private")
 		return b
@@ -381,7 +344,7 @@ func TestAPIRooms(t *testing.T) {
 
 	t.Run("ListEmpty", func(t *testing.T) {
 		t.Parallel()
-		u := s.fastUser(t, "loner")
+		u := s.register(t, "loner")
 		r := s.do(t, "GET", "/api/v1/rooms", u.Token, nil)
 		require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Raw)
 		require.Equal(t, map[string]any{"rooms": []any{}}, r.Body, "no rooms is an empty list, not null")
@@ -431,7 +394,7 @@ func TestAPIRooms(t *testing.T) {
 	t.Run("AddMember", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
-		third := s.fastUser(t, "third")
+		third := s.register(t, "third")
 		for _, room := range []string{b.public, b.secret} {
 			// Any member may add: owner adds other, then other adds third.
 			s.addMember(t, b.owner, room, b.other)
@@ -446,7 +409,7 @@ func TestAPIRooms(t *testing.T) {
 	t.Run("AddMemberRefused", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
-		third := s.fastUser(t, "third")
+		third := s.register(t, "third")
 		for _, tc := range []struct {
 			name       string
 			actor      func() testUser

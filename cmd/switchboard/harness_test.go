@@ -11,12 +11,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/switchboard-chat/switchboard/broker/brokertest"
 	"github.com/switchboard-chat/switchboard/hub"
@@ -152,14 +154,39 @@ type testUser struct {
 
 var userSeq atomic.Int64
 
-// register creates an account with a unique name starting with prefix.
+// fixturePassword is the password of every account register makes.
+const fixturePassword = "fixture password"
+
+// fixtureHash is fixturePassword hashed at bcrypt's lowest cost. The real
+// register endpoint hashes at the production cost, about 1-2 s of CPU under
+// -race on these machines; so test accounts are inserted with this hash and
+// logged in over HTTP, and only the register tests pay the real cost.
+var fixtureHash = sync.OnceValue(func() string {
+	h, err := bcrypt.GenerateFromPassword([]byte(fixturePassword), bcrypt.MinCost)
+	if err != nil {
+		panic(err)
+	}
+	return string(h)
+})
+
+// register makes an account with a unique name starting with prefix and
+// logs it in through POST /api/v1/auth/login.
 func (s *testServer) register(t *testing.T, prefix string) testUser {
 	t.Helper()
 	name := fmt.Sprintf("%s%d", prefix, userSeq.Add(1))
-	r := s.do(t, "POST", "/api/v1/auth/register", "", map[string]any{"username": name, "password": "correct horse"})
-	require.Equal(t, http.StatusCreated, r.Status, "register: %s", r.Raw)
+	_, err := s.node.pool.Exec(t.Context(),
+		`INSERT INTO users (username, password_hash, display_name) VALUES ($1, $2, $1)`, name, fixtureHash())
+	require.NoError(t, err)
+	return s.login(t, name, fixturePassword)
+}
+
+// login logs in and returns the account with its fresh token pair.
+func (s *testServer) login(t *testing.T, username, password string) testUser {
+	t.Helper()
+	r := s.do(t, "POST", "/api/v1/auth/login", "", map[string]any{"username": username, "password": password})
+	require.Equal(t, http.StatusOK, r.Status, "login: %s", r.Raw)
 	user := r.Body["user"].(map[string]any)
-	return testUser{ID: user["id"].(string), Username: name,
+	return testUser{ID: user["id"].(string), Username: user["username"].(string),
 		Token: r.Body["access_token"].(string), Refresh: r.Body["refresh_token"].(string)}
 }
 

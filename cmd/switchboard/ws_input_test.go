@@ -27,21 +27,6 @@ import (
 // frame gets the answer the spec names, and another connection on the same
 // node keeps working afterwards.
 
-// mintUser creates an account straight in the node's database and signs an
-// access token for it as `switchboard token` does. It skips the bcrypt hash
-// of register, which costs about a second under -race on these machines.
-func mintUser(t *testing.T, s *testServer, prefix string) testUser {
-	t.Helper()
-	name := fmt.Sprintf("%s%d", prefix, userSeq.Add(1))
-	p, err := storage.New(s.node.pool).CreateUser(t.Context(), name, "!not-a-password-hash", "")
-	require.NoError(t, err)
-	tokens, err := auth.New(auth.Config{Secret: testSecret})
-	require.NoError(t, err)
-	token, _, err := tokens.Issue(p.ID)
-	require.NoError(t, err)
-	return testUser{ID: p.ID, Username: name, Token: token}
-}
-
 // inputBundle is a node with alice and bob in one room, and carol, a
 // bystander on the same node, connected to a room of her own before the
 // test does anything bad.
@@ -58,7 +43,7 @@ type inputBundle struct {
 func setupInput(t *testing.T, tune func(*hub.Config)) *inputBundle {
 	t.Helper()
 	s := newTestServer(t, tune)
-	b := &inputBundle{s: s, alice: mintUser(t, s, "alice"), bob: mintUser(t, s, "bob"), carol: mintUser(t, s, "carol")}
+	b := &inputBundle{s: s, alice: s.register(t, "alice"), bob: s.register(t, "bob"), carol: s.register(t, "carol")}
 	b.room = s.createRoom(t, b.alice, "private")
 	s.addMember(t, b.alice, b.room, b.bob)
 	b.carolRoom = s.createRoom(t, b.carol, "private")
@@ -749,7 +734,7 @@ func TestWSSlowConsumer(t *testing.T) {
 	// 64 KiB holds four maximal messages. (A queue smaller than one frame,
 	// such as 4 KiB, would close every connection on its first big message.)
 	b := setupInput(t, func(c *hub.Config) { c.QueueBytes = 64 << 10 })
-	slowUser, fastUser := b.bob, mintUser(t, b.s, "fast")
+	slowUser, fastUser := b.bob, b.s.register(t, "fast")
 	b.s.addMember(t, b.alice, b.room, fastUser)
 
 	// The slow client reads up to its subscription and then nothing until
@@ -945,7 +930,7 @@ func TestWSPing(t *testing.T) {
 func TestWSRead(t *testing.T) {
 	t.Parallel()
 	b := setupInput(t, nil)
-	dave := mintUser(t, b.s, "dave")
+	dave := b.s.register(t, "dave")
 	b.s.addMember(t, b.alice, b.room, dave)
 	for i := 1; i <= 3; i++ {
 		b.post(t, b.alice, b.room, fmt.Sprintf("unread %d", i))
