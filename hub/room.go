@@ -24,6 +24,7 @@ type room struct {
 	lastSeq int64           // every seq up to here has been handed to live subs, in order
 	pending map[int64]Event // arrived ahead of lastSeq+1
 	filling bool            // a gap fetch is scheduled or running
+	again   bool            // a resync came while filling: fetch everything once more
 	subs    map[*conn]*sub
 	stopped bool
 }
@@ -128,6 +129,11 @@ func (r *room) fillGap() { r.fetchMissing(false) }
 // published that never arrived and nothing later has arrived to show a gap.
 func (r *room) resync() {
 	r.mu.Lock()
+	if r.filling {
+		// The running fetch may have read before the broker went live
+		// again; run a full one after it.
+		r.again = true
+	}
 	if !r.ready || r.filling || r.stopped {
 		r.mu.Unlock()
 		return
@@ -173,7 +179,9 @@ func (r *room) fetchMissing(all bool) {
 		}
 	}
 	r.advance()
-	if all && len(msgs) == catchUpPage && !r.filling && !r.stopped {
+	more := all && len(msgs) == catchUpPage
+	if (more || r.again) && !r.filling && !r.stopped {
+		r.again = false
 		r.filling = true
 		go r.fetchMissing(true)
 	}
