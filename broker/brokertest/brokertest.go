@@ -34,7 +34,7 @@ func Prefix() string {
 	return "sbtest:" + hex.EncodeToString(b) + ":"
 }
 
-// Proxy forwards TCP connections to the test Redis. Cut resets every
+// Proxy forwards TCP connections to a target, the test Redis by default. Cut resets every
 // connection and closes new ones at once; Freeze holds every byte without
 // closing anything (a silent network); Restore undoes either.
 type Proxy struct {
@@ -56,18 +56,26 @@ const (
 	proxyFrozen
 )
 
-// NewProxy starts a proxy on 127.0.0.1 and stops it when t ends.
+// NewProxy starts a proxy to the test Redis on 127.0.0.1 and stops it when
+// t ends.
 func NewProxy(t testing.TB) *Proxy {
 	t.Helper()
 	opts, err := redis.ParseURL(RedisURL())
 	if err != nil {
 		t.Fatalf("brokertest: %v", err)
 	}
+	return NewProxyTo(t, opts.Addr)
+}
+
+// NewProxyTo starts a proxy to any TCP address (tests cut Postgres with it
+// too) and stops it when t ends.
+func NewProxyTo(t testing.TB, target string) *Proxy {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("brokertest: %v", err)
 	}
-	p := &Proxy{t: t, ln: ln, target: opts.Addr, done: make(chan struct{}), thaw: make(chan struct{}),
+	p := &Proxy{t: t, ln: ln, target: target, done: make(chan struct{}), thaw: make(chan struct{}),
 		conns: make(map[net.Conn]struct{})}
 	p.wg.Add(1)
 	go p.accept()
