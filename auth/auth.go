@@ -1,6 +1,7 @@
 // Package auth issues and verifies access tokens (JWT), hashes passwords and
 // makes refresh tokens. It stores nothing itself: the HTTP API keeps refresh
-// token hashes and revoked token ids in storage.
+// token hashes in storage, and revoked access token ids go to a Denylist
+// shared by every node.
 package auth
 
 import (

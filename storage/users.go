@@ -191,19 +191,3 @@ func (s *Store) RevokeRefreshToken(ctx context.Context, userID string, hash []by
 		hash, id)
 	return wrap("revoke refresh token", err)
 }
-
-// RevokeAccessToken records that the access token jti is refused until it
-// expires, and forgets long-expired entries on the way.
-func (s *Store) RevokeAccessToken(ctx context.Context, jti string, expires time.Time) error {
-	_, err := s.db.Exec(ctx, `
-		WITH gc AS (DELETE FROM revoked_tokens WHERE expires_at < now() - interval '1 hour')
-		INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING`, jti, expires)
-	return wrap("revoke access token", err)
-}
-
-// IsRevoked reports whether the access token jti was revoked by logout.
-func (s *Store) IsRevoked(ctx context.Context, jti string) (bool, error) {
-	var revoked bool
-	err := s.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = $1)`, jti).Scan(&revoked)
-	return revoked, wrap("is revoked", err)
-}

@@ -180,7 +180,7 @@ func (a *API) logout(w http.ResponseWriter, r *http.Request, s chat.Session) {
 			return
 		}
 	}
-	if err := a.cfg.Store.RevokeAccessToken(r.Context(), s.TokenID, s.ExpiresAt); err != nil {
+	if err := a.cfg.Denylist.Revoke(r.Context(), s.TokenID, s.ExpiresAt); err != nil {
 		a.fail(w, r, err)
 		return
 	}

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -29,7 +30,6 @@ type Store interface {
 	SaveRefreshToken(ctx context.Context, userID string, hash []byte, family string, expires time.Time) error
 	RotateRefreshToken(ctx context.Context, old, newHash []byte, expires time.Time) (string, error)
 	RevokeRefreshToken(ctx context.Context, userID string, hash []byte) error
-	RevokeAccessToken(ctx context.Context, jti string, expires time.Time) error
 
 	CreateRoom(ctx context.Context, creatorID, name, visibility string) (chat.Room, error)
 	RoomsOf(ctx context.Context, userID string) ([]chat.Room, error)
@@ -60,13 +60,19 @@ type Authenticator interface {
 	Authenticate(ctx context.Context, token string) (chat.Session, error)
 }
 
-// Config configures the API. Every field but Logger, WebSocket and Metrics
-// is required.
+// Config configures the API. Every field but Limiter, Logger, WebSocket and
+// Metrics is required.
 type Config struct {
 	Store  Store
 	Hub    Hub
 	Auth   Authenticator
 	Tokens *auth.Tokens
+	// Denylist records the access tokens revoked by logout; Auth must
+	// consult the same one.
+	Denylist auth.Denylist
+	// Limiter limits each user's authenticated writes (POST, PATCH and
+	// DELETE under /api/v1, but logout); nil means no limit. See limited.
+	Limiter Limiter
 	// Ready reports whether the node can serve (Postgres, Redis); /readyz
 	// answers 503 with its error.
 	Ready func(ctx context.Context) error
@@ -82,12 +88,16 @@ type API struct {
 	cfg Config
 	log *slog.Logger
 	mux *http.ServeMux
+
+	// limiterLogged is when a limiter failure was last logged, in Unix
+	// nanoseconds; zero before the first.
+	limiterLogged atomic.Int64
 }
 
 // New returns the API's handler.
 func New(cfg Config) (*API, error) {
-	if cfg.Store == nil || cfg.Hub == nil || cfg.Auth == nil || cfg.Tokens == nil || cfg.Ready == nil {
-		return nil, errors.New("web: Config needs Store, Hub, Auth, Tokens and Ready")
+	if cfg.Store == nil || cfg.Hub == nil || cfg.Auth == nil || cfg.Tokens == nil || cfg.Denylist == nil || cfg.Ready == nil {
+		return nil, errors.New("web: Config needs Store, Hub, Auth, Tokens, Denylist and Ready")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -102,17 +112,19 @@ func (a *API) routes() {
 	m.HandleFunc("POST /api/v1/auth/register", a.register)
 	m.HandleFunc("POST /api/v1/auth/login", a.login)
 	m.HandleFunc("POST /api/v1/auth/refresh", a.refresh)
+	// Authenticated writes go through limited; logout does not, so that a
+	// throttled client can still end its session.
 	m.HandleFunc("POST /api/v1/auth/logout", a.authed(a.logout))
 	m.HandleFunc("GET /api/v1/me", a.authed(a.me))
-	m.HandleFunc("PATCH /api/v1/me", a.authed(a.patchMe))
+	m.HandleFunc("PATCH /api/v1/me", a.authed(a.limited(a.patchMe)))
 
-	m.HandleFunc("POST /api/v1/rooms", a.authed(a.createRoom))
+	m.HandleFunc("POST /api/v1/rooms", a.authed(a.limited(a.createRoom)))
 	m.HandleFunc("GET /api/v1/rooms", a.authed(a.listRooms))
 	m.HandleFunc("GET /api/v1/rooms/public", a.authed(a.publicRooms))
-	m.HandleFunc("POST /api/v1/rooms/{id}/join", a.authed(a.joinRoom))
-	m.HandleFunc("POST /api/v1/rooms/{id}/members", a.authed(a.addMember))
-	m.HandleFunc("DELETE /api/v1/rooms/{id}/members/me", a.authed(a.leaveRoom))
-	m.HandleFunc("POST /api/v1/rooms/{id}/messages", a.authed(a.postMessage))
+	m.HandleFunc("POST /api/v1/rooms/{id}/join", a.authed(a.limited(a.joinRoom)))
+	m.HandleFunc("POST /api/v1/rooms/{id}/members", a.authed(a.limited(a.addMember)))
+	m.HandleFunc("DELETE /api/v1/rooms/{id}/members/me", a.authed(a.limited(a.leaveRoom)))
+	m.HandleFunc("POST /api/v1/rooms/{id}/messages", a.authed(a.limited(a.postMessage)))
 	m.HandleFunc("GET /api/v1/rooms/{id}/messages", a.authed(a.history))
 	m.HandleFunc("GET /api/v1/messages/{id}", a.authed(a.thread))
 	m.HandleFunc("GET /api/v1/messages/{id}/replies", a.authed(a.replies))

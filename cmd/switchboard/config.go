@@ -28,6 +28,8 @@ type config struct {
 	JWTSecretFile   string
 	RateLimit       float64
 	RateBurst       int
+	HTTPRateLimit   float64
+	HTTPRateBurst   int
 	ShutdownTimeout time.Duration
 	LogLevel        string
 
@@ -60,6 +62,10 @@ func (c *config) server(fs *flag.FlagSet) {
 		"comma-separated Origins allowed to open WebSockets (default: the public URL's origin; env SWITCHBOARD_ALLOWED_ORIGINS)")
 	fs.Float64Var(&c.RateLimit, "rate-limit", envFloat("SWITCHBOARD_RATE_LIMIT", 10), "per-connection sends per second (env SWITCHBOARD_RATE_LIMIT)")
 	fs.IntVar(&c.RateBurst, "rate-burst", int(envFloat("SWITCHBOARD_RATE_BURST", 20)), "per-connection send burst (env SWITCHBOARD_RATE_BURST)")
+	fs.Float64Var(&c.HTTPRateLimit, "http-rate-limit", envFloat("SWITCHBOARD_HTTP_RATE_LIMIT", 5),
+		"per-user HTTP writes per second, shared by all nodes; 0 turns the limit off (env SWITCHBOARD_HTTP_RATE_LIMIT)")
+	fs.IntVar(&c.HTTPRateBurst, "http-rate-burst", int(envFloat("SWITCHBOARD_HTTP_RATE_BURST", 20)),
+		"per-user HTTP write burst (env SWITCHBOARD_HTTP_RATE_BURST)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 25*time.Second, "grace period for SIGTERM: connections and requests drain within it")
 }
 

@@ -22,6 +22,7 @@ import (
 
 	"github.com/switchboard-chat/switchboard/broker/brokertest"
 	"github.com/switchboard-chat/switchboard/hub"
+	"github.com/switchboard-chat/switchboard/ratelimit"
 	"github.com/switchboard-chat/switchboard/storage/storagetest"
 )
 
@@ -56,7 +57,11 @@ type nodeOptions struct {
 	// redisPrefix; "" means one no other test server uses, so that parallel
 	// tests never see each other's events. Nodes of one cluster share one.
 	redisPrefix string
-	tune        func(*hub.Config)
+	// httpLimit is the per-user HTTP write limit; the zero value means
+	// 1000/s with a burst of 1000, high enough that tests of other things
+	// never meet it.
+	httpLimit ratelimit.Limit
+	tune      func(*hub.Config)
 }
 
 // newTestServerWith starts a node behind httptest as opts say.
@@ -74,6 +79,10 @@ func newTestServerWith(t *testing.T, opts nodeOptions) *testServer {
 		RateLimit:   10,
 		RateBurst:   20,
 		tuneHub:     opts.tune,
+	}
+	cfg.HTTPRateLimit, cfg.HTTPRateBurst = 1000, 1000
+	if opts.httpLimit != (ratelimit.Limit{}) {
+		cfg.HTTPRateLimit, cfg.HTTPRateBurst = opts.httpLimit.Rate, opts.httpLimit.Burst
 	}
 	log := slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	n, err := newNode(context.Background(), cfg, testSecret, log)

@@ -20,8 +20,10 @@ import (
 
 	"github.com/switchboard-chat/switchboard/auth"
 	"github.com/switchboard-chat/switchboard/broker"
+	"github.com/switchboard-chat/switchboard/denylist"
 	"github.com/switchboard-chat/switchboard/hub"
 	"github.com/switchboard-chat/switchboard/migrations"
+	"github.com/switchboard-chat/switchboard/ratelimit"
 	"github.com/switchboard-chat/switchboard/storage"
 	"github.com/switchboard-chat/switchboard/web"
 )
@@ -86,7 +88,11 @@ func newNode(ctx context.Context, cfg *config, secret []byte, log *slog.Logger) 
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	authenticator := auth.NewAuthenticator(tokens, store)
+	revoked, err := denylist.NewRedis(n.rdb, cfg.RedisPrefix)
+	if err != nil {
+		return nil, err
+	}
+	authenticator := auth.NewAuthenticator(tokens, store, revoked)
 	n.broker, err = broker.NewRedis(broker.RedisConfig{
 		Client: n.rdb,
 		Prefix: cfg.RedisPrefix,
@@ -116,20 +122,37 @@ func newNode(ctx context.Context, cfg *config, secret []byte, log *slog.Logger) 
 		return nil, err
 	}
 
-	n.handler, err = web.New(web.Config{
+	webCfg := web.Config{
 		Store:     store,
 		Hub:       n.hub,
 		Auth:      authenticator,
 		Tokens:    tokens,
+		Denylist:  revoked,
 		Ready:     n.ready,
 		WebSocket: n.hub,
 		Metrics:   promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Logger:    log.With(slog.String("component", "web")),
-	})
+	}
+	if cfg.HTTPRateLimit > 0 {
+		rl, err := ratelimit.NewRedis(n.rdb, cfg.RedisPrefix, ratelimit.Limit{Rate: cfg.HTTPRateLimit, Burst: cfg.HTTPRateBurst})
+		if err != nil {
+			return nil, fmt.Errorf("http rate limit: %w", err)
+		}
+		webCfg.Limiter = webLimiter{rl}
+	}
+	n.handler, err = web.New(webCfg)
 	if err != nil {
 		return nil, err
 	}
 	return n, nil
+}
+
+// webLimiter adapts a ratelimit.Redis to web.Limiter.
+type webLimiter struct{ rl *ratelimit.Redis }
+
+func (l webLimiter) Allow(ctx context.Context, key string) (web.LimitResult, error) {
+	r, err := l.rl.Allow(ctx, key)
+	return web.LimitResult(r), err
 }
 
 // ready is /readyz: not shutting down, Postgres and Redis answer.

@@ -1,0 +1,118 @@
+// Package ratelimit limits request rates across every node of a cluster
+// with the GCRA algorithm run atomically in Redis. It is its own package so
+// that the Redis client stays out of web, which only sees an interface.
+//
+// Keys: "<prefix>rl:<key>", holding the theoretical arrival time of the next
+// request; each expires once its budget is full again, so idle keys cost
+// nothing.
+//
+// Each Allow is one EVALSHA of an embedded Lua script that reads Redis's own
+// clock (TIME), so nodes whose clocks disagree still share one budget.
+package ratelimit
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Limit is a sustained rate with a burst.
+type Limit struct {
+	// Rate is the sustained number of requests per second; it must be
+	// positive.
+	Rate float64
+	// Burst is how many requests a full budget allows at once; at least 1.
+	Burst int
+}
+
+// Result is the answer of Allow.
+type Result struct {
+	// Allowed reports whether the request may go ahead; it has then been
+	// counted.
+	Allowed bool
+	// Limit is the burst: the most requests a full budget allows.
+	Limit int
+	// Remaining is how many more requests would be allowed right now.
+	Remaining int
+	// RetryAfter is, when refused, how long until one request is allowed;
+	// zero when allowed.
+	RetryAfter time.Duration
+	// ResetAfter is how long until the budget is full again.
+	ResetAfter time.Duration
+}
+
+//go:embed gcra.lua
+var gcraSource string
+
+var gcraScript = redis.NewScript(gcraSource)
+
+// Redis is a rate limiter whose state lives in Redis, shared by every
+// limiter with the same client server and prefix. It is safe for
+// concurrent use.
+type Redis struct {
+	client *redis.Client
+	prefix string
+	limit  Limit
+}
+
+// NewRedis returns a limiter allowing limit per key, with keys under
+// prefix. It fails if limit's Rate is not positive or its Burst is below 1.
+func NewRedis(client *redis.Client, prefix string, limit Limit) (*Redis, error) {
+	if client == nil {
+		return nil, errors.New("ratelimit: no Redis client")
+	}
+	if !(limit.Rate > 0) || math.IsInf(limit.Rate, 0) || limit.Burst < 1 {
+		return nil, fmt.Errorf("ratelimit: limit needs a positive rate and a burst of at least 1, got %v/s burst %d", limit.Rate, limit.Burst)
+	}
+	return &Redis{client: client, prefix: prefix, limit: limit}, nil
+}
+
+// Limit returns the limit r applies.
+func (r *Redis) Limit() Limit { return r.limit }
+
+// Allow counts one request for key if its budget allows it. An error means
+// Redis could not answer; the Result is then zero and the caller chooses
+// whether to fail open.
+func (r *Redis) Allow(ctx context.Context, key string) (Result, error) {
+	interval := strconv.FormatFloat(1/r.limit.Rate, 'g', -1, 64)
+	v, err := gcraScript.Run(ctx, r.client, []string{r.prefix + "rl:" + key}, interval, r.limit.Burst).Slice()
+	if err != nil {
+		return Result{}, fmt.Errorf("ratelimit: %w", err)
+	}
+	if len(v) != 4 {
+		return Result{}, fmt.Errorf("ratelimit: script returned %d values", len(v))
+	}
+	allowed, _ := v[0].(int64)
+	remaining, _ := v[1].(int64)
+	retry, err1 := seconds(v[2])
+	reset, err2 := seconds(v[3])
+	if err := errors.Join(err1, err2); err != nil {
+		return Result{}, fmt.Errorf("ratelimit: %w", err)
+	}
+	return Result{
+		Allowed:    allowed == 1,
+		Limit:      r.limit.Burst,
+		Remaining:  int(remaining),
+		RetryAfter: retry,
+		ResetAfter: reset,
+	}, nil
+}
+
+// seconds parses a script's string number of seconds.
+func seconds(v any) (time.Duration, error) {
+	s, ok := v.(string)
+	if !ok {
+		return 0, fmt.Errorf("script returned %T, not a string", v)
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return 0, err
+	}
+	return time.Duration(f * float64(time.Second)), nil
+}
