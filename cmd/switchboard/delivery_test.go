@@ -208,26 +208,11 @@ func TestDeliveryConcurrentSendersKeepOneOrder(t *testing.T) {
 // and checks that clients still see every seq once, in order.
 func TestDeliveryOutOfOrderBrokerEvents(t *testing.T) {
 	t.Parallel()
-	s := newTestServer(t, nil)
-	alice, bob := s.register(t, "alice"), s.register(t, "bob")
-	room := s.createRoom(t, alice, chat.Public)
-	s.addMember(t, alice, room, bob)
-	b := s.dialWS(t, bob.Token)
-	b.ready()
-	b.nextOf("subscribed")
-
-	// Store five messages as another node would, without publishing here.
-	pool, err := pgxpool.New(context.Background(), s.node.pool.Config().ConnString())
-	require.NoError(t, err)
-	defer pool.Close()
-	store := storage.New(pool)
+	s, room, b, saveElsewhere := setupRemoteSaves(t)
 	var events []hub.Event
-	for i := 1; i <= 5; i++ {
-		m, _, err := store.SaveMessage(context.Background(), chat.NewMessage{
-			RoomID: room, SenderID: alice.ID, Body: fmt.Sprint("remote ", i), Source: chat.SourceWeb})
-		require.NoError(t, err)
-		events = append(events, hub.Event{Room: room, Seq: m.Seq, From: alice.ID,
-			Frame: fmt.Appendf(nil, `{"type":"message","message":{"room_id":%q,"seq":%d,"body":"remote %d"}}`, room, m.Seq, m.Seq)})
+	for _, m := range saveElsewhere(5) {
+		events = append(events, hub.Event{Room: room, Seq: m.Seq, From: m.Sender.ID,
+			Frame: fmt.Appendf(nil, `{"type":"message","message":{"room_id":%q,"seq":%d,"body":%q}}`, room, m.Seq, m.Body)})
 	}
 	// 3 arrives first, then 5, then 1 twice; 2 and 4 never arrive.
 	for _, i := range []int{2, 4, 0, 0} {
@@ -240,24 +225,38 @@ func TestDeliveryOutOfOrderBrokerEvents(t *testing.T) {
 // them reach connected clients, in order, when the hub resyncs.
 func TestDeliveryResyncAfterBrokerOutage(t *testing.T) {
 	t.Parallel()
-	s := newTestServer(t, nil)
-	alice, bob := s.register(t, "alice"), s.register(t, "bob")
-	room := s.createRoom(t, alice, chat.Public)
-	s.addMember(t, alice, room, bob)
-	b := s.dialWS(t, bob.Token)
-	b.ready()
-	b.nextOf("subscribed")
+	s, room, b, saveElsewhere := setupRemoteSaves(t)
+	saveElsewhere(3) // their publishes were lost
+	s.node.hub.Resync()
+	got := expectMessages(t, b, room, 1, 3)
+	require.Equal(t, "remote 1", got[0]["body"])
+}
+
+// setupRemoteSaves makes a room with alice and bob, bob connected, and
+// returns a function that stores n messages from alice the way another node
+// would: in Postgres, without publishing anything to this node.
+func setupRemoteSaves(t *testing.T) (s *testServer, room string, bob *wsClient, saveElsewhere func(n int) []chat.Message) {
+	t.Helper()
+	s = newTestServer(t, nil)
+	alice, b := s.register(t, "alice"), s.register(t, "bob")
+	room = s.createRoom(t, alice, chat.Public)
+	s.addMember(t, alice, room, b)
+	bob = s.dialWS(t, b.Token)
+	bob.ready()
+	bob.nextOf("subscribed")
 
 	pool, err := pgxpool.New(context.Background(), s.node.pool.Config().ConnString())
 	require.NoError(t, err)
-	defer pool.Close()
+	t.Cleanup(pool.Close)
 	store := storage.New(pool)
-	for i := 1; i <= 3; i++ { // stored on "another node"; its publishes were lost
-		_, _, err := store.SaveMessage(context.Background(), chat.NewMessage{
-			RoomID: room, SenderID: alice.ID, Body: fmt.Sprint("lost ", i), Source: chat.SourceWeb})
-		require.NoError(t, err)
+	return s, room, bob, func(n int) []chat.Message {
+		var saved []chat.Message
+		for range n {
+			m, _, err := store.SaveMessage(context.Background(), chat.NewMessage{
+				RoomID: room, SenderID: alice.ID, Body: fmt.Sprint("remote ", len(saved)+1), Source: chat.SourceWeb})
+			require.NoError(t, err)
+			saved = append(saved, m)
+		}
+		return saved
 	}
-	s.node.hub.Resync()
-	got := expectMessages(t, b, room, 1, 3)
-	require.Equal(t, "lost 1", got[0]["body"])
 }
