@@ -18,7 +18,7 @@ import (
 // newTestCluster starts n nodes on one fresh database and one Redis prefix,
 // as `switchboard serve` processes of one cluster run. tune may adjust
 // every node's hub.
-func newTestCluster(t *testing.T, n int, tune func(*hub.Config)) []*testServer {
+func newTestCluster(t testing.TB, n int, tune func(*hub.Config)) []*testServer {
 	t.Helper()
 	db, prefix := storagetest.NewDatabase(t), brokertest.Prefix()
 	nodes := make([]*testServer, n)
@@ -30,7 +30,7 @@ func newTestCluster(t *testing.T, n int, tune func(*hub.Config)) []*testServer {
 
 // subscribedClient dials s as u and waits until it is subscribed to its
 // rooms (one subscribed frame per room).
-func (s *testServer) subscribedClient(t *testing.T, u testUser, rooms int) *wsClient {
+func (s *testServer) subscribedClient(t testing.TB, u testUser, rooms int) *wsClient {
 	t.Helper()
 	c := s.dialWS(t, u.Token)
 	c.ready()

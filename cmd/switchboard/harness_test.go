@@ -36,7 +36,7 @@ type testServer struct {
 }
 
 // newTestServer starts a node on a fresh database. tune may adjust its hub.
-func newTestServer(t *testing.T, tune func(*hub.Config)) *testServer {
+func newTestServer(t testing.TB, tune func(*hub.Config)) *testServer {
 	t.Helper()
 	return newTestServerWith(t, nodeOptions{tune: tune})
 }
@@ -44,7 +44,7 @@ func newTestServer(t *testing.T, tune func(*hub.Config)) *testServer {
 // newTestServerOn starts a node on an existing database (several nodes may
 // share one; give them one redisPrefix too with newTestServerWith or
 // newTestCluster to make them a cluster).
-func newTestServerOn(t *testing.T, databaseURL string, tune func(*hub.Config)) *testServer {
+func newTestServerOn(t testing.TB, databaseURL string, tune func(*hub.Config)) *testServer {
 	t.Helper()
 	return newTestServerWith(t, nodeOptions{databaseURL: databaseURL, tune: tune})
 }
@@ -65,7 +65,7 @@ type nodeOptions struct {
 }
 
 // newTestServerWith starts a node behind httptest as opts say.
-func newTestServerWith(t *testing.T, opts nodeOptions) *testServer {
+func newTestServerWith(t testing.TB, opts nodeOptions) *testServer {
 	t.Helper()
 	if opts.databaseURL == "" {
 		opts.databaseURL = storagetest.NewDatabase(t)
@@ -98,7 +98,7 @@ func newTestServerWith(t *testing.T, opts nodeOptions) *testServer {
 	return &testServer{Server: srv, node: n}
 }
 
-type tWriter struct{ t *testing.T }
+type tWriter struct{ t testing.TB }
 
 func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
@@ -121,13 +121,13 @@ func (r apiResponse) errorCode() string {
 }
 
 // do sends a request with an optional JSON body and Bearer token.
-func (s *testServer) do(t *testing.T, method, path, token string, body any) apiResponse {
+func (s *testServer) do(t testing.TB, method, path, token string, body any) apiResponse {
 	t.Helper()
 	return doURL(t, method, s.URL+path, token, body)
 }
 
 // doURL is do against any server.
-func doURL(t *testing.T, method, url, token string, body any) apiResponse {
+func doURL(t testing.TB, method, url, token string, body any) apiResponse {
 	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
@@ -180,7 +180,7 @@ var fixtureHash = sync.OnceValue(func() string {
 
 // register makes an account with a unique name starting with prefix and
 // logs it in through POST /api/v1/auth/login.
-func (s *testServer) register(t *testing.T, prefix string) testUser {
+func (s *testServer) register(t testing.TB, prefix string) testUser {
 	t.Helper()
 	name := fmt.Sprintf("%s%d", prefix, userSeq.Add(1))
 	_, err := s.node.pool.Exec(t.Context(),
@@ -190,7 +190,7 @@ func (s *testServer) register(t *testing.T, prefix string) testUser {
 }
 
 // login logs in and returns the account with its fresh token pair.
-func (s *testServer) login(t *testing.T, username, password string) testUser {
+func (s *testServer) login(t testing.TB, username, password string) testUser {
 	t.Helper()
 	r := s.do(t, "POST", "/api/v1/auth/login", "", map[string]any{"username": username, "password": password})
 	require.Equal(t, http.StatusOK, r.Status, "login: %s", r.Raw)
@@ -202,7 +202,7 @@ func (s *testServer) login(t *testing.T, username, password string) testUser {
 var roomSeq atomic.Int64
 
 // createRoom makes a room owned by u and returns its id.
-func (s *testServer) createRoom(t *testing.T, u testUser, visibility string) string {
+func (s *testServer) createRoom(t testing.TB, u testUser, visibility string) string {
 	t.Helper()
 	r := s.do(t, "POST", "/api/v1/rooms", u.Token, map[string]any{
 		"name": fmt.Sprintf("room-%d", roomSeq.Add(1)), "visibility": visibility})
@@ -211,7 +211,7 @@ func (s *testServer) createRoom(t *testing.T, u testUser, visibility string) str
 }
 
 // addMember adds u to room on behalf of owner.
-func (s *testServer) addMember(t *testing.T, owner testUser, room string, u testUser) {
+func (s *testServer) addMember(t testing.TB, owner testUser, room string, u testUser) {
 	t.Helper()
 	r := s.do(t, "POST", "/api/v1/rooms/"+room+"/members", owner.Token, map[string]any{"username": u.Username})
 	require.Equal(t, http.StatusOK, r.Status, "add member: %s", r.Raw)
@@ -220,13 +220,13 @@ func (s *testServer) addMember(t *testing.T, owner testUser, room string, u test
 // wsClient is a test WebSocket client that splits batched frames into
 // objects.
 type wsClient struct {
-	t       *testing.T
+	t       testing.TB
 	ws      *websocket.Conn
 	pending []map[string]any
 }
 
 // dialWS connects with the token in the Authorization header.
-func (s *testServer) dialWS(t *testing.T, token string) *wsClient {
+func (s *testServer) dialWS(t testing.TB, token string) *wsClient {
 	t.Helper()
 	h := http.Header{}
 	if token != "" {
@@ -235,7 +235,7 @@ func (s *testServer) dialWS(t *testing.T, token string) *wsClient {
 	return s.dialWSWith(t, h)
 }
 
-func (s *testServer) dialWSWith(t *testing.T, h http.Header) *wsClient {
+func (s *testServer) dialWSWith(t testing.TB, h http.Header) *wsClient {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
