@@ -39,6 +39,16 @@ type Store interface {
 	MarkRead(ctx context.Context, userID, roomID string, seq int64) (chat.Room, error)
 }
 
+// Presence records which users have live connections across all nodes.
+type Presence interface {
+	// Connect records a connection and reports whether its user just came
+	// online; Disconnect reports whether its user just went offline.
+	Connect(ctx context.Context, userID, connID string) (bool, error)
+	Disconnect(ctx context.Context, userID, connID string) (bool, error)
+	// Refresh keeps the given connections (user id → connection ids) alive.
+	Refresh(ctx context.Context, conns map[string][]string) error
+}
+
 // Authenticator turns an access token into a session.
 type Authenticator interface {
 	Authenticate(ctx context.Context, token string) (chat.Session, error)
@@ -49,6 +59,12 @@ type Config struct {
 	Store  Store
 	Broker Broker
 	Auth   Authenticator
+	// Presence, if not nil, is told of every connection, and online/offline
+	// transitions are broadcast to the user's rooms as presence events.
+	Presence Presence
+	// PresenceRefresh is how often live connections are refreshed in
+	// Presence; keep it well under its TTL. Zero means 20 s.
+	PresenceRefresh time.Duration
 	// Logger; nil discards logs.
 	Logger *slog.Logger
 	// AllowedOrigins are the Origin values allowed to open a WebSocket, as
@@ -104,6 +120,7 @@ func (c *Config) setDefaults() error {
 	setDefault(&c.WriteTimeout, 5*time.Second)
 	setDefault(&c.GapWait, 50*time.Millisecond)
 	setDefault(&c.DeliveredFlush, time.Second)
+	setDefault(&c.PresenceRefresh, 20*time.Second)
 	if c.Metrics == nil {
 		c.Metrics = NewMetrics(nil)
 	}
@@ -159,6 +176,9 @@ func New(cfg Config) (*Hub, error) {
 		delivery:     newDeliveryCursors(),
 	}
 	go h.flushLoop()
+	if cfg.Presence != nil {
+		go h.refreshPresence()
+	}
 	return h, nil
 }
 
@@ -185,9 +205,11 @@ func (h *Hub) Post(ctx context.Context, nm chat.NewMessage) (msg chat.Message, c
 // publish hands ev to local connections at once and to the broker for the
 // other nodes. The message is already durable, so a broker failure only
 // delays remote delivery until the gap is noticed there.
-func (h *Hub) publish(ev Event) {
+func (h *Hub) publish(ev Event) { h.publishCtx(h.ctx, ev) }
+
+func (h *Hub) publishCtx(ctx context.Context, ev Event) {
 	h.Receive(ev)
-	if err := h.cfg.Broker.Publish(h.ctx, ev); err != nil {
+	if err := h.cfg.Broker.Publish(ctx, ev); err != nil {
 		h.log.Warn("broker publish failed", slog.String("room", ev.Room), slog.Int64("seq", ev.Seq), slog.Any("error", err))
 	}
 }
@@ -278,9 +300,11 @@ func (h *Hub) register(c *conn) bool {
 }
 
 func (h *Hub) unregister(c *conn) {
-	for _, room := range c.rooms() {
+	rooms := c.rooms()
+	for _, room := range rooms {
 		h.unsubscribe(c, room)
 	}
+	h.announcePresence(c, rooms, false)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if set := h.users[c.user.ID]; set != nil {

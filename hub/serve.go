@@ -177,6 +177,11 @@ func (h *Hub) start(c *conn, resume map[string]int64) error {
 		rooms = []chat.Room{}
 	}
 	c.enqueueFrame(encode(readyFrame{Type: "ready", User: c.user, SessionID: c.sessionID, Rooms: rooms}))
+	ids := make([]string, len(cursors))
+	for i, cur := range cursors {
+		ids[i] = cur.RoomID
+	}
+	h.announcePresence(c, ids, true)
 	for _, cur := range cursors {
 		from := cur.DeliveredSeq
 		if seq, ok := resume[cur.RoomID]; ok && seq >= 0 {

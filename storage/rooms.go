@@ -308,3 +308,26 @@ func (s *Store) MarkRead(ctx context.Context, userID, roomID string, seq int64) 
 	}
 	return s.memberRoom(ctx, uid, rid)
 }
+
+// RoomMembers lists the members of roomID by username.
+func (s *Store) RoomMembers(ctx context.Context, roomID string) ([]chat.User, error) {
+	rid, err := parseID(roomID)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.db.Query(ctx, `
+		SELECT u.id, u.username, u.display_name
+		FROM room_members m JOIN users u ON u.id = m.user_id
+		WHERE m.room_id = $1 ORDER BY lower(u.username)`, rid)
+	if err != nil {
+		return nil, wrap("room members", err)
+	}
+	users, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (chat.User, error) {
+		var u chat.User
+		var id int64
+		err := row.Scan(&id, &u.Username, &u.DisplayName)
+		u.ID = formatID(id)
+		return u, err
+	})
+	return users, wrap("room members", err)
+}

@@ -111,3 +111,38 @@ func nonNil[T any](s []T) []T {
 	}
 	return s
 }
+
+// presence answers GET /api/v1/rooms/{id}/presence: the members online on
+// any node.
+func (a *API) presence(w http.ResponseWriter, r *http.Request, s chat.Session) {
+	roomID := r.PathValue("id")
+	if err := a.cfg.Store.CheckMember(r.Context(), s.User.ID, roomID); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	members, err := a.cfg.Store.RoomMembers(r.Context(), roomID)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	ids := make([]string, len(members))
+	for i, m := range members {
+		ids[i] = m.ID
+	}
+	online, err := a.cfg.Presence.Online(r.Context(), ids)
+	if err != nil {
+		a.fail(w, r, chat.Errorf(chat.CodeUnavailable, "presence is unavailable: %v", err))
+		return
+	}
+	isOnline := make(map[string]bool, len(online))
+	for _, id := range online {
+		isOnline[id] = true
+	}
+	users := []chat.User{}
+	for _, m := range members {
+		if isOnline[m.ID] {
+			users = append(users, m)
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"online": users})
+}

@@ -38,6 +38,7 @@ type Store interface {
 	AddMember(ctx context.Context, actorID, roomID, username string) (chat.User, error)
 	Leave(ctx context.Context, userID, roomID string) error
 	CheckMember(ctx context.Context, userID, roomID string) error
+	RoomMembers(ctx context.Context, roomID string) ([]chat.User, error)
 
 	Message(ctx context.Context, id string) (chat.Message, error)
 	MessagesAfter(ctx context.Context, roomID string, afterSeq int64, limit int) ([]chat.Message, error)
@@ -70,6 +71,11 @@ type Config struct {
 	// Denylist records the access tokens revoked by logout; Auth must
 	// consult the same one.
 	Denylist auth.Denylist
+	// Presence tells which users are online on any node; nil leaves out
+	// GET /api/v1/rooms/{id}/presence.
+	Presence interface {
+		Online(ctx context.Context, userIDs []string) ([]string, error)
+	}
 	// Limiter limits each user's authenticated writes (POST, PATCH and
 	// DELETE under /api/v1, but logout); nil means no limit. See limited.
 	Limiter Limiter
@@ -127,6 +133,9 @@ func (a *API) routes() {
 	m.HandleFunc("POST /api/v1/rooms/{id}/messages", a.authed(a.limited(a.postMessage)))
 	m.HandleFunc("GET /api/v1/rooms/{id}/messages", a.authed(a.history))
 	m.HandleFunc("GET /api/v1/messages/{id}", a.authed(a.thread))
+	if a.cfg.Presence != nil {
+		m.HandleFunc("GET /api/v1/rooms/{id}/presence", a.authed(a.presence))
+	}
 	m.HandleFunc("GET /api/v1/messages/{id}/replies", a.authed(a.replies))
 
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {

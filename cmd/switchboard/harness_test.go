@@ -223,6 +223,9 @@ type wsClient struct {
 	t       testing.TB
 	ws      *websocket.Conn
 	pending []map[string]any
+	// withPresence keeps presence events; other tests never see them, so
+	// that who else happens to connect does not change what they read.
+	withPresence bool
 }
 
 // dialWS connects with the token in the Authorization header.
@@ -285,6 +288,9 @@ func (c *wsClient) nextErr(wait time.Duration) (map[string]any, error) {
 			var obj map[string]any
 			if err := json.Unmarshal(line, &obj); err != nil {
 				return nil, fmt.Errorf("server object %q: %w", line, err)
+			}
+			if obj["type"] == "presence" && !c.withPresence {
+				continue
 			}
 			c.pending = append(c.pending, obj)
 		}

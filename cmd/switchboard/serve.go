@@ -23,6 +23,7 @@ import (
 	"github.com/switchboard-chat/switchboard/denylist"
 	"github.com/switchboard-chat/switchboard/hub"
 	"github.com/switchboard-chat/switchboard/migrations"
+	"github.com/switchboard-chat/switchboard/presence"
 	"github.com/switchboard-chat/switchboard/ratelimit"
 	"github.com/switchboard-chat/switchboard/storage"
 	"github.com/switchboard-chat/switchboard/web"
@@ -101,8 +102,13 @@ func newNode(ctx context.Context, cfg *config, secret []byte, log *slog.Logger) 
 	if err != nil {
 		return nil, err
 	}
+	online, err := presence.New(presence.Config{Client: n.rdb, Prefix: cfg.RedisPrefix})
+	if err != nil {
+		return nil, err
+	}
 	hubCfg := hub.Config{
 		Store:          store,
+		Presence:       online,
 		Broker:         n.broker,
 		Auth:           authenticator,
 		Logger:         log.With(slog.String("component", "hub")),
@@ -123,6 +129,7 @@ func newNode(ctx context.Context, cfg *config, secret []byte, log *slog.Logger) 
 	}
 
 	webCfg := web.Config{
+		Presence:  online,
 		Store:     store,
 		Hub:       n.hub,
 		Auth:      authenticator,
