@@ -35,6 +35,7 @@ type Store interface {
 	CheckMember(ctx context.Context, userID, roomID string) error
 	RoomsOf(ctx context.Context, userID string) ([]chat.Room, error)
 	Cursors(ctx context.Context, userID string) ([]chat.Cursor, error)
+	Profile(ctx context.Context, userID string) (chat.Profile, error)
 	MarkDelivered(ctx context.Context, userID string, seqs map[string]int64) error
 	MarkRead(ctx context.Context, userID, roomID string, seq int64) (chat.Room, error)
 }
@@ -47,6 +48,9 @@ type Presence interface {
 	Disconnect(ctx context.Context, userID, connID string) (bool, error)
 	// Refresh keeps the given connections (user id → connection ids) alive.
 	Refresh(ctx context.Context, conns map[string][]string) error
+	// Sweep returns users whose connections all expired (their node died);
+	// each is returned to one hub of the cluster, which announces them.
+	Sweep(ctx context.Context) ([]string, error)
 }
 
 // Authenticator turns an access token into a session.

@@ -69,6 +69,31 @@ func (h *Hub) refreshPresence() {
 		if err := h.cfg.Presence.Refresh(ctx, conns); err != nil {
 			h.log.Warn("presence refresh failed", slog.Any("error", err))
 		}
+		h.announceDead(ctx)
 		cancel()
+	}
+}
+
+// announceDead tells the rooms of users whose node died that they are
+// offline; Sweep hands each such user to one node only.
+func (h *Hub) announceDead(ctx context.Context) {
+	users, err := h.cfg.Presence.Sweep(ctx)
+	if err != nil {
+		h.log.Warn("presence sweep failed", slog.Any("error", err))
+		return
+	}
+	for _, id := range users {
+		p, err := h.cfg.Store.Profile(ctx, id)
+		if err != nil {
+			continue
+		}
+		cursors, err := h.cfg.Store.Cursors(ctx, id)
+		if err != nil {
+			continue
+		}
+		for _, cur := range cursors {
+			h.publishCtx(ctx, Event{Room: cur.RoomID, From: id,
+				Frame: encode(presenceFrame{Type: "presence", Room: cur.RoomID, User: p.User, Status: "offline"})})
+		}
 	}
 }

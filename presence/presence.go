@@ -8,7 +8,10 @@
 // cleanup expire within TTL (60 s), so its users stop counting by then.
 // Connect and Disconnect report transitions atomically (one Lua script
 // each), so online/offline is announced once per transition, not once per
-// connection.
+// connection. "<prefix>presence-index" holds every user with connections by
+// their latest expiry; Sweep finds those whose entries all expired and hands
+// each to one caller, which announces them offline. The scripts build user
+// keys from the prefix, so all keys must live on one Redis (no Cluster).
 package presence
 
 import (
@@ -34,7 +37,8 @@ type Config struct {
 // Redis tracks presence in Redis.
 type Redis struct {
 	client *redis.Client
-	prefix string
+	prefix string // "<Prefix>presence:"; a user's set is prefix + user id
+	index  string // "<Prefix>presence-index": users with connections, by latest expiry
 	ttl    time.Duration
 }
 
@@ -49,7 +53,7 @@ func New(cfg Config) (*Redis, error) {
 	if cfg.TTL == 0 {
 		cfg.TTL = 60 * time.Second
 	}
-	return &Redis{client: cfg.Client, prefix: cfg.Prefix + "presence:", ttl: cfg.TTL}, nil
+	return &Redis{client: cfg.Client, prefix: cfg.Prefix + "presence:", index: cfg.Prefix + "presence-index", ttl: cfg.TTL}, nil
 }
 
 // TTL is how long an entry lives without a refresh; refresh well within it.
@@ -62,12 +66,15 @@ var (
 	//go:embed disconnect.lua
 	disconnectLua    string
 	disconnectScript = redis.NewScript(disconnectLua)
+	//go:embed sweep.lua
+	sweepLua    string
+	sweepScript = redis.NewScript(sweepLua)
 )
 
 // Connect records connection connID of userID and reports whether the user
 // was offline until now.
 func (p *Redis) Connect(ctx context.Context, userID, connID string) (cameOnline bool, err error) {
-	n, err := connectScript.Run(ctx, p.client, []string{p.prefix + userID}, connID, p.ttl.Milliseconds()).Int()
+	n, err := connectScript.Run(ctx, p.client, []string{p.prefix + userID, p.index}, connID, p.ttl.Milliseconds(), userID).Int()
 	if err != nil {
 		return false, fmt.Errorf("presence connect: %w", err)
 	}
@@ -77,7 +84,7 @@ func (p *Redis) Connect(ctx context.Context, userID, connID string) (cameOnline 
 // Disconnect removes connection connID of userID and reports whether it was
 // the user's last live one.
 func (p *Redis) Disconnect(ctx context.Context, userID, connID string) (wentOffline bool, err error) {
-	n, err := disconnectScript.Run(ctx, p.client, []string{p.prefix + userID}, connID).Int()
+	n, err := disconnectScript.Run(ctx, p.client, []string{p.prefix + userID, p.index}, connID, userID).Int()
 	if err != nil {
 		return false, fmt.Errorf("presence disconnect: %w", err)
 	}
@@ -103,6 +110,7 @@ func (p *Redis) Refresh(ctx context.Context, conns map[string][]string) error {
 		}
 		pipe.ZAddXX(ctx, p.prefix+user, members...)
 		pipe.PExpire(ctx, p.prefix+user, p.ttl)
+		pipe.ZAddGT(ctx, p.index, redis.Z{Score: expires, Member: user})
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("presence refresh: %w", err)
@@ -135,4 +143,15 @@ func (p *Redis) Online(ctx context.Context, userIDs []string) ([]string, error) 
 		}
 	}
 	return online, nil
+}
+
+// Sweep returns users whose connections all expired without a Disconnect
+// (their node died), at most 1000 per call. Each such user is returned to
+// exactly one caller on the whole cluster, which announces them offline.
+func (p *Redis) Sweep(ctx context.Context) ([]string, error) {
+	users, err := sweepScript.Run(ctx, p.client, []string{p.index}, p.prefix, 1000).StringSlice()
+	if err != nil {
+		return nil, fmt.Errorf("presence sweep: %w", err)
+	}
+	return users, nil
 }

@@ -73,6 +73,15 @@ func TestDeadNodeStopsCounting(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{"alive"}, got)
 
+	// One sweep (on whichever node runs it first) reports the dead user
+	// once, so one offline event is announced; the live one is never swept.
+	gone, err := p.Sweep(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []string{"dead"}, gone)
+	gone, err = p.Sweep(ctx)
+	require.NoError(t, err)
+	require.Empty(t, gone)
+
 	// The dead node's user connecting again is a new transition.
 	online, err := p.Connect(ctx, "dead", "c3")
 	require.NoError(t, err)

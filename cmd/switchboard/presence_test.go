@@ -5,9 +5,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/switchboard-chat/switchboard/broker/brokertest"
 	"github.com/switchboard-chat/switchboard/chat"
+	"github.com/switchboard-chat/switchboard/hub"
+	"github.com/switchboard-chat/switchboard/presence"
+	"github.com/switchboard-chat/switchboard/storage/storagetest"
 )
 
 // TestPresenceAcrossNodes: online/offline events reach members on other
@@ -62,4 +67,37 @@ func TestPresenceAcrossNodes(t *testing.T) {
 	carol := a.register(t, "carol")
 	r := a.do(t, "GET", "/api/v1/rooms/"+room+"/presence", carol.Token, nil)
 	require.Equal(t, http.StatusNotFound, r.Status)
+}
+
+// TestPresenceDeadNodeAnnouncedOffline: a user whose only connection was on
+// a node that died (its presence entry is never refreshed or removed) is
+// announced offline once by a surviving node after the entry expires.
+func TestPresenceDeadNodeAnnouncedOffline(t *testing.T) {
+	t.Parallel()
+	db, prefix := storagetest.NewDatabase(t), brokertest.Prefix()
+	s := newTestServerWith(t, nodeOptions{databaseURL: db, redisPrefix: prefix,
+		tune: func(c *hub.Config) { c.PresenceRefresh = 100 * time.Millisecond }})
+	alice, bob := s.register(t, "alice"), s.register(t, "bob")
+	room := s.createRoom(t, alice, chat.Private)
+	s.addMember(t, alice, room, bob)
+	watcher := s.subscribedClient(t, bob, 1)
+	watcher.withPresence = true
+
+	// Alice's connection on a node that then died: an entry with a short
+	// life that nobody refreshes.
+	opts, err := redis.ParseURL(brokertest.RedisURL())
+	require.NoError(t, err)
+	client := redis.NewClient(opts)
+	defer client.Close()
+	deadNode, err := presence.New(presence.Config{Client: client, Prefix: prefix, TTL: 300 * time.Millisecond})
+	require.NoError(t, err)
+	_, err = deadNode.Connect(t.Context(), alice.ID, "conn-on-dead-node")
+	require.NoError(t, err)
+
+	ev := watcher.nextOf("presence")
+	require.Equal(t, "offline", ev["status"])
+	require.Equal(t, alice.Username, ev["user"].(map[string]any)["username"])
+	time.Sleep(300 * time.Millisecond) // further sweeps must not repeat it
+	watcher.send(map[string]any{"type": "ping", "id": "fence"})
+	require.Equal(t, "fence", watcher.nextOf("pong")["id"])
 }
