@@ -1,12 +1,9 @@
 package hub
 
 import (
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -14,11 +11,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-chat/switchboard/chat"
+	"github.com/switchboard-chat/switchboard/internal/testvectors"
 )
-
-// autobahnUTF8Path holds the 132 UTF-8 payloads of Autobahn cases 6.5–6.23
-// (see shared/testdata/README.md), relative to this package.
-const autobahnUTF8Path = "../../shared/testdata/autobahn_utf8_6x.json"
 
 // FuzzDecodeFrame checks the invariants of decodeFrame on any input. Its
 // seed corpus in testdata/fuzz/FuzzDecodeFrame holds a valid frame of every
@@ -81,35 +75,6 @@ func requireWellFormed(t *testing.T, f clientFrame) {
 	}
 }
 
-// autobahnPayload is one case of the Autobahn 6.x vector file.
-type autobahnPayload struct {
-	id      string
-	valid   bool
-	payload []byte
-}
-
-func loadAutobahnPayloads(tb testing.TB) []autobahnPayload {
-	tb.Helper()
-	raw, err := os.ReadFile(autobahnUTF8Path)
-	require.NoError(tb, err)
-	var file struct {
-		Cases map[string]struct {
-			Valid      bool   `json:"valid_utf8"`
-			PayloadHex string `json:"payload_hex"`
-		} `json:"cases"`
-	}
-	require.NoError(tb, json.Unmarshal(raw, &file))
-	var out []autobahnPayload
-	for id, c := range file.Cases {
-		p, err := hex.DecodeString(c.PayloadHex)
-		require.NoError(tb, err, id)
-		out = append(out, autobahnPayload{id: id, valid: c.Valid, payload: p})
-	}
-	slices.SortFunc(out, func(a, b autobahnPayload) int { return strings.Compare(a.id, b.id) })
-	require.Len(tb, out, 132)
-	return out
-}
-
 // jsonStringBytes quotes p as a JSON string byte for byte: it escapes what
 // JSON requires (quote, backslash, control characters) and leaves every
 // other byte, invalid UTF-8 included, as it is. (encoding/json would turn
@@ -137,18 +102,18 @@ func pingWithID(payload []byte) []byte {
 func TestDecodeFrameAutobahn(t *testing.T) {
 	t.Parallel()
 
-	for _, ac := range loadAutobahnPayloads(t) {
-		t.Run(ac.id, func(t *testing.T) {
+	for _, ac := range testvectors.AutobahnUTF8(t) {
+		t.Run(ac.ID, func(t *testing.T) {
 			t.Parallel()
-			frame, err := decodeFrame(pingWithID(ac.payload))
-			if !ac.valid {
+			frame, err := decodeFrame(pingWithID(ac.Payload))
+			if !ac.Valid {
 				require.ErrorIs(t, err, errInvalidUTF8)
 				return
 			}
 			require.NoError(t, err)
 			require.Equal(t, "ping", frame.Type)
 			require.NotNil(t, frame.ID)
-			require.Equal(t, string(ac.payload), *frame.ID)
+			require.Equal(t, string(ac.Payload), *frame.ID)
 		})
 	}
 }

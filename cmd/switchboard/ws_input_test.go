@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -20,6 +18,7 @@ import (
 	"github.com/switchboard-chat/switchboard/auth"
 	"github.com/switchboard-chat/switchboard/chat"
 	"github.com/switchboard-chat/switchboard/hub"
+	"github.com/switchboard-chat/switchboard/internal/testvectors"
 	"github.com/switchboard-chat/switchboard/storage"
 )
 
@@ -128,39 +127,6 @@ func writeFrame(c *wsClient, typ websocket.MessageType, data []byte) error {
 	return c.ws.Write(ctx, typ, data)
 }
 
-// autobahnUTF8Path holds the 132 UTF-8 payloads of Autobahn cases 6.5–6.23
-// (see shared/testdata/README.md), relative to this package.
-const autobahnUTF8Path = "../../../shared/testdata/autobahn_utf8_6x.json"
-
-// autobahnCase is one payload of the Autobahn 6.x vector file.
-type autobahnCase struct {
-	ID      string
-	Valid   bool
-	Payload []byte
-}
-
-func loadAutobahn(t *testing.T) []autobahnCase {
-	t.Helper()
-	raw, err := os.ReadFile(autobahnUTF8Path)
-	require.NoError(t, err)
-	var file struct {
-		Cases map[string]struct {
-			Valid      bool   `json:"valid_utf8"`
-			PayloadHex string `json:"payload_hex"`
-		} `json:"cases"`
-	}
-	require.NoError(t, json.Unmarshal(raw, &file))
-	var out []autobahnCase
-	for id, c := range file.Cases {
-		p, err := hex.DecodeString(c.PayloadHex)
-		require.NoError(t, err, id)
-		out = append(out, autobahnCase{ID: id, Valid: c.Valid, Payload: p})
-	}
-	slices.SortFunc(out, func(a, b autobahnCase) int { return strings.Compare(a.ID, b.ID) })
-	require.Len(t, out, 132)
-	return out
-}
-
 func TestWSBadFrameAnswered(t *testing.T) {
 	t.Parallel()
 
@@ -257,8 +223,8 @@ func TestWSBadFrameCloses(t *testing.T) {
 	t.Parallel()
 
 	invalid := 0
-	var invalidUTF8 []autobahnCase
-	for _, ac := range loadAutobahn(t) {
+	var invalidUTF8 []testvectors.UTF8Case
+	for _, ac := range testvectors.AutobahnUTF8(t) {
 		// Four invalid payloads of different kinds: the first of each
 		// stretch of invalid cases.
 		if !ac.Valid && len(invalidUTF8) < 4 && invalid%16 == 0 {
@@ -365,7 +331,7 @@ func TestWSFrameOfExactly64KiB(t *testing.T) {
 func TestWSAutobahnUTF8(t *testing.T) {
 	t.Parallel()
 	b := setupInput(t, func(c *hub.Config) { c.RateBurst = 1000 })
-	cases := loadAutobahn(t)
+	cases := testvectors.AutobahnUTF8(t)
 
 	t.Run("ValidAsBody", func(t *testing.T) {
 		c := b.s.dialWS(t, b.alice.Token)
