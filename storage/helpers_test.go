@@ -23,14 +23,14 @@ type testBundle struct {
 	store *storage.Store
 }
 
-func setup(t *testing.T) *testBundle {
+func setup(t testing.TB) *testBundle {
 	t.Helper()
 	pool := storagetest.NewPool(t)
 	return &testBundle{ctx: t.Context(), pool: pool, store: storage.New(pool)}
 }
 
 // user creates an account that can log in.
-func (b *testBundle) user(t *testing.T, username string) chat.Profile {
+func (b *testBundle) user(t testing.TB, username string) chat.Profile {
 	t.Helper()
 	p, err := b.store.CreateUser(b.ctx, username, "$2a$10$hash-of-"+username, "Display "+username)
 	require.NoError(t, err)
@@ -46,7 +46,7 @@ func (b *testBundle) guest(t *testing.T, username string) string {
 	return itoa(id)
 }
 
-func (b *testBundle) room(t *testing.T, creatorID, name, visibility string) chat.Room {
+func (b *testBundle) room(t testing.TB, creatorID, name, visibility string) chat.Room {
 	t.Helper()
 	r, err := b.store.CreateRoom(b.ctx, creatorID, name, visibility)
 	require.NoError(t, err)

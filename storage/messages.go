@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -15,12 +16,14 @@ const messageColumns = `m.id, m.room_id, m.seq, u.id, u.username, u.display_name
 
 const messageFrom = ` FROM messages m JOIN users u ON u.id = m.sender_id `
 
-func scanMessage(row pgx.Row) (chat.Message, error) {
+// scanMessage reads the messageColumns of row, after the columns lead
+// (if any) into their targets.
+func scanMessage(row pgx.Row, lead ...any) (chat.Message, error) {
 	var m chat.Message
 	var id, room, sender int64
 	var parent *int64
-	err := row.Scan(&id, &room, &m.Seq, &sender, &m.Sender.Username, &m.Sender.DisplayName, &m.Body, &parent,
-		&m.ReplyCount, &m.Source, &m.ClientID, &m.CreatedAt)
+	err := row.Scan(append(lead, &id, &room, &m.Seq, &sender, &m.Sender.Username, &m.Sender.DisplayName, &m.Body, &parent,
+		&m.ReplyCount, &m.Source, &m.ClientID, &m.CreatedAt)...)
 	m.ID, m.RoomID, m.Sender.ID = formatID(id), formatID(room), formatID(sender)
 	if parent != nil {
 		p := formatID(*parent)
@@ -43,95 +46,39 @@ func collectMessages(rows pgx.Rows, err error) ([]chat.Message, error) {
 // commit in seq order. A repeat of a client_id (same room and sender) or of
 // an external id returns the first message with created=false and stores
 // nothing. The sender must be a member; a parent must be a top-level message
-// of the same room.
+// of the same room. Concurrent calls share round trips and commits (see
+// save.go); each still succeeds or fails on its own.
 func (s *Store) SaveMessage(ctx context.Context, nm chat.NewMessage) (msg chat.Message, created bool, err error) {
-	rid, err := parseID(nm.RoomID)
+	c, err := newSaveCall(nm, s.outbox)
 	if err != nil {
 		return chat.Message{}, false, err
 	}
-	uid, err := parseID(nm.SenderID)
-	if err != nil {
-		return chat.Message{}, false, err
-	}
-	var parent *int64
-	if nm.ParentID != "" {
-		p, err := parseID(nm.ParentID)
-		if err != nil {
-			return chat.Message{}, false, chat.Errorf(chat.CodeBadRequest, "parent_id names no message in this room")
-		}
-		parent = &p
-	}
-	clientID, externalID := nullable(nm.ClientID), nullable(nm.ExternalID)
-
-	err = pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
-		if err := checkMember(ctx, tx, uid, rid); err != nil {
-			return err
-		}
-		// Take the room's row lock first: every other insert into this room
-		// waits here, which makes the idempotency look-up below race-free.
-		var seq int64
-		if err := tx.QueryRow(ctx, `UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq`, rid).Scan(&seq); err != nil {
-			return err
-		}
-		if clientID != nil || externalID != nil {
-			prev, err := findRepeat(ctx, tx, rid, uid, clientID, nm.Source, externalID)
-			if err == nil {
-				msg = prev
-				return errDuplicate // roll back the seq bump
-			}
-			if !errors.Is(err, pgx.ErrNoRows) {
-				return err
-			}
-		}
-		if parent != nil {
-			var parentRoom int64
-			var grandparent *int64
-			err := tx.QueryRow(ctx, `SELECT room_id, parent_id FROM messages WHERE id = $1 FOR UPDATE`, *parent).Scan(&parentRoom, &grandparent)
-			switch {
-			case errors.Is(err, pgx.ErrNoRows) || (err == nil && parentRoom != rid):
-				return chat.Errorf(chat.CodeBadRequest, "parent_id names no message in this room")
-			case err != nil:
-				return err
-			case grandparent != nil:
-				return chat.Errorf(chat.CodeBadRequest, "cannot reply to a reply: threads are one level deep")
-			}
-			if _, err := tx.Exec(ctx, `UPDATE messages SET reply_count = reply_count + 1 WHERE id = $1`, *parent); err != nil {
-				return err
-			}
-		}
-		msg, err = scanMessage(tx.QueryRow(ctx, `
-			WITH m AS (
-				INSERT INTO messages (room_id, seq, sender_id, body, parent_id, source, client_id, external_id)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-				RETURNING *)
-			SELECT `+messageColumns+` FROM m JOIN users u ON u.id = m.sender_id`,
-			rid, seq, uid, nm.Body, parent, nm.Source, clientID, externalID))
-		if err != nil {
-			return err
-		}
-		// Posting marks the room read up to one's own message and makes it
-		// the sender's most recently active room.
-		_, err = tx.Exec(ctx, `
-			UPDATE room_members SET last_active_at = now(), read_seq = GREATEST(read_seq, $3)
-			WHERE room_id = $1 AND user_id = $2`, rid, uid, seq)
-		return err
-	})
-	if errors.Is(err, errDuplicate) {
-		return msg, false, nil
-	}
-	if isUniqueViolation(err, "messages_external_id_key") {
+	s.save(c)
+	if isUniqueViolation(c.err, "messages_external_id_key") {
 		// The same external id raced in through another room's lock: the
 		// winner's message is the answer.
-		msg, err = findRepeat(ctx, s.db, rid, uid, clientID, nm.Source, externalID)
+		msg, err = findRepeat(ctx, s.db, c.rid, c.uid, c.clientID, nm.Source, c.externalID)
 		return msg, false, wrap("save message", err)
 	}
-	if err != nil {
-		return chat.Message{}, false, wrap("save message", err)
+	if c.err != nil {
+		return chat.Message{}, false, wrap("save message", c.err)
 	}
-	return msg, true, nil
+	switch c.status {
+	case "created":
+		return c.msg, true, nil
+	case "repeat":
+		return c.msg, false, nil
+	case "not_found":
+		return chat.Message{}, false, chat.ErrNotFound
+	case "forbidden":
+		return chat.Message{}, false, chat.ErrForbidden
+	case "bad_parent":
+		return chat.Message{}, false, chat.Errorf(chat.CodeBadRequest, "parent_id names no message in this room")
+	case "nested":
+		return chat.Message{}, false, chat.Errorf(chat.CodeBadRequest, "cannot reply to a reply: threads are one level deep")
+	}
+	return chat.Message{}, false, fmt.Errorf("save message: unknown status %q", c.status)
 }
-
-var errDuplicate = errors.New("duplicate")
 
 // findRepeat returns the message an idempotent send repeats: the same
 // client_id from the same sender in the room, or the same external id.

@@ -128,12 +128,18 @@ func (s *Store) Join(ctx context.Context, userID, roomID string) (chat.Room, err
 		return chat.Room{}, wrap("join", err)
 	}
 	// Only public rooms reach here unless the user is already a member.
-	if _, err := s.db.Exec(ctx,
-		`INSERT INTO room_members (room_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, rid, uid); err != nil {
+	if _, err := s.db.Exec(ctx, insertMember, rid, uid); err != nil {
 		return chat.Room{}, wrap("join", err)
 	}
 	return s.memberRoom(ctx, uid, rid)
 }
+
+// insertMember makes user $2 a member of room $1 from the room's current
+// end: the messages before are history, read over HTTP, so they are neither
+// delivered on the next connection nor counted unread (see the README's
+// decisions). A member already there keeps their cursors.
+const insertMember = `INSERT INTO room_members (room_id, user_id, delivered_seq, read_seq)
+	SELECT id, $2, last_seq, last_seq FROM rooms WHERE id = $1 ON CONFLICT DO NOTHING`
 
 // AddMember adds the account named username to roomID on behalf of actorID,
 // who must be a member. It returns the added user.
@@ -157,8 +163,7 @@ func (s *Store) AddMember(ctx context.Context, actorID, roomID, username string)
 		return chat.User{}, err
 	}
 	uid, _ := parseID(u.ID)
-	if _, err := s.db.Exec(ctx,
-		`INSERT INTO room_members (room_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, rid, uid); err != nil {
+	if _, err := s.db.Exec(ctx, insertMember, rid, uid); err != nil {
 		return chat.User{}, wrap("add member", err)
 	}
 	return u, nil
@@ -322,12 +327,6 @@ func (s *Store) RoomMembers(ctx context.Context, roomID string) ([]chat.User, er
 	if err != nil {
 		return nil, wrap("room members", err)
 	}
-	users, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (chat.User, error) {
-		var u chat.User
-		var id int64
-		err := row.Scan(&id, &u.Username, &u.DisplayName)
-		u.ID = formatID(id)
-		return u, err
-	})
+	users, err := pgx.CollectRows(rows, scanUser)
 	return users, wrap("room members", err)
 }

@@ -118,7 +118,7 @@ func TestRooms(t *testing.T) {
 
 		r, err := bundle.store.Join(bundle.ctx, bob.ID, pub.ID)
 		require.NoError(t, err)
-		require.Equal(t, chat.Room{ID: pub.ID, Name: "pub", Visibility: chat.Public, LastSeq: 1, Unread: 1}, r)
+		require.Equal(t, chat.Room{ID: pub.ID, Name: "pub", Visibility: chat.Public, LastSeq: 1, LastReadSeq: 1}, r)
 		require.NoError(t, bundle.store.CheckMember(bundle.ctx, bob.ID, pub.ID))
 
 		// Joining again is fine and changes nothing.
@@ -421,4 +421,33 @@ func TestRooms(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, chat.Room{ID: pub.ID, Name: "Zeta", Visibility: chat.Public, LastSeq: 2, LastReadSeq: 2}, mr)
 	})
+}
+
+func TestNewMembersStartAtTheRoomsEnd(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	alice, bob, carol := b.user(t, "alice"), b.user(t, "bob"), b.user(t, "carol")
+	r := b.room(t, alice.ID, "general", chat.Public)
+	for range 3 {
+		b.send(t, r.ID, alice.ID, "before")
+	}
+	joined, err := b.store.Join(b.ctx, bob.ID, r.ID)
+	require.NoError(t, err)
+	require.Zero(t, joined.Unread, "history is not unread")
+	_, err = b.store.AddMember(b.ctx, alice.ID, r.ID, "carol")
+	require.NoError(t, err)
+	b.send(t, r.ID, alice.ID, "after")
+	for _, u := range []string{bob.ID, carol.ID} {
+		cs, err := b.store.Cursors(b.ctx, u)
+		require.NoError(t, err)
+		require.Equal(t, []chat.Cursor{{RoomID: r.ID, LastSeq: 4, DeliveredSeq: 3, ReadSeq: 3}}, cs,
+			"the next connection delivers only what came after joining")
+	}
+	// Joining again changes nothing.
+	require.NoError(t, b.store.MarkDelivered(b.ctx, bob.ID, map[string]int64{r.ID: 4}))
+	_, err = b.store.Join(b.ctx, bob.ID, r.ID)
+	require.NoError(t, err)
+	cs, err := b.store.Cursors(b.ctx, bob.ID)
+	require.NoError(t, err)
+	require.EqualValues(t, 4, cs[0].DeliveredSeq)
 }

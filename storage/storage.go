@@ -12,8 +12,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -24,11 +26,24 @@ import (
 
 // Store runs Switchboard's queries on a pool.
 type Store struct {
-	db *pgxpool.Pool
+	db     *pgxpool.Pool
+	outbox Outbox
+
+	saverMu sync.Mutex
+	saver   saver // SaveMessage calls waiting for a batch (save.go)
 }
 
+// Option configures a Store.
+type Option func(*Store)
+
 // New returns a Store on db. The schema must already be migrated.
-func New(db *pgxpool.Pool) *Store { return &Store{db: db} }
+func New(db *pgxpool.Pool, opts ...Option) *Store {
+	s := &Store{db: db}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
 
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error { return s.db.Ping(ctx) }
@@ -106,7 +121,10 @@ func wrap(op string, err error) error {
 	}
 	var netErr net.Error
 	var connErr *pgconn.ConnectError
-	if errors.As(err, &netErr) || errors.As(err, &connErr) || pgconn.SafeToRetry(err) || isCode(err, "57P01") || isCode(err, "57P03") {
+	// io.ErrUnexpectedEOF: the server's end of a pooled connection closed
+	// while a statement was on its way.
+	if errors.As(err, &netErr) || errors.As(err, &connErr) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		pgconn.SafeToRetry(err) || isCode(err, "57P01") || isCode(err, "57P03") {
 		return fmt.Errorf("%s: %w: %w", op, chat.ErrUnavailable, err)
 	}
 	return fmt.Errorf("%s: %w", op, err)

@@ -1,0 +1,260 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/switchboard-chat/switchboard/chat"
+)
+
+// Outbox says which integrations are on. A stored message that has work for
+// one of them gets an outbox row in its own transaction (SPEC §10): a Slack
+// post when its room is bridged and it did not come from Slack, an SMS check
+// when some other member wants SMS notifications.
+type Outbox struct {
+	SMS   bool
+	Slack bool
+}
+
+// WithOutbox turns on the outbox for the integrations o names.
+func WithOutbox(o Outbox) Option { return func(s *Store) { s.outbox = o } }
+
+// OutboxEntry is one message waiting to be handed to the job queue.
+type OutboxEntry struct {
+	ID        int64
+	MessageID string
+}
+
+// RelayOutbox locks up to limit outbox rows that no other relay holds, passes
+// them to enqueue and deletes them when enqueue succeeds. If enqueue fails,
+// or the process dies before the commit, the rows stay for the next pass, so
+// enqueue must tolerate seeing an entry twice. It returns how many rows it
+// relayed.
+func (s *Store) RelayOutbox(ctx context.Context, limit int, enqueue func([]OutboxEntry) error) (int, error) {
+	var n int
+	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT id, message_id FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, limit)
+		if err != nil {
+			return err
+		}
+		entries, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (OutboxEntry, error) {
+			var e OutboxEntry
+			var mid int64
+			err := row.Scan(&e.ID, &mid)
+			e.MessageID = formatID(mid)
+			return e, err
+		})
+		if err != nil || len(entries) == 0 {
+			return err
+		}
+		if err := enqueue(entries); err != nil {
+			return err
+		}
+		ids := make([]int64, len(entries))
+		for i, e := range entries {
+			ids[i] = e.ID
+		}
+		n = len(entries)
+		_, err = tx.Exec(ctx, `DELETE FROM outbox WHERE id = ANY($1)`, ids)
+		return err
+	})
+	if err != nil {
+		return 0, wrap("relay outbox", err)
+	}
+	return n, nil
+}
+
+// Notice is what the integrations need to know about one stored message.
+type Notice struct {
+	Message      chat.Message
+	RoomName     string
+	SlackChannel string      // empty: the room is not bridged
+	SMSMembers   []chat.User // other members with a phone and SMS notifications on
+}
+
+// Notice loads messageID with its room's Slack channel and the members who
+// may get an SMS about it.
+func (s *Store) Notice(ctx context.Context, messageID string) (Notice, error) {
+	var n Notice
+	var err error
+	n.Message, err = s.Message(ctx, messageID)
+	if err != nil {
+		return Notice{}, err
+	}
+	var channel *string
+	err = s.db.QueryRow(ctx, `SELECT name, slack_channel_id FROM rooms WHERE id = $1`, n.Message.RoomID).Scan(&n.RoomName, &channel)
+	if err != nil {
+		return Notice{}, wrap("notice room", err)
+	}
+	if channel != nil {
+		n.SlackChannel = *channel
+	}
+	rows, err := s.db.Query(ctx, `
+		SELECT u.id, u.username, u.display_name
+		FROM room_members m JOIN users u ON u.id = m.user_id
+		WHERE m.room_id = $1 AND m.user_id <> $2 AND u.sms_notify AND u.phone IS NOT NULL`,
+		n.Message.RoomID, n.Message.Sender.ID)
+	if err != nil {
+		return Notice{}, wrap("notice members", err)
+	}
+	n.SMSMembers, err = pgx.CollectRows(rows, scanUser)
+	return n, wrap("notice members", err)
+}
+
+func scanUser(row pgx.CollectableRow) (chat.User, error) {
+	var u chat.User
+	var id int64
+	err := row.Scan(&id, &u.Username, &u.DisplayName)
+	u.ID = formatID(id)
+	return u, err
+}
+
+// AddPendingSMS queues messageID for an SMS to each user about its room. A
+// repeat is ignored.
+func (s *Store) AddPendingSMS(ctx context.Context, messageID string, userIDs []string) error {
+	mid, err := parseID(messageID)
+	if err != nil {
+		return err
+	}
+	uids := make([]int64, 0, len(userIDs))
+	for _, u := range userIDs {
+		id, err := parseID(u)
+		if err != nil {
+			return err
+		}
+		uids = append(uids, id)
+	}
+	_, err = s.db.Exec(ctx, `
+		INSERT INTO sms_pending (user_id, room_id, message_id)
+		SELECT u, m.room_id, m.id FROM messages m, unnest($2::bigint[]) u WHERE m.id = $1
+		ON CONFLICT DO NOTHING`, mid, uids)
+	return wrap("add pending sms", err)
+}
+
+// PendingSMS is one SMS to send: the recipient's phone and the messages it
+// folds together, oldest first.
+type PendingSMS struct {
+	Phone    string
+	RoomName string
+	Messages []chat.Message
+}
+
+// SendPendingSMS sends, through send, the SMS that folds every message
+// pending for userID about roomID, unless one went out less than gap ago:
+// then it sends nothing and returns when the next one may go. The pending
+// rows and the throttle row stay locked while send runs, so two runs of the
+// same job send once; when send fails nothing changes.
+func (s *Store) SendPendingSMS(ctx context.Context, userID, roomID string, gap time.Duration, send func(PendingSMS) error) (next time.Time, err error) {
+	uid, err := parseID(userID)
+	if err != nil {
+		return time.Time{}, err
+	}
+	rid, err := parseID(roomID)
+	if err != nil {
+		return time.Time{}, err
+	}
+	err = pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO sms_throttle (user_id, room_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, uid, rid); err != nil {
+			return err
+		}
+		var last *time.Time
+		var now time.Time
+		err := tx.QueryRow(ctx, `SELECT last_sent_at, now() FROM sms_throttle WHERE user_id = $1 AND room_id = $2 FOR UPDATE`, uid, rid).Scan(&last, &now)
+		if err != nil {
+			return err
+		}
+		var sms PendingSMS
+		var phone *string
+		err = tx.QueryRow(ctx, `SELECT u.phone, r.name FROM users u, rooms r WHERE u.id = $1 AND r.id = $2`, uid, rid).Scan(&phone, &sms.RoomName)
+		if err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `SELECT `+messageColumns+messageFrom+`
+			JOIN sms_pending p ON p.message_id = m.id
+			WHERE p.user_id = $1 AND p.room_id = $2 ORDER BY m.seq`, uid, rid)
+		sms.Messages, err = collectMessages(rows, err)
+		if err != nil || len(sms.Messages) == 0 {
+			return err
+		}
+		if phone == nil {
+			// The number was removed since: nothing to send it to.
+			_, err = tx.Exec(ctx, `DELETE FROM sms_pending WHERE user_id = $1 AND room_id = $2`, uid, rid)
+			return err
+		}
+		if last != nil && now.Sub(*last) < gap {
+			next = last.Add(gap)
+			return nil
+		}
+		sms.Phone = *phone
+		if err := send(sms); err != nil {
+			return err
+		}
+		ids := make([]string, len(sms.Messages))
+		for i, m := range sms.Messages {
+			ids[i] = m.ID
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM sms_pending WHERE user_id = $1 AND room_id = $2 AND message_id = ANY($3::bigint[])`, uid, rid, ids); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE sms_throttle SET last_sent_at = now() WHERE user_id = $1 AND room_id = $2`, uid, rid)
+		return err
+	})
+	return next, wrap("send pending sms", err)
+}
+
+// RunOnce runs do unless a run under key already succeeded. The key is
+// claimed in a transaction that stays open while do runs: a concurrent run
+// with the same key waits for it and then skips; a failed do releases the
+// key. It reports whether do ran.
+func (s *Store) RunOnce(ctx context.Context, key string, do func(context.Context) error) (ran bool, err error) {
+	err = pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO job_runs (key) VALUES ($1) ON CONFLICT DO NOTHING`, key)
+		if err != nil || tag.RowsAffected() == 0 {
+			return err
+		}
+		ran = true
+		return do(ctx)
+	})
+	if err != nil {
+		var ce *chat.Error
+		if errors.As(err, &ce) {
+			return false, err
+		}
+		return false, wrap("run once", err)
+	}
+	return ran, nil
+}
+
+// ForgetRuns deletes the keys of runs done before cutoff.
+func (s *Store) ForgetRuns(ctx context.Context, cutoff time.Time) error {
+	_, err := s.db.Exec(ctx, `DELETE FROM job_runs WHERE done_at < $1`, cutoff)
+	return wrap("forget runs", err)
+}
+
+// BridgeSlack links the room named or numbered room to a Slack channel
+// (empty channel: unlinks it) and returns the room.
+func (s *Store) BridgeSlack(ctx context.Context, room, channel string) (chat.Room, error) {
+	r, err := s.RoomByName(ctx, room)
+	if errors.Is(err, chat.ErrNotFound) {
+		if _, perr := parseID(room); perr == nil {
+			r.ID, err = room, nil
+		}
+	}
+	if err != nil {
+		return chat.Room{}, err
+	}
+	rid, _ := parseID(r.ID)
+	err = s.db.QueryRow(ctx, `UPDATE rooms r SET slack_channel_id = $2 WHERE r.id = $1 RETURNING `+roomColumns,
+		rid, nullable(channel)).Scan(&rid, &r.Name, &r.Visibility, &r.LastSeq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return chat.Room{}, chat.ErrNotFound
+	}
+	if isUniqueViolation(err, "rooms_slack_channel_key") {
+		return chat.Room{}, chat.Errorf(chat.CodeConflict, "channel %s is already bridged to another room", channel)
+	}
+	r.ID = formatID(rid)
+	return r, wrap("bridge slack", err)
+}
