@@ -6,6 +6,7 @@
 package brokertest
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -196,4 +197,19 @@ func (p *Proxy) close() {
 	}
 	p.mu.Unlock()
 	p.wg.Wait()
+}
+
+// DeleteKeys deletes every key that matches pattern (SCAN MATCH, then DEL),
+// for tests that clean up after libraries keeping keys of their own, such
+// as asynq's "asynq:{<queue>}:…".
+func DeleteKeys(ctx context.Context, rdb redis.UniversalClient, pattern string) error {
+	iter := rdb.Scan(ctx, 0, pattern, 500).Iterator()
+	var keys []string
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+	}
+	if err := iter.Err(); err != nil || len(keys) == 0 {
+		return err
+	}
+	return rdb.Del(ctx, keys...).Err()
 }

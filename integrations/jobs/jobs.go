@@ -1,0 +1,289 @@
+// Package jobs is Switchboard's job queue (SPEC §10): slow work such as SMS
+// and Slack posts runs as tasks in Redis through asynq.
+//
+// asynq gives what the spec asks of a queue: retries with a delay we choose
+// (exponential backoff with jitter here), a maximum number of attempts, a
+// dead-letter set (asynq's "archived" tasks, listed by Dead and re-queued by
+// Retry), leases so that a task whose worker died is run again, and task ids
+// that make an enqueue idempotent. Each queue gets its own worker pool, so a
+// slow Slack API cannot hold the workers that send SMS.
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sort"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+// Kind describes one type of task.
+type Kind struct {
+	Type        string        // task type, e.g. "sms:send"
+	Queue       string        // queue (and worker pool) it runs in, e.g. "sms"
+	MaxAttempts int           // runs before it goes to the dead set (at least 1)
+	Timeout     time.Duration // per attempt; 0: 30 s
+}
+
+// Handler runs one task. Return nil when done, Permanent(err) when no retry
+// can succeed, Wait(err, d) to come back after d without using an attempt,
+// any other error to retry with backoff.
+type Handler func(ctx context.Context, payload []byte) error
+
+// Config configures a Queue.
+type Config struct {
+	Redis redis.UniversalClient
+	// Prefix starts every queue name, so that clusters (and tests) sharing
+	// one Redis keep their tasks apart.
+	Prefix  string
+	Kinds   []Kind
+	Logger  *slog.Logger
+	Metrics *Metrics // nil: no metrics
+	// RetryBase is the mean delay before the first retry (default 2 s); it
+	// doubles with each attempt up to RetryMax (default 10 min).
+	RetryBase, RetryMax time.Duration
+	// PollInterval is how often scheduled and retrying tasks are made ready
+	// (default 1 s).
+	PollInterval time.Duration
+	// BreakerTimeout is how long an open circuit breaker waits before it lets
+	// a trial call through (default 30 s).
+	BreakerTimeout time.Duration
+	// Concurrency is the number of workers per queue (default 4).
+	Concurrency int
+}
+
+// Queue enqueues tasks, runs workers and answers the jobs CLI.
+type Queue struct {
+	cfg       Config
+	kinds     map[string]Kind
+	client    *asynq.Client
+	inspector *asynq.Inspector
+	log       *slog.Logger
+}
+
+// New returns a Queue on cfg.Redis. It does not close the Redis client.
+func New(cfg Config) (*Queue, error) {
+	if cfg.Redis == nil {
+		return nil, errors.New("jobs: Redis client is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	cfg.RetryBase = cmpOr(cfg.RetryBase, 2*time.Second)
+	cfg.RetryMax = cmpOr(cfg.RetryMax, 10*time.Minute)
+	cfg.PollInterval = cmpOr(cfg.PollInterval, time.Second)
+	cfg.BreakerTimeout = cmpOr(cfg.BreakerTimeout, 30*time.Second)
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 4
+	}
+	q := &Queue{
+		cfg:       cfg,
+		kinds:     make(map[string]Kind, len(cfg.Kinds)),
+		client:    asynq.NewClientFromRedisClient(cfg.Redis),
+		inspector: asynq.NewInspectorFromRedisClient(cfg.Redis),
+		log:       cfg.Logger,
+	}
+	for _, k := range cfg.Kinds {
+		if k.Type == "" || k.Queue == "" || k.MaxAttempts < 1 {
+			return nil, fmt.Errorf("jobs: kind %q needs a type, a queue and at least one attempt", k.Type)
+		}
+		if k.Timeout == 0 {
+			k.Timeout = 30 * time.Second
+		}
+		q.kinds[k.Type] = k
+	}
+	return q, nil
+}
+
+func cmpOr(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+func (q *Queue) queueName(short string) string { return q.cfg.Prefix + short }
+
+// Queues lists the full names of the queues of the configured kinds.
+func (q *Queue) Queues() []string {
+	seen := map[string]bool{}
+	var names []string
+	for _, k := range q.kinds {
+		if n := q.queueName(k.Queue); !seen[n] {
+			seen[n] = true
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// retention keeps a finished task's id for a while, so that enqueueing the
+// same key again (an outbox row relayed twice) is refused as a duplicate.
+const retention = time.Hour
+
+// Enqueue adds a task of type typ to run now. key identifies the work: a
+// second Enqueue with the same key while the first is queued, running or
+// recently done adds nothing and returns nil.
+func (q *Queue) Enqueue(ctx context.Context, typ, key string, payload []byte) error {
+	return q.EnqueueAt(ctx, typ, key, payload, time.Time{})
+}
+
+// EnqueueAt is Enqueue for a task that must not run before at (zero: now).
+func (q *Queue) EnqueueAt(ctx context.Context, typ, key string, payload []byte, at time.Time) error {
+	k, ok := q.kinds[typ]
+	if !ok {
+		return fmt.Errorf("jobs: unknown task type %q", typ)
+	}
+	opts := []asynq.Option{
+		asynq.Queue(q.queueName(k.Queue)),
+		asynq.MaxRetry(k.MaxAttempts - 1),
+		asynq.Timeout(k.Timeout),
+		asynq.Retention(retention),
+	}
+	if key != "" {
+		opts = append(opts, asynq.TaskID(key))
+	}
+	if !at.IsZero() {
+		opts = append(opts, asynq.ProcessAt(at))
+	}
+	_, err := q.client.EnqueueContext(ctx, asynq.NewTask(typ, payload), opts...)
+	if errors.Is(err, asynq.ErrTaskIDConflict) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("enqueue %s: %w", typ, err)
+	}
+	q.cfg.Metrics.enqueued(typ)
+	return nil
+}
+
+// Permanent marks err as one no retry can fix (a phone number Twilio
+// refuses): the task goes to the dead set at once, with err as its reason.
+func Permanent(err error) error { return fmt.Errorf("%w (%w)", err, asynq.SkipRetry) }
+
+// IsPermanent reports whether err was marked by Permanent.
+func IsPermanent(err error) bool { return errors.Is(err, asynq.SkipRetry) }
+
+// waitError asks for a retry after a fixed delay without counting an attempt.
+type waitError struct {
+	err   error
+	after time.Duration
+}
+
+func (e *waitError) Error() string { return fmt.Sprintf("%v (retry in %v)", e.err, e.after) }
+func (e *waitError) Unwrap() error { return e.err }
+
+// Wait asks for the task to run again after d without using up an attempt:
+// the failure is not the task's (an external API is known to be down).
+func Wait(err error, d time.Duration) error { return &waitError{err: err, after: d} }
+
+func isWait(err error) (time.Duration, bool) {
+	var w *waitError
+	if errors.As(err, &w) {
+		return w.after, true
+	}
+	return 0, false
+}
+
+// backoff is the delay after a task's failed attempts beyond its first
+// (retried ≥ 0): base·2^retried, capped, with "equal jitter" (half fixed,
+// half random) so that tasks that failed together do not come back together.
+func (q *Queue) backoff(retried int) time.Duration {
+	d := q.cfg.RetryMax
+	if retried >= 0 && retried < 32 {
+		d = min(q.cfg.RetryBase<<retried, q.cfg.RetryMax)
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// Work runs workers for handlers (task type → handler) until ctx ends, one
+// pool of Config.Concurrency workers per queue, then waits for running tasks
+// to finish (a task still running after asynq's shutdown timeout is handed
+// back to the queue and runs again elsewhere).
+func (q *Queue) Work(ctx context.Context, handlers map[string]Handler) error {
+	byQueue := map[string]*asynq.ServeMux{}
+	for typ, h := range handlers {
+		k, ok := q.kinds[typ]
+		if !ok {
+			return fmt.Errorf("jobs: no kind for handler %q", typ)
+		}
+		name := q.queueName(k.Queue)
+		if byQueue[name] == nil {
+			byQueue[name] = asynq.NewServeMux()
+		}
+		byQueue[name].HandleFunc(typ, q.instrument(typ, h))
+	}
+	var servers []*asynq.Server
+	defer func() {
+		for _, s := range servers {
+			s.Shutdown()
+		}
+	}()
+	for name, mux := range byQueue {
+		srv := asynq.NewServerFromRedisClient(q.cfg.Redis, asynq.Config{
+			Concurrency:              q.cfg.Concurrency,
+			Queues:                   map[string]int{name: 1},
+			RetryDelayFunc:           q.retryDelay,
+			IsFailure:                func(err error) bool { _, wait := isWait(err); return !wait },
+			DelayedTaskCheckInterval: q.cfg.PollInterval,
+			ShutdownTimeout:          10 * time.Second,
+			Logger:                   asynqLogger{q.log.With(slog.String("queue", name))},
+			LogLevel:                 asynq.WarnLevel,
+		})
+		if err := srv.Start(mux); err != nil {
+			return fmt.Errorf("jobs: start workers for %s: %w", name, err)
+		}
+		servers = append(servers, srv)
+	}
+	<-ctx.Done()
+	return nil
+}
+
+func (q *Queue) retryDelay(n int, err error, _ *asynq.Task) time.Duration {
+	if d, ok := isWait(err); ok {
+		return d
+	}
+	return q.backoff(n)
+}
+
+// instrument logs and counts each run of a task.
+func (q *Queue) instrument(typ string, h Handler) asynq.HandlerFunc {
+	return func(ctx context.Context, t *asynq.Task) error {
+		err := h(ctx, t.Payload())
+		if err == nil {
+			q.cfg.Metrics.outcome(typ, "succeeded")
+			return nil
+		}
+		id, _ := asynq.GetTaskID(ctx)
+		attempt, _ := asynq.GetRetryCount(ctx)
+		maxRetry, _ := asynq.GetMaxRetry(ctx)
+		log := q.log.With(slog.String("type", typ), slog.String("id", id), slog.Int("attempt", attempt+1), slog.Any("error", err))
+		switch _, wait := isWait(err); {
+		case wait:
+			q.cfg.Metrics.outcome(typ, "deferred")
+			log.Info("job deferred")
+		case IsPermanent(err) || attempt >= maxRetry:
+			q.cfg.Metrics.outcome(typ, "dead")
+			log.Error("job dead")
+		default:
+			q.cfg.Metrics.outcome(typ, "retried")
+			log.Warn("job failed, will retry")
+		}
+		return err
+	}
+}
+
+// asynqLogger sends asynq's own log lines to slog.
+type asynqLogger struct{ log *slog.Logger }
+
+func (l asynqLogger) Debug(args ...any) { l.log.Debug(fmt.Sprint(args...)) }
+func (l asynqLogger) Info(args ...any)  { l.log.Info(fmt.Sprint(args...)) }
+func (l asynqLogger) Warn(args ...any)  { l.log.Warn(fmt.Sprint(args...)) }
+func (l asynqLogger) Error(args ...any) { l.log.Error(fmt.Sprint(args...)) }
+func (l asynqLogger) Fatal(args ...any) { l.log.Error(fmt.Sprint(args...)) }

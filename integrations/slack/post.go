@@ -1,0 +1,100 @@
+package slack
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/slack-go/slack"
+
+	"github.com/switchboard-chat/switchboard/chat"
+	"github.com/switchboard-chat/switchboard/integrations"
+	"github.com/switchboard-chat/switchboard/integrations/jobs"
+	"github.com/switchboard-chat/switchboard/storage"
+)
+
+// PostKind is the job that posts one message to its room's Slack channel.
+var PostKind = jobs.Kind{Type: integrations.SlackPostType, Queue: "slack", MaxAttempts: 8, Timeout: 30 * time.Second}
+
+// EventKind is the job that stores one message event from Slack.
+var EventKind = jobs.Kind{Type: EventTaskType, Queue: "default", MaxAttempts: 10}
+
+// APIConfig configures the Slack Web API client.
+type APIConfig struct {
+	BotToken string
+	// APIURL replaces https://slack.com/api/ (SLACK_API_URL, ending in "/";
+	// tests point it at a local fake). Empty: Slack's.
+	APIURL string
+}
+
+// NewAPI returns a slack-go client for cfg.
+func NewAPI(cfg APIConfig) *slack.Client {
+	var opts []slack.Option
+	if cfg.APIURL != "" {
+		opts = append(opts, slack.OptionAPIURL(cfg.APIURL))
+	}
+	return slack.New(cfg.BotToken, opts...)
+}
+
+// PostStore is what the post job reads and writes.
+type PostStore interface {
+	Notice(ctx context.Context, messageID string) (storage.Notice, error)
+	RunOnce(ctx context.Context, key string, do func(context.Context) error) (bool, error)
+}
+
+// HandlePost returns the handler of PostKind: it posts the message with
+// chat.postMessage under the sender's display name, once per message even
+// if the job runs twice.
+func HandlePost(store PostStore, api *slack.Client, breaker *jobs.Breaker) jobs.Handler {
+	return func(ctx context.Context, payload []byte) error {
+		var p integrations.MessagePayload
+		if err := json.Unmarshal(payload, &p); err != nil {
+			return jobs.Permanent(fmt.Errorf("slack post payload: %w", err))
+		}
+		n, err := store.Notice(ctx, p.MessageID)
+		if errors.Is(err, chat.ErrNotFound) {
+			return jobs.Permanent(err)
+		}
+		if err != nil {
+			return err
+		}
+		if n.SlackChannel == "" {
+			return nil // unbridged since
+		}
+		_, err = store.RunOnce(ctx, "slack-post:"+n.Message.ID, func(ctx context.Context) error {
+			return breaker.Do(func() error {
+				_, _, err := api.PostMessageContext(ctx, n.SlackChannel,
+					slack.MsgOptionText(n.Message.Body, true),
+					slack.MsgOptionUsername(n.Message.Sender.DisplayName))
+				return classify(err)
+			})
+		})
+		return err
+	}
+}
+
+// retryable are Slack's error strings that a later call may not get.
+var retryable = map[string]bool{
+	"ratelimited": true, "internal_error": true, "fatal_error": true,
+	"service_unavailable": true, "request_timeout": true,
+}
+
+// classify marks Slack's answers that no retry can change (channel_not_found,
+// not_in_channel, invalid_auth...) as permanent; 5xx, 429 and network errors
+// are retried (a 429 after the time Slack asks for).
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	var rate *slack.RateLimitedError
+	if errors.As(err, &rate) {
+		return jobs.Wait(err, max(rate.RetryAfter, time.Second))
+	}
+	var refused slack.SlackErrorResponse
+	if errors.As(err, &refused) && !retryable[refused.Err] {
+		return jobs.Permanent(fmt.Errorf("slack refused the post: %w", err))
+	}
+	return fmt.Errorf("slack: %w", err)
+}
