@@ -1,5 +1,6 @@
 // Package web is Switchboard's HTTP API (SPEC §3–§5, §11): accounts and
-// tokens, rooms, messages and history, health. The /ws endpoint and
+// tokens, rooms, messages and history, health; and the browser client,
+// served at /. The /ws endpoint and
 // /metrics are handlers it is given, so that it depends on no other package
 // of ours but chat and auth.
 package web
@@ -82,6 +83,10 @@ type Config struct {
 	// Ready reports whether the node can serve (Postgres, Redis); /readyz
 	// answers 503 with its error.
 	Ready func(ctx context.Context) error
+	// Webhooks maps route patterns ("POST /webhooks/twilio/sms") to the
+	// handlers of the integrations that are on; any other path under
+	// /webhooks/ answers 404.
+	Webhooks map[string]http.Handler
 	// WebSocket serves /ws; Metrics serves /metrics. Nil leaves them out.
 	WebSocket http.Handler
 	Metrics   http.Handler
@@ -148,9 +153,15 @@ func (a *API) routes() {
 	if a.cfg.Metrics != nil {
 		m.Handle("GET /metrics", a.cfg.Metrics)
 	}
-	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+	for pattern, h := range a.cfg.Webhooks {
+		m.Handle(pattern, h)
+	}
+	notFound := func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, chat.Errorf(chat.CodeNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
-	})
+	}
+	m.HandleFunc("/api/", notFound)
+	m.HandleFunc("/webhooks/", notFound)
+	m.Handle("/", clientHandler())
 }
 
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
