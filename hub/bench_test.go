@@ -1,7 +1,6 @@
 package hub
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -61,7 +60,7 @@ func BenchmarkDecodeFrame(b *testing.B) {
 // BenchmarkFanout measures handing one stored message to every subscriber
 // of a room: Hub.Receive puts it in seq order and enqueues the one encoding
 // on each connection's send queue, then each connection's writer takes its
-// batch (takeBatch, as writeLoop does, without the socket write). The
+// batch (takeBatch, as flush does, without the socket write). The
 // writers' share is timed with the delivery that caused it.
 //
 // The connections have no WebSocket: nothing on this path touches conn.ws
@@ -71,8 +70,7 @@ func BenchmarkFanout(b *testing.B) {
 		b.Run(fmt.Sprintf("subs=%d", subs), func(b *testing.B) {
 			h, r, conns := benchRoom(b, subs)
 			frame := encodeMessage(benchMessage(1))
-			var buf bytes.Buffer
-			delivered := make(map[string]int64)
+			st := &flushState{delivered: make(map[string]int64)}
 			seq := int64(0)
 			b.SetBytes(int64(len(frame) * subs)) // bytes handed to connections per message
 			b.ReportAllocs()
@@ -80,12 +78,8 @@ func BenchmarkFanout(b *testing.B) {
 				seq++
 				h.Receive(Event{Room: r.id, Seq: seq, From: "7", Frame: frame})
 				for _, c := range conns {
-					select {
-					case <-c.wake:
-					default:
-						b.Fatal("connection was not woken")
-					}
-					if batch := c.takeBatch(&buf, delivered); batch == nil {
+					st.queued = st.queued[:0]
+					if batch := c.takeBatch(st); batch == nil {
 						b.Fatal("nothing queued")
 					}
 				}
@@ -125,11 +119,13 @@ func benchRoom(b *testing.B, n int) (*Hub, *room, []*conn) {
 			h:         h,
 			user:      chat.User{ID: fmt.Sprint(100 + i)},
 			sessionID: fmt.Sprint(i),
-			log:       h.log,
 			ctx:       cctx,
 			cancel:    ccancel,
 			subs:      map[string]*room{r.id: r},
-			wake:      make(chan struct{}, 1),
+			drained:   make(chan struct{}, 1),
+			// As if a flush were running: the benchmark takes the
+			// batches itself, and push starts no goroutine.
+			writing: true,
 		}
 		r.subs[c] = &sub{cursor: 0, live: true}
 		conns[i] = c

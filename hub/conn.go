@@ -28,19 +28,25 @@ const maxBatchBytes = 64 << 10
 // outFrame is one queued server frame. Messages carry their room and seq so
 // that the writer can advance delivery cursors once they are written.
 type outFrame struct {
-	data []byte
-	room string
-	seq  int64 // 0: not a stored message
+	data   []byte
+	room   string
+	seq    int64         // 0: not a stored message
+	queued time.Duration // when it was queued, on monoClock
 }
+
+// monoStart is the origin of monoClock.
+var monoStart = time.Now()
+
+// monoClock is a monotonic time that fits in 8 bytes.
+func monoClock() time.Duration { return time.Since(monoStart) }
 
 // conn is one authenticated WebSocket connection.
 type conn struct {
 	// Static after construction.
 	h         *Hub
-	ws        *websocket.Conn // read only by serve; data frames written only by writeLoop
+	ws        *websocket.Conn // read only by serve; data frames written only by flush
 	user      chat.User
 	sessionID string
-	log       *slog.Logger
 	ctx       context.Context // cancelled when the connection ends
 	cancel    context.CancelFunc
 
@@ -56,9 +62,18 @@ type conn struct {
 	queueBytes int
 	closed     bool             // no more frames are queued
 	subs       map[string]*room // rooms this connection is subscribed to
+	writing    bool             // a flush goroutine is running; it alone writes data frames
+	urgent     bool             // an answer or lingerLimit bytes are queued: write without waiting for WriteInterval
+	linger     *time.Timer      // set while flush waits for WriteInterval; fired early by an answer
+	pingTimer  *time.Timer      // fires the next ping; nil once stopped
 
-	wake      chan struct{} // capacity 1; never closed: tells writeLoop the queue has frames
-	drained   chan struct{} // capacity 1; never closed: tells waitRoom the writer took frames
+	// Owned by the flush goroutine that runs (one at a time, handed over
+	// under mu).
+	lastWrite time.Time
+	lastFull  bool // the last batch was cut at maxBatchBytes
+
+	writers   sync.WaitGroup // the running flush goroutine, if any
+	drained   chan struct{}  // capacity 1; never closed: tells waitRoom the writer took frames
 	closeOnce sync.Once
 	pinging   atomic.Bool
 }
@@ -71,15 +86,19 @@ func (h *Hub) newConn(ws *websocket.Conn, s chat.Session) *conn {
 		ws:          ws,
 		user:        s.User,
 		sessionID:   id,
-		log:         h.log.With(slog.String("session_id", id), slog.String("user_id", s.User.ID)),
 		ctx:         ctx,
 		cancel:      cancel,
 		sendLimit:   rate.NewLimiter(rate.Limit(h.cfg.RateLimit), h.cfg.RateBurst),
 		typingLimit: rate.NewLimiter(rate.Limit(h.cfg.TypingLimit), h.cfg.TypingBurst),
 		subs:        make(map[string]*room),
-		wake:        make(chan struct{}, 1),
 		drained:     make(chan struct{}, 1),
 	}
+}
+
+// logger is the connection's logger. It is made when something is logged,
+// not held by every idle connection.
+func (c *conn) logger() *slog.Logger {
+	return c.h.log.With(slog.String("session_id", c.sessionID), slog.String("user_id", c.user.ID))
 }
 
 func (c *conn) setRoom(roomID string, r *room) (old *room) {
@@ -114,18 +133,19 @@ func (c *conn) subscribedTo(roomID string) bool {
 // whose queue is full is closed as a slow consumer (it lost nothing durable
 // and catches up from the store when it reconnects).
 func (c *conn) enqueueMessage(room string, seq int64, data []byte) {
-	c.push(outFrame{data: data, room: room, seq: seq}, true)
+	c.push(outFrame{data: data, room: room, seq: seq, queued: monoClock()}, true, false)
 }
 
 // enqueueFrame queues an answer or notice; like messages, these are never
-// dropped, so a full queue closes the connection.
-func (c *conn) enqueueFrame(data []byte) { c.push(outFrame{data: data}, true) }
+// dropped, so a full queue closes the connection. It is written at once,
+// not after WriteInterval: a client waits for it.
+func (c *conn) enqueueFrame(data []byte) { c.push(outFrame{data: data}, true, true) }
 
 // enqueueEphemeral queues a typing or presence event, dropping it when the
 // queue is full: it would be stale by the time the client read it.
-func (c *conn) enqueueEphemeral(data []byte) { c.push(outFrame{data: data}, false) }
+func (c *conn) enqueueEphemeral(data []byte) { c.push(outFrame{data: data}, false, false) }
 
-func (c *conn) push(f outFrame, mustDeliver bool) {
+func (c *conn) push(f outFrame, mustDeliver, urgent bool) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -143,10 +163,21 @@ func (c *conn) push(f outFrame, mustDeliver bool) {
 	}
 	c.queue = append(c.queue, f)
 	c.queueBytes += len(f.data)
+	c.h.cfg.Metrics.QueuedBytes.Add(float64(len(f.data)))
+	if urgent || c.queueBytes >= c.lingerLimit() {
+		c.urgent = true
+		if c.linger != nil {
+			c.linger.Reset(0)
+		}
+	}
+	start := !c.writing
+	if start {
+		c.writing = true
+		c.writers.Add(1)
+	}
 	c.mu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
+	if start {
+		go c.flush()
 	}
 }
 
@@ -157,9 +188,9 @@ func (c *conn) closeWith(code websocket.StatusCode, reason string) {
 	c.closeOnce.Do(func() {
 		c.mu.Lock()
 		c.closed = true
-		c.queue, c.queueBytes = nil, 0
+		c.dropQueue()
 		c.mu.Unlock()
-		c.log.Info("closing connection", slog.Int("code", int(code)), slog.String("reason", reason))
+		c.logger().Info("closing connection", slog.Int("code", int(code)), slog.String("reason", reason))
 		go func() {
 			_ = c.ws.Close(code, reason)
 			c.cancel()
@@ -224,57 +255,153 @@ func (c *conn) closeGoingAway() {
 	})
 }
 
-// writeLoop is the only goroutine that writes data frames. It batches what
-// is queued into one frame of newline-separated objects, and pings.
-func (c *conn) writeLoop() {
-	defer c.ws.CloseNow() // a dead writer unblocks the reader
-	ping := time.NewTicker(c.h.cfg.PingInterval)
-	defer ping.Stop()
-	var buf bytes.Buffer
-	delivered := make(map[string]int64) // reused: one map per connection, not per batch
+// flushState is what a flush goroutine needs; pooled, so that an idle
+// connection holds neither a buffer nor a map.
+type flushState struct {
+	buf       bytes.Buffer
+	delivered map[string]int64 // highest message seq per room in the batch
+	queued    []time.Duration  // when each message of the batch was queued
+}
+
+var flushPool = sync.Pool{New: func() any { return &flushState{delivered: make(map[string]int64)} }}
+
+// flush is the only goroutine that writes data frames, and runs only while
+// there is something to write: push starts it, and it ends when the queue is
+// empty. It batches what is queued into one frame of newline-separated
+// objects.
+func (c *conn) flush() {
+	defer c.writers.Done()
+	st := flushPool.Get().(*flushState)
+	defer func() {
+		if st.buf.Cap() > maxBatchBytes {
+			st.buf = bytes.Buffer{} // do not keep what a large history frame grew
+		}
+		clear(st.delivered)
+		st.queued = st.queued[:0]
+		flushPool.Put(st)
+	}()
 	for {
-		select {
-		case <-c.ctx.Done():
+		if !c.waitWriteInterval() {
 			return
-		case <-ping.C:
-			c.ping()
-			continue
-		case <-c.wake:
 		}
-		for {
-			batch := c.takeBatch(&buf, delivered)
-			if batch == nil {
-				break
-			}
-			wctx, cancel := context.WithTimeout(c.ctx, c.h.cfg.WriteTimeout)
-			err := c.ws.Write(wctx, websocket.MessageText, batch)
-			cancel()
-			if err != nil {
-				if !isNormalClose(err) {
-					c.log.Debug("write failed", slog.Any("error", err))
-				}
-				return
-			}
-			c.h.cfg.Metrics.FramesOut.Inc()
-			for room, seq := range delivered {
-				c.h.delivery.advance(c.user.ID, room, seq)
-			}
-			clear(delivered)
+		batch := c.takeBatch(st)
+		if batch == nil {
+			return
 		}
+		wctx, cancel := context.WithTimeout(c.ctx, c.h.cfg.WriteTimeout)
+		err := c.ws.Write(wctx, websocket.MessageText, batch)
+		cancel()
+		if err != nil {
+			if !isNormalClose(err) {
+				c.logger().Debug("write failed", slog.Any("error", err))
+			}
+			c.ws.CloseNow() // the reader sees it and ends the connection
+			return
+		}
+		c.lastWrite, c.lastFull = time.Now(), len(batch) >= maxBatchBytes
+		m := c.h.cfg.Metrics
+		m.FramesOut.Inc()
+		now := monoClock()
+		for _, q := range st.queued {
+			m.DeliveryLatency.Observe((now - q).Seconds())
+		}
+		st.queued = st.queued[:0]
+		for room, seq := range st.delivered {
+			c.h.delivery.advance(c.user.ID, room, seq)
+		}
+		clear(st.delivered)
 	}
 }
 
-// takeBatch moves queued frames into buf, up to maxBatchBytes (at least one
-// frame), records in delivered the highest message seq per room among them,
-// and returns the bytes (nil when the queue is empty).
-func (c *conn) takeBatch(buf *bytes.Buffer, delivered map[string]int64) []byte {
+// lingerLimit is how many queued bytes end a wait for WriteInterval: half
+// a batch, or a quarter of the queue bound if that is less, so that
+// waiting never brings the queue near the bound that closes the connection.
+func (c *conn) lingerLimit() int { return min(maxBatchBytes/2, c.h.cfg.QueueBytes/4) }
+
+// waitWriteInterval delays a write that would follow the previous one by
+// less than WriteInterval, so that a busy connection gets several messages
+// per frame (one write syscall each) instead of one; a connection that
+// wrote nothing lately, a queued answer, a queue past lingerLimit, or a full
+// last batch (catch-up) write at once. It returns false when the connection ends meanwhile.
+func (c *conn) waitWriteInterval() bool {
+	wait := c.h.cfg.WriteInterval - time.Since(c.lastWrite)
+	if c.h.cfg.WriteInterval <= 0 || wait <= 0 || c.lastFull {
+		return true
+	}
+	c.mu.Lock()
+	if c.urgent {
+		c.mu.Unlock()
+		return true
+	}
+	t := time.NewTimer(wait)
+	c.linger = t
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.linger = nil
+		c.mu.Unlock()
+		t.Stop()
+	}()
+	select {
+	case <-t.C:
+		return true
+	case <-c.ctx.Done():
+		return false
+	}
+}
+
+// schedulePing arms the timer of the next ping, unless the connection is
+// over. A timer, not a goroutine, waits between pings.
+func (c *conn) schedulePing() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.queue) == 0 {
+	if c.closed || c.ctx.Err() != nil {
+		return
+	}
+	c.pingTimer = time.AfterFunc(c.h.cfg.PingInterval, func() {
+		c.ping()
+		c.schedulePing()
+	})
+}
+
+// dropQueue forgets what is queued. Called with c.mu held.
+func (c *conn) dropQueue() {
+	c.h.cfg.Metrics.QueuedBytes.Sub(float64(c.queueBytes))
+	c.queue, c.queueBytes = nil, 0
+}
+
+// finish ends the connection: no more frames are queued or pings sent, the
+// flush goroutine is done, and the socket is closed (its file descriptor
+// released).
+func (c *conn) finish() {
+	c.mu.Lock()
+	c.closed = true
+	c.dropQueue()
+	if c.pingTimer != nil {
+		c.pingTimer.Stop()
+		c.pingTimer = nil
+	}
+	c.mu.Unlock()
+	c.cancel() // also ends a write in progress
+	c.writers.Wait()
+	c.ws.CloseNow()
+}
+
+// takeBatch moves queued frames into st.buf, up to maxBatchBytes (at least
+// one frame), records in st.delivered the highest message seq per room
+// among them and in st.queued when each message was queued, and returns the
+// bytes. When the queue is empty it returns nil and the caller's flush ends
+// (the next push starts another).
+func (c *conn) takeBatch(st *flushState) []byte {
+	buf := &st.buf
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.queue) == 0 || c.closed {
+		c.writing = false
 		return nil
 	}
 	buf.Reset()
-	n := 0
+	n, taken := 0, 0
 	for n < len(c.queue) && (n == 0 || buf.Len()+1+len(c.queue[n].data) <= maxBatchBytes) {
 		f := c.queue[n]
 		if n > 0 {
@@ -282,15 +409,19 @@ func (c *conn) takeBatch(buf *bytes.Buffer, delivered map[string]int64) []byte {
 		}
 		buf.Write(f.data)
 		if f.seq > 0 {
-			delivered[f.room] = max(delivered[f.room], f.seq)
+			st.delivered[f.room] = max(st.delivered[f.room], f.seq)
+			st.queued = append(st.queued, f.queued)
 		}
-		c.queueBytes -= len(f.data)
+		taken += len(f.data)
 		c.queue[n] = outFrame{}
 		n++
 	}
+	c.queueBytes -= taken
+	c.h.cfg.Metrics.QueuedBytes.Sub(float64(taken))
 	c.queue = c.queue[n:]
 	if len(c.queue) == 0 {
 		c.queue = nil // let an idle connection hold no buffer
+		c.urgent = false
 	}
 	select {
 	case c.drained <- struct{}{}:

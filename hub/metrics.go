@@ -11,6 +11,11 @@ type Metrics struct {
 	Dropped     *prometheus.CounterVec // by reason: slow_consumer, ephemeral
 	RateLimited prometheus.Counter
 	GapFetches  prometheus.Counter
+	// DeliveryLatency is, per message and connection, the time from the
+	// message being queued for the connection (when it is next in order on
+	// this node) to the end of the write that carried it.
+	DeliveryLatency prometheus.Histogram
+	QueuedBytes     prometheus.Gauge // bytes waiting in every connection's send queue
 }
 
 // NewMetrics makes the hub's collectors and registers them with reg; a nil
@@ -31,9 +36,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "switchboard_rate_limited_total", Help: "Sends refused by the per-connection rate limit."}),
 		GapFetches: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "switchboard_gap_fetches_total", Help: "Out-of-order gaps filled from Postgres."}),
+		DeliveryLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "switchboard_delivery_seconds",
+			Help:    "Per message and connection: from being queued for the connection to the end of its write.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .075, .1, .25, .5, 1, 2.5, 5},
+		}),
+		QueuedBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "switchboard_send_queue_bytes", Help: "Bytes waiting in the send queues of all connections."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Connections, m.MessagesIn, m.Delivered, m.FramesOut, m.Dropped, m.RateLimited, m.GapFetches)
+		reg.MustRegister(m.Connections, m.MessagesIn, m.Delivered, m.FramesOut, m.Dropped, m.RateLimited, m.GapFetches,
+			m.DeliveryLatency, m.QueuedBytes)
 	}
 	return m
 }

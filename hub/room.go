@@ -103,6 +103,7 @@ func (r *room) advance() {
 // deliver hands an in-order message to every live subscriber. Called with
 // r.mu held.
 func (r *room) deliver(ev Event) {
+	handed := 0
 	for c, s := range r.subs {
 		if !s.live || ev.Seq <= s.cursor {
 			continue
@@ -115,8 +116,9 @@ func (r *room) deliver(ev Event) {
 		}
 		s.cursor = ev.Seq
 		c.enqueueMessage(r.id, ev.Seq, ev.Frame)
+		handed++
 	}
-	r.h.cfg.Metrics.Delivered.Add(float64(len(r.subs)))
+	r.h.cfg.Metrics.Delivered.Add(float64(handed))
 }
 
 // fillGap fetches from the store the messages that are missing before the

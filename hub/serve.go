@@ -18,8 +18,8 @@ import (
 const Subprotocol = "switchboard.v1"
 
 // ServeHTTP is the /ws endpoint: it checks Origin before upgrading, then
-// authenticates the connection and serves it until it ends. The handler
-// goroutine is the connection's reader.
+// authenticates the connection, subscribes it, and hands it to a fresh
+// reader goroutine.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if origin := r.Header.Get("Origin"); origin != "" && !h.originAllowed(origin) {
 		writeHTTPError(w, http.StatusForbidden, chat.CodeForbidden, "origin not allowed")
@@ -35,9 +35,12 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Read what we need from the request before Accept: after it, the
 	// request's context must not be used.
 	headerToken, hasHeader := bearer(r)
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	ws, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
 		Subprotocols:       []string{Subprotocol},
 		InsecureSkipVerify: true, // Origin was checked above, against our own allow-list
+		// permessage-deflate costs each connection a compressor's state;
+		// chat frames are small.
+		CompressionMode: websocket.CompressionDisabled,
 	})
 	if err != nil {
 		return // Accept has answered the request
@@ -45,40 +48,50 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ws.SetReadLimit(h.cfg.MaxFrameBytes)
 
 	h.conns.Add(1)
-	defer h.conns.Done()
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			ws.CloseNow() // after a close handshake, or a client gone before auth
+			h.conns.Done()
+		}
+	}()
 
 	session, resume, ok := h.authenticate(ws, headerToken, hasHeader)
 	if !ok {
 		return
 	}
 	c := h.newConn(ws, session)
-	defer c.cancel()
 	if !h.register(c) {
+		c.cancel()
 		_ = ws.Close(closeGoingAway, "server shutting down")
 		return
 	}
-	defer h.unregister(c)
-
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		c.writeLoop()
-	}()
-	defer func() {
-		c.cancel() // stop the writer ...
-		<-done     // ... and never return while it runs
-	}()
-
+	c.schedulePing()
 	if err := h.start(c, resume); err != nil {
-		c.log.Warn("connection setup failed", slog.Any("error", err))
+		c.logger().Warn("connection setup failed", slog.Any("error", err))
 		c.enqueueFrame(encode(newErrorFrame(nil, err)))
 		c.closeWith(closeTryLater, "could not load rooms")
 		<-c.ctx.Done()
+		c.finish()
+		h.unregister(c)
 		return
 	}
-	err = c.serve()
+	// Read in a fresh goroutine and let this one end: its stack grew deep
+	// during the upgrade, authentication and the store calls of start, and
+	// every idle connection would hold it. After the hijack, net/http has
+	// nothing more to do with the connection.
+	handedOff = true
+	go c.run()
+}
+
+// run reads an authenticated connection until it ends, then releases it.
+func (c *conn) run() {
+	defer c.h.conns.Done()
+	defer c.h.unregister(c)
+	defer c.finish()
+	err := c.serve()
 	if err != nil && !isNormalClose(err) && c.ctx.Err() == nil {
-		c.log.Debug("connection ended", slog.Any("error", err))
+		c.logger().Debug("connection ended", slog.Any("error", err))
 	}
 }
 
@@ -232,7 +245,7 @@ func (c *conn) handle(f clientFrame) {
 	defer cancel()
 	fail := func(err error) {
 		if chat.ErrorOf(err).Code == chat.CodeInternal {
-			c.log.Error("request failed", slog.String("type", f.Type), slog.Any("error", err))
+			c.logger().Error("request failed", slog.String("type", f.Type), slog.Any("error", err))
 		}
 		c.enqueueFrame(encode(newErrorFrame(f.ID, err)))
 	}
