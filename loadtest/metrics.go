@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// scrape reads the node's /metrics and returns each series' value by metric
+// name, summed over labels (histograms: their sample count).
+func (n *node) scrape(ctx context.Context) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", n.base+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := n.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /metrics: HTTP %d", resp.StatusCode)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]float64, len(families))
+	for name, f := range families {
+		for _, m := range f.GetMetric() {
+			switch {
+			case m.Gauge != nil:
+				out[name] += m.GetGauge().GetValue()
+			case m.Counter != nil:
+				out[name] += m.GetCounter().GetValue()
+			case m.Untyped != nil:
+				out[name] += m.GetUntyped().GetValue()
+			case m.Histogram != nil:
+				out[name] += float64(m.GetHistogram().GetSampleCount())
+				out[name+"_sum"] += m.GetHistogram().GetSampleSum()
+			}
+		}
+	}
+	return out, nil
+}
+
+// cpuSample is CPU time used so far, by component.
+type cpuSample struct {
+	at    time.Time
+	times map[string]float64 // seconds
+}
+
+// sampleCPU reads the CPU time of the server nodes (from their /metrics,
+// so it works for servers the load test did not start), of every postgres
+// and redis-server process on the machine (from /proc), and of the load
+// generator itself.
+func sampleCPU(ctx context.Context, nodes []*node) cpuSample {
+	s := cpuSample{at: time.Now(), times: map[string]float64{}}
+	for _, n := range nodes {
+		if m, err := n.scrape(ctx); err == nil {
+			s.times["server"] += m["process_cpu_seconds_total"]
+		}
+	}
+	for comm, secs := range procCPU("postgres", "redis-server") {
+		s.times[strings.TrimSuffix(comm, "-server")] = secs
+	}
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		s.times["loadtest"] = time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+	}
+	return s
+}
+
+// cores returns the CPU cores used by each component between a and b.
+func cores(a, b cpuSample) map[string]float64 {
+	wall := b.at.Sub(a.at).Seconds()
+	out := map[string]float64{}
+	if wall <= 0 {
+		return out
+	}
+	for k, v := range b.times {
+		// Postgres backends of other clients come and go; a process that
+		// exited takes its time with it, so clamp at zero.
+		out[k] = max(v-a.times[k], 0) / wall
+	}
+	return out
+}
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat times (100 on Linux).
+const clockTicks = 100
+
+// procCPU sums utime+stime of the processes whose command is one of comms.
+func procCPU(comms ...string) map[string]float64 {
+	out := map[string]float64{}
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, path := range stats {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		s := string(raw)
+		open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || closing < open {
+			continue
+		}
+		comm := s[open+1 : closing]
+		want := false
+		for _, c := range comms {
+			want = want || comm == c
+		}
+		if !want {
+			continue
+		}
+		// Fields after the command: state is field 3; utime and stime
+		// are fields 14 and 15.
+		f := strings.Fields(s[closing+1:])
+		if len(f) < 13 {
+			continue
+		}
+		ut, _ := strconv.ParseFloat(f[11], 64)
+		st, _ := strconv.ParseFloat(f[12], 64)
+		out[comm] += (ut + st) / clockTicks
+	}
+	return out
+}
