@@ -1,5 +1,5 @@
 .DEFAULT_GOAL := help
-.PHONY: help up run build test test/short bench fuzz lint
+.PHONY: help up chromium run build test test/short bench fuzz lint screenshots loadtest
 
 GO ?= go
 
@@ -9,18 +9,29 @@ help: ## Print this message
 up: ## Start Postgres and Redis if they are not running (installs them from apt when missing)
 	./scripts/services-up.sh
 
-run: up ## Start a server on :8080 (creates and migrates the database)
-	$(GO) run ./cmd/switchboard serve
+chromium: ## Install Debian's Chromium for the browser tests when it is missing
+	./scripts/chromium-up.sh
+
+run: ## Start a dev server on localhost:8080: local Postgres/Redis if they answer, else embedded ones (state in .switchboard/)
+	$(GO) run ./cmd/switchboard dev
 
 build: ## Build bin/switchboard
 	$(GO) build -o bin/switchboard ./cmd/switchboard
 
-test: up ## Run every test with the race detector against the real Postgres and Redis
+test: up chromium ## Run every test with the race detector against the real Postgres, Redis and a headless Chromium
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m ./...
 
 bench: up ## Run the benchmarks only
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
+
+screenshots: up chromium ## Save screenshots of the browser client to docs/screenshots/
+	SWITCHBOARD_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run '^TestScreenshots$$' ./cmd/switchboard
+
+loadtest: up ## Start fresh servers (1 node, then 2) and run a short version of every load scenario; report in docs/performance/
+	$(GO) build -o bin/switchboard ./cmd/switchboard
+	$(GO) build -o bin/loadtest ./loadtest
+	./bin/loadtest -scenario suite -server bin/switchboard -out docs/performance -profiles .switchboard/profiles -logs .switchboard/logs $(LOADTEST_FLAGS)
 
 fuzz: ## Fuzz the WebSocket frame decoder for 30 s
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeFrame -fuzztime=30s ./hub

@@ -15,6 +15,15 @@ import (
 	"time"
 
 	"github.com/switchboard-chat/switchboard/hub"
+	"github.com/switchboard-chat/switchboard/integrations/jobs"
+	"github.com/switchboard-chat/switchboard/integrations/twilio"
+)
+
+// The services serve uses when neither a flag nor the environment names
+// them: the local Postgres and Redis at their default ports.
+const (
+	defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/switchboard?sslmode=disable"
+	defaultRedisURL    = "redis://127.0.0.1:6379/0"
 )
 
 // config is every setting of SPEC §12. Flags override environment variables.
@@ -32,17 +41,61 @@ type config struct {
 	HTTPRateBurst   int
 	ShutdownTimeout time.Duration
 	LogLevel        string
+	NoWorkers       bool
+	Twilio          twilio.SenderConfig // TWILIO_*: SMS is on when all three credentials are set
+	Slack           slackConfig         // SLACK_*: Slack is on when both credentials are set
+	DebugAddr       string
+	WriteInterval   time.Duration
 
-	// tuneHub, if set, adjusts the hub's configuration (tests shorten its
-	// timeouts with it).
-	tuneHub func(*hub.Config)
+	// tuneHub and tuneJobs, if set, adjust the hub's and the job queue's
+	// configuration, and smsGap replaces twilio.Throttle (tests shorten
+	// timeouts with them).
+	tuneHub  func(*hub.Config)
+	tuneJobs func(*jobs.Config)
+	smsGap   time.Duration
+}
+
+// slackConfig is the Slack app's credentials and the Web API's address.
+type slackConfig struct {
+	SigningSecret string
+	BotToken      string
+	APIURL        string
+}
+
+func (c *config) smsOn() bool {
+	return c.Twilio.AccountSID != "" && c.Twilio.AuthToken != "" && c.Twilio.From != ""
+}
+
+func (c *config) slackOn() bool { return c.Slack.SigningSecret != "" && c.Slack.BotToken != "" }
+
+// integrations reads the Twilio and Slack settings, which come only from the
+// environment (they are secrets, SPEC §12).
+func (c *config) integrations() {
+	c.Twilio = twilio.SenderConfig{
+		AccountSID: os.Getenv("TWILIO_ACCOUNT_SID"),
+		AuthToken:  os.Getenv("TWILIO_AUTH_TOKEN"),
+		From:       os.Getenv("TWILIO_FROM_NUMBER"),
+		APIURL:     os.Getenv("TWILIO_API_URL"),
+	}
+	c.Slack = slackConfig{
+		SigningSecret: os.Getenv("SLACK_SIGNING_SECRET"),
+		BotToken:      os.Getenv("SLACK_BOT_TOKEN"),
+		APIURL:        os.Getenv("SLACK_API_URL"),
+	}
+}
+
+// redis registers the Redis settings on fs.
+func (c *config) redis(fs *flag.FlagSet) {
+	fs.StringVar(&c.RedisURL, "redis-url", cmp.Or(os.Getenv("REDIS_URL"), defaultRedisURL), "Redis URL (env REDIS_URL)")
+	fs.StringVar(&c.RedisPrefix, "redis-prefix", cmp.Or(os.Getenv("SWITCHBOARD_REDIS_PREFIX"), "switchboard:"),
+		"prefix of every Redis key and channel; the nodes of one cluster share it (env SWITCHBOARD_REDIS_PREFIX)")
 }
 
 // common registers the settings every command needs (the database and the
 // JWT secret) on fs.
 func (c *config) common(fs *flag.FlagSet) {
 	fs.StringVar(&c.DatabaseURL, "database-url",
-		cmp.Or(os.Getenv("DATABASE_URL"), "postgres://postgres@127.0.0.1:5432/switchboard?sslmode=disable"),
+		cmp.Or(os.Getenv("DATABASE_URL"), defaultDatabaseURL),
 		"Postgres URL; the database is created if missing (env DATABASE_URL)")
 	fs.StringVar(&c.JWTSecretFile, "jwt-secret-file", "",
 		"file holding the HS256 key shared by all nodes (default: env SWITCHBOARD_JWT_SECRET, else random per start)")
@@ -52,9 +105,8 @@ func (c *config) common(fs *flag.FlagSet) {
 // server registers the settings of serve on fs.
 func (c *config) server(fs *flag.FlagSet) {
 	c.common(fs)
-	fs.StringVar(&c.RedisURL, "redis-url", cmp.Or(os.Getenv("REDIS_URL"), "redis://127.0.0.1:6379/0"), "Redis URL (env REDIS_URL)")
-	fs.StringVar(&c.RedisPrefix, "redis-prefix", cmp.Or(os.Getenv("SWITCHBOARD_REDIS_PREFIX"), "switchboard:"),
-		"prefix of every Redis key and channel; the nodes of one cluster share it (env SWITCHBOARD_REDIS_PREFIX)")
+	c.redis(fs)
+	c.integrations()
 	fs.StringVar(&c.Addr, "addr", cmp.Or(os.Getenv("SWITCHBOARD_ADDR"), ":8080"), "listen address (env SWITCHBOARD_ADDR)")
 	fs.StringVar(&c.PublicURL, "public-url", os.Getenv("SWITCHBOARD_PUBLIC_URL"),
 		"external base URL (default http://localhost:<port>; env SWITCHBOARD_PUBLIC_URL)")
@@ -67,10 +119,22 @@ func (c *config) server(fs *flag.FlagSet) {
 	fs.IntVar(&c.HTTPRateBurst, "http-rate-burst", int(envFloat("SWITCHBOARD_HTTP_RATE_BURST", 20)),
 		"per-user HTTP write burst (env SWITCHBOARD_HTTP_RATE_BURST)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 25*time.Second, "grace period for SIGTERM: connections and requests drain within it")
+	fs.BoolVar(&c.NoWorkers, "no-workers", false, "do not run job workers (SMS, Slack) in this process; run `switchboard worker` instead")
+	fs.DurationVar(&c.WriteInterval, "write-interval", envDuration("SWITCHBOARD_WRITE_INTERVAL", 50*time.Millisecond),
+		"least time between two writes of messages to one WebSocket; what arrives meanwhile shares one frame (answers never wait; negative: off) (env SWITCHBOARD_WRITE_INTERVAL)")
+	fs.StringVar(&c.DebugAddr, "debug-addr", os.Getenv("SWITCHBOARD_DEBUG_ADDR"),
+		"listen address of the pprof debug endpoints (/debug/pprof/); empty (the default) turns them off. Bind it to loopback (env SWITCHBOARD_DEBUG_ADDR)")
 }
 
 func envFloat(key string, def float64) float64 {
 	if v, err := strconv.ParseFloat(os.Getenv(key), 64); err == nil {
+		return v
+	}
+	return def
+}
+
+func envDuration(key string, def time.Duration) time.Duration {
+	if v, err := time.ParseDuration(os.Getenv(key)); err == nil {
 		return v
 	}
 	return def

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -17,11 +18,16 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/switchboard-chat/switchboard/broker/brokertest"
 	"github.com/switchboard-chat/switchboard/hub"
+	"github.com/switchboard-chat/switchboard/integrations/jobs"
+	"github.com/switchboard-chat/switchboard/integrations/slack/slacktest"
+	"github.com/switchboard-chat/switchboard/integrations/twilio"
+	"github.com/switchboard-chat/switchboard/integrations/twilio/twiliotest"
 	"github.com/switchboard-chat/switchboard/ratelimit"
 	"github.com/switchboard-chat/switchboard/storage/storagetest"
 )
@@ -32,7 +38,10 @@ var testSecret = []byte("test-secret-test-secret-test-secret!")
 // testServer is one node on its own database behind httptest.
 type testServer struct {
 	*httptest.Server
-	node *node
+	node     *node
+	prefix   string // of its Redis keys and job queues
+	database string // its DATABASE_URL
+	stop     func() // shuts the node down; safe to call more than once
 }
 
 // newTestServer starts a node on a fresh database. tune may adjust its hub.
@@ -62,7 +71,24 @@ type nodeOptions struct {
 	// never meet it.
 	httpLimit ratelimit.Limit
 	tune      func(*hub.Config)
+	// twilio and slack, when set, turn the integration on against the
+	// fake; the node then runs job workers unless noWorkers.
+	twilio    *twiliotest.API
+	slack     *slacktest.API
+	noWorkers bool
+	// addr is the listen address; "" means a free loopback port. With an
+	// address, the node's public URL is http://addr, so that a browser
+	// loading the client from it passes the WebSocket Origin check, and a
+	// node stopped with stop can be replaced by one on the same address.
+	addr string
 }
+
+// Credentials of the integrations in tests.
+const (
+	testTwilioFrom    = "+15005550006"
+	testSlackSecret   = "8f742231b10e8888abcd99yyyzzz85a5"
+	testSlackBotToken = "xoxb-test-token"
+)
 
 // newTestServerWith starts a node behind httptest as opts say.
 func newTestServerWith(t testing.TB, opts nodeOptions) *testServer {
@@ -70,12 +96,16 @@ func newTestServerWith(t testing.TB, opts nodeOptions) *testServer {
 	if opts.databaseURL == "" {
 		opts.databaseURL = storagetest.NewDatabase(t)
 	}
+	public := "http://switchboard.test"
+	if opts.addr != "" {
+		public = "http://" + opts.addr
+	}
 	cfg := &config{
 		DatabaseURL: opts.databaseURL,
 		RedisURL:    cmp.Or(opts.redisURL, brokertest.RedisURL()),
 		RedisPrefix: cmp.Or(opts.redisPrefix, brokertest.Prefix()),
 		Addr:        "127.0.0.1:0",
-		PublicURL:   "http://switchboard.test",
+		PublicURL:   public,
 		RateLimit:   10,
 		RateBurst:   20,
 		tuneHub:     opts.tune,
@@ -84,25 +114,48 @@ func newTestServerWith(t testing.TB, opts nodeOptions) *testServer {
 	if opts.httpLimit != (ratelimit.Limit{}) {
 		cfg.HTTPRateLimit, cfg.HTTPRateBurst = opts.httpLimit.Rate, opts.httpLimit.Burst
 	}
-	log := slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if opts.twilio != nil {
+		cfg.Twilio = twilio.SenderConfig{AccountSID: opts.twilio.AccountSID, AuthToken: opts.twilio.AuthToken,
+			From: testTwilioFrom, APIURL: opts.twilio.URL()}
+	}
+	if opts.slack != nil {
+		cfg.Slack = slackConfig{SigningSecret: testSlackSecret, BotToken: opts.slack.Token, APIURL: opts.slack.URL()}
+	}
+	cfg.NoWorkers = opts.noWorkers
+	cfg.smsGap = time.Second
+	cfg.tuneJobs = func(c *jobs.Config) {
+		c.RetryBase, c.RetryMax = 20*time.Millisecond, 200*time.Millisecond
+		c.PollInterval, c.BreakerTimeout = 50*time.Millisecond, 500*time.Millisecond
+	}
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	n, err := newNode(context.Background(), cfg, testSecret, log)
 	require.NoError(t, err)
-	srv := httptest.NewServer(n.handler)
-	t.Cleanup(func() {
+	srv := httptest.NewUnstartedServer(n.handler)
+	if opts.addr != "" {
+		ln, err := net.Listen("tcp", opts.addr)
+		require.NoError(t, err)
+		srv.Listener.Close()
+		srv.Listener = ln
+	}
+	srv.Start()
+	stopWorkers := n.startWorkers(cfg, log)
+	stop := sync.OnceFunc(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = n.shutdown(ctx)
 		srv.Close()
+		stopWorkers()
+		in := asynq.NewInspectorFromRedisClient(n.rdb)
+		for _, q := range n.queue.Queues() {
+			_ = in.DeleteQueue(q, true)
+		}
+		// DeleteQueue leaves completed tasks and counters behind.
+		_ = brokertest.DeleteKeys(ctx, n.rdb, "asynq:{"+cfg.RedisPrefix+"*")
+		n.rdb.Del(ctx, cfg.RedisPrefix+"breakers")
 		n.close()
 	})
-	return &testServer{Server: srv, node: n}
-}
-
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
+	t.Cleanup(stop)
+	return &testServer{Server: srv, node: n, stop: stop, prefix: cfg.RedisPrefix, database: cfg.DatabaseURL}
 }
 
 // apiResponse is a decoded HTTP answer.
@@ -182,7 +235,12 @@ var fixtureHash = sync.OnceValue(func() string {
 // logs it in through POST /api/v1/auth/login.
 func (s *testServer) register(t testing.TB, prefix string) testUser {
 	t.Helper()
-	name := fmt.Sprintf("%s%d", prefix, userSeq.Add(1))
+	return s.registerNamed(t, fmt.Sprintf("%s%d", prefix, userSeq.Add(1)))
+}
+
+// registerNamed makes the account name (which must be free) and logs it in.
+func (s *testServer) registerNamed(t testing.TB, name string) testUser {
+	t.Helper()
 	_, err := s.node.pool.Exec(t.Context(),
 		`INSERT INTO users (username, password_hash, display_name) VALUES ($1, $2, $1)`, name, fixtureHash())
 	require.NoError(t, err)

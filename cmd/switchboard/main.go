@@ -15,14 +15,22 @@ import (
 const usage = `usage: switchboard <command> [flags]
 
 commands:
+  serve                         run the HTTP and WebSocket server (and the job workers, unless --no-workers)
+  worker                        run only the job workers (SMS, Slack) and the outbox relay
+  jobs stats|dead|retry ID      job queue counts and circuit breakers, the dead-letter set, re-queue a dead job
   serve                         run the HTTP and WebSocket server
+  dev                           serve for development: local or embedded Postgres and Redis, a demo
+                                account (--embedded, --no-seed, --data-dir)
   migrate up|down|status        apply, roll back or list database migrations
   users create USERNAME         create an account (--password, --display-name)
   rooms create NAME             create a room (--owner USERNAME, --private)
+  rooms bridge-slack ROOM CHANNEL_ID   link a room (name or id) to a Slack channel
+  rooms unbridge-slack ROOM     unlink it
   token USERNAME                print an access token for USERNAME (development)
 
 Every command takes -h for its flags. Flags override environment variables
-(DATABASE_URL, REDIS_URL, SWITCHBOARD_*).
+(DATABASE_URL, REDIS_URL, SWITCHBOARD_*); Twilio and Slack credentials come
+only from the environment (TWILIO_*, SLACK_*).
 `
 
 func main() {
@@ -43,6 +51,12 @@ func run(ctx context.Context, args []string) error {
 	switch cmd {
 	case "serve":
 		return serve(ctx, rest)
+	case "worker":
+		return worker(ctx, rest)
+	case "jobs":
+		return jobsCmd(ctx, rest)
+	case "dev":
+		return dev(ctx, rest)
 	case "migrate":
 		return migrate(ctx, rest)
 	case "users":

@@ -22,6 +22,7 @@ import (
 	"github.com/switchboard-chat/switchboard/broker"
 	"github.com/switchboard-chat/switchboard/denylist"
 	"github.com/switchboard-chat/switchboard/hub"
+	"github.com/switchboard-chat/switchboard/integrations/jobs"
 	"github.com/switchboard-chat/switchboard/migrations"
 	"github.com/switchboard-chat/switchboard/presence"
 	"github.com/switchboard-chat/switchboard/ratelimit"
@@ -54,6 +55,8 @@ type node struct {
 	handler      http.Handler
 	hub          *hub.Hub
 	broker       *broker.Redis
+	queue        *jobs.Queue
+	workers      *workers // nil when no integration is on
 	pool         *pgxpool.Pool
 	rdb          *redis.Client
 	shuttingDown atomic.Bool
@@ -85,10 +88,11 @@ func newNode(ctx context.Context, cfg *config, secret []byte, log *slog.Logger) 
 			n.close()
 		}
 	}()
-	store := storage.New(n.pool)
+	store := storage.New(n.pool, storage.WithOutbox(storage.Outbox{SMS: cfg.smsOn(), Slack: cfg.slackOn()}))
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerPoolMetrics(reg, n.pool, n.rdb)
 	revoked, err := denylist.NewRedis(n.rdb, cfg.RedisPrefix)
 	if err != nil {
 		return nil, err
@@ -115,6 +119,7 @@ func newNode(ctx context.Context, cfg *config, secret []byte, log *slog.Logger) 
 		AllowedOrigins: cfg.allowedOrigins(public),
 		RateLimit:      cfg.RateLimit,
 		RateBurst:      cfg.RateBurst,
+		WriteInterval:  cfg.WriteInterval,
 		Metrics:        hub.NewMetrics(reg),
 	}
 	if cfg.tuneHub != nil {
@@ -127,6 +132,20 @@ func newNode(ctx context.Context, cfg *config, secret []byte, log *slog.Logger) 
 	if err := n.broker.Start(n.hub); err != nil {
 		return nil, err
 	}
+	n.queue, err = newQueue(cfg, n.rdb, reg, log)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.smsOn() || cfg.slackOn() {
+		n.workers, err = newWorkers(cfg, n.queue, store, n.hub, online, log)
+		if err != nil {
+			return nil, err
+		}
+	}
+	hooks, err := webhooks(cfg, public, store, n.hub, n.queue, log)
+	if err != nil {
+		return nil, err
+	}
 
 	webCfg := web.Config{
 		Presence:  online,
@@ -137,6 +156,7 @@ func newNode(ctx context.Context, cfg *config, secret []byte, log *slog.Logger) 
 		Denylist:  revoked,
 		Ready:     n.ready,
 		WebSocket: n.hub,
+		Webhooks:  hooks,
 		Metrics:   promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Logger:    log.With(slog.String("component", "web")),
 	}
@@ -160,6 +180,29 @@ type webLimiter struct{ rl *ratelimit.Redis }
 func (l webLimiter) Allow(ctx context.Context, key string) (web.LimitResult, error) {
 	r, err := l.rl.Allow(ctx, key)
 	return web.LimitResult(r), err
+}
+
+// startWorkers runs the job workers in the background unless --no-workers
+// was given or no integration is on; the function it returns stops them and
+// waits for running jobs.
+func (n *node) startWorkers(cfg *config, log *slog.Logger) (stop func()) {
+	if cfg.NoWorkers || n.workers == nil {
+		log.Info("job workers off", slog.Bool("no_workers_flag", cfg.NoWorkers), slog.Bool("sms", cfg.smsOn()), slog.Bool("slack", cfg.slackOn()))
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := n.workers.run(ctx); err != nil {
+			log.Error("job workers stopped", slog.Any("error", err))
+		}
+	}()
+	log.Info("job workers running", slog.Bool("sms", cfg.smsOn()), slog.Bool("slack", cfg.slackOn()))
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 // ready is /readyz: not shutting down, Postgres and Redis answer.
@@ -207,12 +250,17 @@ func serve(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	log := cfg.logger()
+	return runServer(ctx, &cfg, cfg.logger())
+}
+
+// runServer is the serve command after its flags: it serves on cfg until
+// ctx ends, then shuts down within cfg.ShutdownTimeout. dev runs it too.
+func runServer(ctx context.Context, cfg *config, log *slog.Logger) error {
 	secret, err := cfg.jwtSecret(log)
 	if err != nil {
 		return err
 	}
-	n, err := newNode(ctx, &cfg, secret, log)
+	n, err := newNode(ctx, cfg, secret, log)
 	if err != nil {
 		return err
 	}
@@ -231,6 +279,14 @@ func serve(ctx context.Context, args []string) error {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	if cfg.DebugAddr != "" {
+		stop, err := serveDebug(cfg.DebugAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	stopWorkers := n.startWorkers(cfg, log)
 	public, _ := cfg.publicURL()
 	log.Info("switchboard serving", slog.String("url", public), slog.String("addr", ln.Addr().String()))
 	fmt.Printf("Switchboard is running at %s (Ctrl-C to stop)\n", public)
@@ -254,6 +310,7 @@ func serve(ctx context.Context, args []string) error {
 	if err := n.shutdown(sctx); err != nil {
 		log.Warn("hub shutdown", slog.Any("error", err))
 	}
+	stopWorkers()
 	log.Info("stopped")
 	return nil
 }

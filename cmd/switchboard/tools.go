@@ -21,7 +21,7 @@ func migrate(ctx context.Context, args []string) error {
 	var cfg config
 	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
 	cfg.common(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
@@ -49,6 +49,24 @@ func migrate(ctx context.Context, args []string) error {
 }
 
 // withStore runs fn on a migrated store for the CLI commands.
+// parseArgs parses fs's flags wherever they stand among the positional
+// arguments (`users create alice --password x`); flag.Parse alone stops at
+// the first positional one. The positional ones end up in fs.Args().
+func parseArgs(fs *flag.FlagSet, args []string) error {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	return fs.Parse(append([]string{"--"}, positional...))
+}
+
 func withStore(ctx context.Context, cfg *config, fn func(*storage.Store) error) error {
 	pool, err := openStore(ctx, cfg.DatabaseURL)
 	if err != nil {
@@ -67,31 +85,20 @@ func usersCmd(ctx context.Context, args []string) error {
 	cfg.common(fs)
 	password := fs.String("password", "", "password (default: a random one, printed)")
 	display := fs.String("display-name", "", "display name (default: the username)")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseArgs(fs, args[1:]); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
 		return fmt.Errorf("usage: switchboard users create USERNAME [--password P] [--display-name N]")
 	}
-	username := fs.Arg(0)
 	if *password == "" {
 		b := make([]byte, 12)
 		_, _ = rand.Read(b)
 		*password = base64.RawURLEncoding.EncodeToString(b)
 		fmt.Printf("password: %s\n", *password)
 	}
-	if len([]rune(*password)) < chat.MinPasswordChars {
-		return fmt.Errorf("password must have at least %d characters", chat.MinPasswordChars)
-	}
-	if *display == "" {
-		*display = username
-	}
-	hash, err := auth.HashPassword(*password)
-	if err != nil {
-		return err
-	}
 	return withStore(ctx, &cfg, func(s *storage.Store) error {
-		p, err := s.CreateUser(ctx, username, hash, *display)
+		p, err := createUser(ctx, s, fs.Arg(0), *password, *display)
 		if err != nil {
 			return err
 		}
@@ -100,8 +107,27 @@ func usersCmd(ctx context.Context, args []string) error {
 	})
 }
 
+// createUser stores an account with a hashed password; display "" means
+// the username. users create and dev's demo account use it.
+func createUser(ctx context.Context, s *storage.Store, username, password, display string) (chat.Profile, error) {
+	if len([]rune(password)) < chat.MinPasswordChars {
+		return chat.Profile{}, fmt.Errorf("password must have at least %d characters", chat.MinPasswordChars)
+	}
+	if display == "" {
+		display = username
+	}
+	hash, err := auth.HashPassword(password)
+	if err != nil {
+		return chat.Profile{}, err
+	}
+	return s.CreateUser(ctx, username, hash, display)
+}
+
 func roomsCmd(ctx context.Context, args []string) error {
-	const use = "usage: switchboard rooms create NAME --owner USERNAME [--private]"
+	const use = "usage: switchboard rooms create NAME --owner USERNAME [--private] | bridge-slack ROOM CHANNEL_ID | unbridge-slack ROOM"
+	if len(args) > 0 && (args[0] == "bridge-slack" || args[0] == "unbridge-slack") {
+		return bridgeCmd(ctx, args)
+	}
 	if len(args) == 0 || args[0] != "create" {
 		return fmt.Errorf(use)
 	}
@@ -110,22 +136,14 @@ func roomsCmd(ctx context.Context, args []string) error {
 	cfg.common(fs)
 	owner := fs.String("owner", "", "username of the room's first member (required)")
 	private := fs.Bool("private", false, "make the room private")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseArgs(fs, args[1:]); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 || *owner == "" {
 		return fmt.Errorf(use)
 	}
-	visibility := chat.Public
-	if *private {
-		visibility = chat.Private
-	}
 	return withStore(ctx, &cfg, func(s *storage.Store) error {
-		u, err := s.UserByUsername(ctx, *owner)
-		if err != nil {
-			return fmt.Errorf("owner %q: %w", *owner, err)
-		}
-		r, err := s.CreateRoom(ctx, u.ID, fs.Arg(0), visibility)
+		r, err := createRoom(ctx, s, *owner, fs.Arg(0), *private)
 		if err != nil {
 			return err
 		}
@@ -134,13 +152,54 @@ func roomsCmd(ctx context.Context, args []string) error {
 	})
 }
 
+// bridgeCmd links a room to a Slack channel (bridge-slack ROOM CHANNEL_ID)
+// or unlinks it (unbridge-slack ROOM).
+func bridgeCmd(ctx context.Context, args []string) error {
+	var cfg config
+	fs := flag.NewFlagSet("rooms "+args[0], flag.ContinueOnError)
+	cfg.common(fs)
+	if err := parseArgs(fs, args[1:]); err != nil {
+		return err
+	}
+	bridge := args[0] == "bridge-slack"
+	if (bridge && fs.NArg() != 2) || (!bridge && fs.NArg() != 1) {
+		return fmt.Errorf("usage: switchboard rooms bridge-slack ROOM CHANNEL_ID | unbridge-slack ROOM")
+	}
+	return withStore(ctx, &cfg, func(s *storage.Store) error {
+		r, err := s.BridgeSlack(ctx, fs.Arg(0), fs.Arg(1))
+		if err != nil {
+			return fmt.Errorf("room %q: %w", fs.Arg(0), err)
+		}
+		if bridge {
+			fmt.Printf("room %s (id %s) is bridged to Slack channel %s\n", r.Name, r.ID, fs.Arg(1))
+		} else {
+			fmt.Printf("room %s (id %s) is no longer bridged to Slack\n", r.Name, r.ID)
+		}
+		return nil
+	})
+}
+
+// createRoom stores a room with the account named owner as its first
+// member. rooms create and dev's demo room use it.
+func createRoom(ctx context.Context, s *storage.Store, owner, name string, private bool) (chat.Room, error) {
+	visibility := chat.Public
+	if private {
+		visibility = chat.Private
+	}
+	u, err := s.UserByUsername(ctx, owner)
+	if err != nil {
+		return chat.Room{}, fmt.Errorf("owner %q: %w", owner, err)
+	}
+	return s.CreateRoom(ctx, u.ID, name, visibility)
+}
+
 // tokenCmd prints an access token for a user, signed with the configured
 // secret, so that a developer can try the API with curl or websocat.
 func tokenCmd(ctx context.Context, args []string) error {
 	var cfg config
 	fs := flag.NewFlagSet("token", flag.ContinueOnError)
 	cfg.common(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {

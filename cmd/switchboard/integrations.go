@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboard-chat/switchboard/hub"
+	"github.com/switchboard-chat/switchboard/integrations"
+	"github.com/switchboard-chat/switchboard/integrations/jobs"
+	"github.com/switchboard-chat/switchboard/integrations/slack"
+	"github.com/switchboard-chat/switchboard/integrations/twilio"
+	"github.com/switchboard-chat/switchboard/presence"
+	"github.com/switchboard-chat/switchboard/storage"
+)
+
+// jobKinds are every job type, whichever integrations are on, so that the
+// jobs CLI sees every queue.
+var jobKinds = []jobs.Kind{integrations.FanoutKind, twilio.SMSKind, slack.PostKind, slack.EventKind}
+
+// newQueue returns the job queue on rdb.
+func newQueue(cfg *config, rdb redis.UniversalClient, reg prometheus.Registerer, log *slog.Logger) (*jobs.Queue, error) {
+	jc := jobs.Config{Redis: rdb, Prefix: cfg.RedisPrefix, Kinds: jobKinds, Logger: log.With(slog.String("component", "jobs"))}
+	if reg != nil {
+		jc.Metrics = jobs.NewMetrics(reg)
+	}
+	if cfg.tuneJobs != nil {
+		cfg.tuneJobs(&jc)
+	}
+	q, err := jobs.New(jc)
+	if err != nil {
+		return nil, err
+	}
+	if reg != nil {
+		if err := q.RegisterDepth(reg); err != nil {
+			return nil, err
+		}
+	}
+	return q, nil
+}
+
+// workers are the job handlers and the outbox relay of the integrations
+// that are on.
+type workers struct {
+	queue    *jobs.Queue
+	relay    *integrations.Relay
+	handlers map[string]jobs.Handler
+	log      *slog.Logger
+}
+
+func newWorkers(cfg *config, q *jobs.Queue, store *storage.Store, h *hub.Hub, online *presence.Redis, log *slog.Logger) (*workers, error) {
+	w := &workers{
+		queue: q,
+		relay: &integrations.Relay{Store: store, Queue: q, Logger: log.With(slog.String("component", "outbox"))},
+		log:   log,
+		handlers: map[string]jobs.Handler{
+			integrations.FanoutKind.Type: (&integrations.Fanout{
+				Store: store, Presence: online, Queue: q, SMS: cfg.smsOn(), Slack: cfg.slackOn(),
+			}).Handle,
+		},
+	}
+	if cfg.smsOn() {
+		sender, err := twilio.NewSender(cfg.Twilio)
+		if err != nil {
+			return nil, err
+		}
+		gap := cfg.smsGap
+		if gap == 0 {
+			gap = twilio.Throttle
+		}
+		w.handlers[twilio.SMSKind.Type] = twilio.HandleSMS(store, sender, q.NewBreaker("twilio"), q, gap)
+	}
+	if cfg.slackOn() {
+		api := slack.NewAPI(slack.APIConfig{BotToken: cfg.Slack.BotToken, APIURL: cfg.Slack.APIURL})
+		w.handlers[slack.PostKind.Type] = slack.HandlePost(store, api, q.NewBreaker("slack"))
+		w.handlers[slack.EventKind.Type] = slack.HandleEventTask(store, h)
+	}
+	return w, nil
+}
+
+// run relays the outbox and runs the job handlers until ctx ends.
+func (w *workers) run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		w.relay.Run(ctx)
+	}()
+	err := w.queue.Work(ctx, w.handlers)
+	wg.Wait()
+	return err
+}
+
+// webhooks returns the routes of the integrations that are on; the others'
+// paths answer 404 (SPEC §12).
+func webhooks(cfg *config, public string, store *storage.Store, h *hub.Hub, q *jobs.Queue, log *slog.Logger) (map[string]http.Handler, error) {
+	routes := map[string]http.Handler{}
+	if cfg.smsOn() {
+		sms, err := twilio.NewWebhook(twilio.WebhookConfig{
+			AuthToken: cfg.Twilio.AuthToken,
+			URL:       public + "/webhooks/twilio/sms",
+			Store:     store,
+			Poster:    h,
+			Logger:    log.With(slog.String("component", "twilio")),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("twilio webhook: %w", err)
+		}
+		routes["POST /webhooks/twilio/sms"] = sms
+	}
+	if cfg.slackOn() {
+		sc := slack.WebhookConfig{
+			SigningSecret: cfg.Slack.SigningSecret,
+			Store:         store,
+			Poster:        h,
+			Queue:         q,
+			Logger:        log.With(slog.String("component", "slack")),
+		}
+		commands, err := slack.NewCommandsHandler(sc)
+		if err != nil {
+			return nil, fmt.Errorf("slack commands: %w", err)
+		}
+		events, err := slack.NewEventsHandler(sc)
+		if err != nil {
+			return nil, fmt.Errorf("slack events: %w", err)
+		}
+		routes["POST /webhooks/slack/commands"] = commands
+		routes["POST /webhooks/slack/events"] = events
+	}
+	return routes, nil
+}

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// worker runs the job workers and the outbox relay without the HTTP server.
+func worker(ctx context.Context, args []string) error {
+	var cfg config
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	cfg.server(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if !cfg.smsOn() && !cfg.slackOn() {
+		return errors.New("no integration is configured (TWILIO_* or SLACK_*): a worker would have nothing to do")
+	}
+	log := cfg.logger()
+	secret, err := cfg.jwtSecret(log)
+	if err != nil {
+		return err
+	}
+	// A worker is a node without a listener: Slack messages it stores go
+	// out through its hub and the broker like any other.
+	n, err := newNode(ctx, &cfg, secret, log)
+	if err != nil {
+		return err
+	}
+	defer n.close()
+	log.Info("switchboard worker running", slog.Bool("sms", cfg.smsOn()), slog.Bool("slack", cfg.slackOn()))
+	return n.workers.run(ctx)
+}
+
+// jobsCmd is `switchboard jobs stats|dead|retry ID`.
+func jobsCmd(ctx context.Context, args []string) error {
+	const use = "usage: switchboard jobs stats|dead|retry ID [--json]"
+	if len(args) == 0 {
+		return errors.New(use)
+	}
+	var cfg config
+	fs := flag.NewFlagSet("jobs "+args[0], flag.ContinueOnError)
+	cfg.redis(fs)
+	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	if err := parseArgs(fs, args[1:]); err != nil {
+		return err
+	}
+	opts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return fmt.Errorf("redis url: %w", err)
+	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	q, err := newQueue(&cfg, rdb, nil, cfg.logger())
+	if err != nil {
+		return err
+	}
+	out := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	defer out.Flush()
+	show := func(v any, table func()) error {
+		if *asJSON {
+			return json.NewEncoder(os.Stdout).Encode(v)
+		}
+		table()
+		return nil
+	}
+
+	switch {
+	case args[0] == "stats" && fs.NArg() == 0:
+		stats, err := q.Stats(ctx)
+		if err != nil {
+			return err
+		}
+		breakers, err := q.Breakers(ctx)
+		if err != nil {
+			return err
+		}
+		return show(map[string]any{"queues": stats, "breakers": breakers}, func() {
+			fmt.Fprintln(out, "QUEUE\tPENDING\tACTIVE\tSCHEDULED\tRETRY\tDEAD\tPROCESSED TODAY\tFAILED TODAY")
+			for _, s := range stats {
+				fmt.Fprintf(out, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", s.Queue, s.Pending, s.Active, s.Scheduled, s.Retry, s.Dead, s.Processed, s.Failed)
+			}
+			fmt.Fprintln(out, "\nAPI\tBREAKER\tSINCE")
+			for _, b := range breakers {
+				fmt.Fprintf(out, "%s\t%s\t%s\n", b.API, b.State, b.Since.Format(time.RFC3339))
+			}
+		})
+	case args[0] == "dead" && fs.NArg() == 0:
+		dead, err := q.Dead(ctx)
+		if err != nil {
+			return err
+		}
+		return show(dead, func() {
+			fmt.Fprintln(out, "ID\tTYPE\tATTEMPTS\tFAILED AT\tLAST ERROR")
+			for _, d := range dead {
+				fmt.Fprintf(out, "%s\t%s\t%d\t%s\t%s\n", d.ID, d.Type, d.Attempts, d.FailedAt.Format(time.RFC3339), d.LastError)
+			}
+		})
+	case args[0] == "retry" && fs.NArg() == 1:
+		if err := q.Retry(ctx, fs.Arg(0)); err != nil {
+			return fmt.Errorf("retry %s: %w", fs.Arg(0), err)
+		}
+		fmt.Fprintf(out, "job %s queued again\n", fs.Arg(0))
+		return nil
+	}
+	return errors.New(use)
+}
