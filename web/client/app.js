@@ -141,7 +141,9 @@ function addMessage(m, { live = false, counted = m.seq } = {}) {
   const old = r.msgs.get(m.seq);
   if (old) {
     if (counted > old._counted) {
-      old.reply_count = m.reply_count;
+      // Counts only grow: a page answered before a reply that already
+      // arrived live must not take that reply back.
+      old.reply_count = Math.max(old.reply_count, m.reply_count);
       old._counted = counted;
     }
     return false;
