@@ -141,3 +141,23 @@ type ProfileUpdate struct {
 	SMSNotify   *bool
 	SlackUserID *string
 }
+
+// HistoryQuery selects one page of a room's history (SPEC §5).
+type HistoryQuery struct {
+	// After pages forward: the Limit oldest messages with a seq greater
+	// than Seq. Otherwise the Limit newest with a seq smaller than Seq.
+	After bool
+	Seq   int64
+	// Since, when not zero, makes the query After the last message created
+	// at or before Since (Seq is then ignored).
+	Since time.Time
+	Limit int
+}
+
+// EncodedMessage is a message's JSON encoding as the HTTP API sends it,
+// with its seq. Caches share one encoding among every reader: never modify
+// JSON.
+type EncodedMessage struct {
+	Seq  int64
+	JSON []byte
+}

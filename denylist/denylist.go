@@ -37,7 +37,9 @@ func NewRedis(client *redis.Client, prefix string) (*Redis, error) {
 	return &Redis{client: client, prefix: prefix, now: time.Now}, nil
 }
 
-func (d *Redis) key(jti string) string { return d.prefix + "revoked:" + jti }
+// Key is the Redis key that exists while jti is revoked, for readers that
+// check it together with other keys in one round trip.
+func (d *Redis) Key(jti string) string { return d.prefix + "revoked:" + jti }
 
 // Revoke refuses jti until expires (plus Skew). Revoking twice is not an
 // error; a token already expired for longer than Skew needs no entry.
@@ -49,7 +51,7 @@ func (d *Redis) Revoke(ctx context.Context, jti string, expires time.Time) error
 	// Whole seconds, rounded up so the entry never ends early: go-redis
 	// then sends SET ... EX.
 	ttl = ttl.Truncate(time.Second) + time.Second
-	if err := d.client.Set(ctx, d.key(jti), "1", ttl).Err(); err != nil {
+	if err := d.client.Set(ctx, d.Key(jti), "1", ttl).Err(); err != nil {
 		return fmt.Errorf("denylist: revoke: %w", err)
 	}
 	return nil
@@ -57,7 +59,7 @@ func (d *Redis) Revoke(ctx context.Context, jti string, expires time.Time) error
 
 // IsRevoked reports whether jti was revoked and has not expired yet.
 func (d *Redis) IsRevoked(ctx context.Context, jti string) (bool, error) {
-	n, err := d.client.Exists(ctx, d.key(jti)).Result()
+	n, err := d.client.Exists(ctx, d.Key(jti)).Result()
 	if err != nil {
 		return false, fmt.Errorf("denylist: is revoked: %w", err)
 	}

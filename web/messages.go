@@ -1,12 +1,14 @@
 package web
 
 import (
+	"bytes"
 	"encoding/base64"
 	"fmt"
 	"math"
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/switchboard-chat/switchboard/chat"
@@ -85,17 +87,18 @@ func parseCursor(s string) (page, error) {
 	return p, nil
 }
 
-// parseHistoryQuery turns the query string of GET .../messages into a page.
-// At most one of before_seq, after_seq, since and cursor may be given.
-func (a *API) parseHistoryQuery(r *http.Request, roomID string) (page, error) {
+// parseHistoryQuery turns the query string of GET .../messages into a
+// query. At most one of before_seq, after_seq, since and cursor may be
+// given.
+func parseHistoryQuery(r *http.Request) (chat.HistoryQuery, error) {
 	q := r.URL.Query()
-	p := page{seq: math.MaxInt64, limit: defaultLimit}
+	p := chat.HistoryQuery{Seq: math.MaxInt64, Limit: defaultLimit}
 	if q.Has("limit") {
 		n, err := strconv.Atoi(q.Get("limit"))
 		if err != nil || n < 1 || n > maxLimit {
-			return page{}, chat.Errorf(chat.CodeBadRequest, "limit must be a number from 1 to %d", maxLimit)
+			return p, chat.Errorf(chat.CodeBadRequest, "limit must be a number from 1 to %d", maxLimit)
 		}
-		p.limit = n
+		p.Limit = n
 	}
 	given := 0
 	for _, k := range []string{"before_seq", "after_seq", "since", "cursor"} {
@@ -104,36 +107,30 @@ func (a *API) parseHistoryQuery(r *http.Request, roomID string) (page, error) {
 		}
 	}
 	if given > 1 {
-		return page{}, chat.Errorf(chat.CodeBadRequest, "use only one of before_seq, after_seq, since and cursor")
+		return p, chat.Errorf(chat.CodeBadRequest, "use only one of before_seq, after_seq, since and cursor")
 	}
+	var err error
 	switch {
 	case q.Has("before_seq"):
-		seq, err := parseSeq(q, "before_seq")
-		p.seq = seq
-		return p, err
+		p.Seq, err = parseSeq(q, "before_seq")
 	case q.Has("after_seq"):
-		seq, err := parseSeq(q, "after_seq")
-		p.after, p.seq = true, seq
-		return p, err
+		p.After = true
+		p.Seq, err = parseSeq(q, "after_seq")
 	case q.Has("since"):
-		t, err := time.Parse(time.RFC3339Nano, q.Get("since"))
+		p.Since, err = time.Parse(time.RFC3339Nano, q.Get("since"))
 		if err != nil {
-			return page{}, chat.Errorf(chat.CodeBadRequest, "since must be an RFC 3339 time such as 2026-01-02T15:04:05Z")
+			err = chat.Errorf(chat.CodeBadRequest, "since must be an RFC 3339 time such as 2026-01-02T15:04:05Z")
 		}
-		seq, err := a.cfg.Store.SeqBefore(r.Context(), roomID, t)
-		p.after, p.seq = true, seq
-		return p, err
 	case q.Has("cursor"):
-		c, err := parseCursor(q.Get("cursor"))
-		if err != nil {
-			return page{}, err
+		var c page
+		if c, err = parseCursor(q.Get("cursor")); err == nil {
+			p.After, p.Seq = c.after, c.seq
+			if !q.Has("limit") {
+				p.Limit = c.limit
+			}
 		}
-		if q.Has("limit") {
-			c.limit = p.limit
-		}
-		return c, nil
 	}
-	return p, nil
+	return p, err
 }
 
 func parseSeq(q url.Values, key string) (int64, error) {
@@ -144,70 +141,72 @@ func parseSeq(q url.Values, key string) (int64, error) {
 	return n, nil
 }
 
-func (a *API) history(w http.ResponseWriter, r *http.Request, s chat.Session) {
-	roomID := r.PathValue("id")
-	if err := a.cfg.Store.CheckMember(r.Context(), s.User.ID, roomID); err != nil {
-		a.fail(w, r, err)
-		return
+// responseBuffers hold the answers of writeMessages while they are written.
+var responseBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// writeMessages answers 200 with a JSON object made of head, msgs as an
+// array, and tail: the messages' encodings are copied, not made again.
+func writeMessages(w http.ResponseWriter, head []byte, msgs []chat.EncodedMessage, tail string) {
+	buf := responseBuffers.Get().(*bytes.Buffer)
+	buf.Reset()
+	buf.Write(head)
+	buf.WriteByte('[')
+	for i, m := range msgs {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		buf.Write(m.JSON)
 	}
-	p, err := a.parseHistoryQuery(r, roomID)
+	buf.WriteByte(']')
+	buf.WriteString(tail)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(buf.Bytes())
+	if buf.Cap() <= 1<<20 { // do not keep what a very long page grew
+		responseBuffers.Put(buf)
+	}
+}
+
+func (a *API) history(w http.ResponseWriter, r *http.Request, s chat.Session) {
+	q, err := parseHistoryQuery(r)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
 	// Read one more than asked to know whether another page exists.
-	var msgs []chat.Message
-	if p.after {
-		msgs, err = a.cfg.Store.MessagesAfter(r.Context(), roomID, p.seq, p.limit+1)
-	} else {
-		msgs, err = a.cfg.Store.MessagesBefore(r.Context(), roomID, p.seq, p.limit+1)
-	}
+	limit := q.Limit
+	q.Limit++
+	msgs, err := a.cfg.Store.History(r.Context(), s.User.ID, r.PathValue("id"), q)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	var next *string
-	if len(msgs) > p.limit {
-		var c string
-		if p.after {
-			msgs = msgs[:p.limit]
-			c = page{after: true, seq: msgs[len(msgs)-1].Seq, limit: p.limit}.cursor()
+	next := "null"
+	if len(msgs) > limit {
+		var c page
+		if q.After || !q.Since.IsZero() {
+			msgs = msgs[:limit]
+			c = page{after: true, seq: msgs[len(msgs)-1].Seq, limit: limit}
 		} else {
 			msgs = msgs[1:]
-			c = page{seq: msgs[0].Seq, limit: p.limit}.cursor()
+			c = page{seq: msgs[0].Seq, limit: limit}
 		}
-		next = &c
+		next = strconv.Quote(c.cursor())
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"messages": nonNil(msgs), "next_cursor": next})
-}
-
-// readableMessage returns the message with the given id if s may read its
-// room; otherwise it is not found (or forbidden, as the room's rule says).
-func (a *API) readableMessage(r *http.Request, s chat.Session) (chat.Message, error) {
-	msg, err := a.cfg.Store.Message(r.Context(), r.PathValue("id"))
-	if err != nil {
-		return chat.Message{}, err
-	}
-	if err := a.cfg.Store.CheckMember(r.Context(), s.User.ID, msg.RoomID); err != nil {
-		return chat.Message{}, err
-	}
-	return msg, nil
+	writeMessages(w, []byte(`{"messages":`), msgs, `,"next_cursor":`+next+"}\n")
 }
 
 // thread answers GET /api/v1/messages/{id}: the message and its first
 // maxLimit replies (the replies endpoint pages through longer threads).
 func (a *API) thread(w http.ResponseWriter, r *http.Request, s chat.Session) {
-	msg, err := a.readableMessage(r, s)
+	msg, replies, err := a.cfg.Store.Thread(r.Context(), s.User.ID, r.PathValue("id"), 0, maxLimit)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	replies, err := a.cfg.Store.Replies(r.Context(), msg.ID, 0, maxLimit)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"message": msg, "replies": nonNil(replies)})
+	head := append(append([]byte(`{"message":`), msg.JSON...), `,"replies":`...)
+	writeMessages(w, head, replies, "}\n")
 }
 
 // replies answers GET /api/v1/messages/{id}/replies?limit=&after_seq=.
@@ -231,20 +230,15 @@ func (a *API) replies(w http.ResponseWriter, r *http.Request, s chat.Session) {
 		}
 		after = seq
 	}
-	msg, err := a.readableMessage(r, s)
+	_, replies, err := a.cfg.Store.Thread(r.Context(), s.User.ID, r.PathValue("id"), after, limit+1)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	replies, err := a.cfg.Store.Replies(r.Context(), msg.ID, after, limit+1)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	var nextAfter *int64
+	next := "null"
 	if len(replies) > limit {
 		replies = replies[:limit]
-		nextAfter = &replies[limit-1].Seq
+		next = strconv.FormatInt(replies[limit-1].Seq, 10)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"replies": nonNil(replies), "next_after_seq": nextAfter})
+	writeMessages(w, []byte(`{"replies":`), replies, `,"next_after_seq":`+next+"}\n")
 }

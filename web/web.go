@@ -41,11 +41,11 @@ type Store interface {
 	CheckMember(ctx context.Context, userID, roomID string) error
 	RoomMembers(ctx context.Context, roomID string) ([]chat.User, error)
 
-	Message(ctx context.Context, id string) (chat.Message, error)
-	MessagesAfter(ctx context.Context, roomID string, afterSeq int64, limit int) ([]chat.Message, error)
-	MessagesBefore(ctx context.Context, roomID string, beforeSeq int64, limit int) ([]chat.Message, error)
-	SeqBefore(ctx context.Context, roomID string, since time.Time) (int64, error)
-	Replies(ctx context.Context, parentID string, afterSeq int64, limit int) ([]chat.Message, error)
+	// History returns a page of a room's history if the user may read it.
+	History(ctx context.Context, userID, roomID string, q chat.HistoryQuery) ([]chat.EncodedMessage, error)
+	// Thread returns a message and up to limit of its replies after
+	// afterSeq, if the user may read its room.
+	Thread(ctx context.Context, userID, messageID string, afterSeq int64, limit int) (chat.EncodedMessage, []chat.EncodedMessage, error)
 }
 
 // Hub is what the API needs from the node's live delivery: posting a

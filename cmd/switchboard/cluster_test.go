@@ -183,3 +183,57 @@ func TestClusterRedisOutageOnOneNode(t *testing.T) {
 	proxy.Restore()
 	require.Equal(t, "from b while cut", expectMessages(t, wa, room, 8, 8)[0]["body"])
 }
+
+// TestClusterHistoryCacheReadsYourWrites: node b answers history from its
+// cache, yet every change acknowledged by node a shows on b at once: a new
+// message, a reply (thread and reply_count), a display name, a leave and
+// a logout.
+func TestClusterHistoryCacheReadsYourWrites(t *testing.T) {
+	t.Parallel()
+	nodes := newTestCluster(t, 2, nil)
+	a, b := nodes[0], nodes[1]
+	alice, bob := a.register(t, "alice"), a.register(t, "bob")
+	room := a.createRoom(t, alice, chat.Private)
+	a.addMember(t, alice, room, bob)
+	history := func() []any {
+		t.Helper()
+		r := b.do(t, "GET", "/api/v1/rooms/"+room+"/messages", bob.Token, nil)
+		require.Equal(t, http.StatusOK, r.Status, "%s", r.Raw)
+		return r.Body["messages"].([]any)
+	}
+	require.Empty(t, history())
+	require.Empty(t, history())
+
+	wa := a.subscribedClient(t, alice, 1)
+	wa.send(map[string]any{"type": "send", "id": "s1", "room": room, "body": "first"})
+	parent := wa.nextOf("ack", "message")["message"].(map[string]any)
+	msgs := history()
+	require.Len(t, msgs, 1, "the acked message, read on the other node at once")
+	require.Equal(t, "first", msgs[0].(map[string]any)["body"])
+	history()
+
+	r := a.do(t, "POST", "/api/v1/rooms/"+room+"/messages", alice.Token, map[string]any{"body": "a reply", "parent_id": parent["id"]})
+	require.Equal(t, http.StatusCreated, r.Status, "%s", r.Raw)
+	msgs = history()
+	require.Len(t, msgs, 2)
+	require.Equal(t, 1.0, msgs[0].(map[string]any)["reply_count"])
+	th := b.do(t, "GET", "/api/v1/messages/"+parent["id"].(string), bob.Token, nil)
+	require.Equal(t, http.StatusOK, th.Status, "%s", th.Raw)
+	require.Len(t, th.Body["replies"], 1)
+
+	r = a.do(t, "PATCH", "/api/v1/me", alice.Token, map[string]any{"display_name": "Alice L."})
+	require.Equal(t, http.StatusOK, r.Status, "%s", r.Raw)
+	sender := history()[1].(map[string]any)["sender"].(map[string]any)
+	require.Equal(t, "Alice L.", sender["display_name"])
+	require.Greater(t, metricValue(t, b, `switchboard_cache_lookups_total{cache="history",result="hit"}`), 0.0)
+
+	r = a.do(t, "DELETE", "/api/v1/rooms/"+room+"/members/me", bob.Token, nil)
+	require.Equal(t, http.StatusNoContent, r.Status, "%s", r.Raw)
+	r = b.do(t, "GET", "/api/v1/rooms/"+room+"/messages", bob.Token, nil)
+	require.Equal(t, http.StatusNotFound, r.Status, "a private room bob left: %s", r.Raw)
+
+	r = a.do(t, "POST", "/api/v1/auth/logout", alice.Token, nil)
+	require.Equal(t, http.StatusNoContent, r.Status, "%s", r.Raw)
+	r = b.do(t, "GET", "/api/v1/rooms/"+room+"/messages", alice.Token, nil)
+	require.Equal(t, http.StatusUnauthorized, r.Status, "%s", r.Raw)
+}

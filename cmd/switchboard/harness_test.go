@@ -155,6 +155,9 @@ func newTestServerWith(t testing.TB, opts nodeOptions) *testServer {
 		n.close()
 	})
 	t.Cleanup(stop)
+	// At the test's end, not at stop: nodes of a cluster test share the
+	// prefix, and a node may stop and start again meanwhile.
+	t.Cleanup(func() { n.rdb.Del(context.Background(), cfg.RedisPrefix+"versions") })
 	return &testServer{Server: srv, node: n, stop: stop, prefix: cfg.RedisPrefix, database: cfg.DatabaseURL}
 }
 

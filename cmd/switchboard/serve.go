@@ -20,6 +20,7 @@ import (
 
 	"github.com/switchboard-chat/switchboard/auth"
 	"github.com/switchboard-chat/switchboard/broker"
+	"github.com/switchboard-chat/switchboard/cache"
 	"github.com/switchboard-chat/switchboard/denylist"
 	"github.com/switchboard-chat/switchboard/hub"
 	"github.com/switchboard-chat/switchboard/integrations/jobs"
@@ -97,11 +98,21 @@ func newNode(ctx context.Context, cfg *config, secret []byte, log *slog.Logger) 
 	if err != nil {
 		return nil, err
 	}
-	authenticator := auth.NewAuthenticator(tokens, store, revoked)
+	// Both the cache and the broker use the versions key: see package cache.
+	versionsKey := cfg.RedisPrefix + "versions"
+	cached, err := cache.New(cache.Config{
+		Store: store, Redis: n.rdb, Key: versionsKey, RevokedKey: revoked.Key, Metrics: reg,
+		Logger: log.With(slog.String("component", "cache")),
+	})
+	if err != nil {
+		return nil, err
+	}
+	authenticator := auth.NewAuthenticator(tokens, cached, revoked)
 	n.broker, err = broker.NewRedis(broker.RedisConfig{
-		Client: n.rdb,
-		Prefix: cfg.RedisPrefix,
-		Logger: log.With(slog.String("component", "broker")),
+		Client:       n.rdb,
+		Prefix:       cfg.RedisPrefix,
+		RoomHeadsKey: versionsKey,
+		Logger:       log.With(slog.String("component", "broker")),
 	})
 	if err != nil {
 		return nil, err
@@ -149,7 +160,7 @@ func newNode(ctx context.Context, cfg *config, secret []byte, log *slog.Logger) 
 
 	webCfg := web.Config{
 		Presence:  online,
-		Store:     store,
+		Store:     cached,
 		Hub:       n.hub,
 		Auth:      authenticator,
 		Tokens:    tokens,
