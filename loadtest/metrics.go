@@ -11,12 +11,14 @@ import (
 	"syscall"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 )
 
-// scrape reads the node's /metrics and returns each series' value by metric
-// name, summed over labels (histograms: their sample count).
+// scrape reads the node's /metrics and returns each metric's value by
+// name, summed over labels (histograms: their sample count), and each
+// labelled counter's series by name{label="value",...} as well.
 func (n *node) scrape(ctx context.Context) (map[string]float64, error) {
 	req, err := http.NewRequestWithContext(ctx, "GET", n.base+"/metrics", nil)
 	if err != nil {
@@ -43,6 +45,9 @@ func (n *node) scrape(ctx context.Context) (map[string]float64, error) {
 				out[name] += m.GetGauge().GetValue()
 			case m.Counter != nil:
 				out[name] += m.GetCounter().GetValue()
+				if len(m.GetLabel()) > 0 {
+					out[seriesName(name, m.GetLabel())] = m.GetCounter().GetValue()
+				}
 			case m.Untyped != nil:
 				out[name] += m.GetUntyped().GetValue()
 			case m.Histogram != nil:
@@ -52,6 +57,15 @@ func (n *node) scrape(ctx context.Context) (map[string]float64, error) {
 		}
 	}
 	return out, nil
+}
+
+// seriesName spells a series as /metrics does: name{a="x",b="y"}.
+func seriesName(name string, labels []*dto.LabelPair) string {
+	parts := make([]string, len(labels))
+	for i, l := range labels {
+		parts[i] = fmt.Sprintf("%s=%q", l.GetName(), l.GetValue())
+	}
+	return name + "{" + strings.Join(parts, ",") + "}"
 }
 
 // cpuSample is CPU time used so far, by component.

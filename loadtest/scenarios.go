@@ -79,6 +79,7 @@ func runReads(ctx context.Context, e *env, p readParams) (*Result, error) {
 	}
 	var all latencies
 	var requests, errs atomic.Int64
+	countersBefore := serverCounters(ctx, e.nodes)
 	before := sampleCPU(ctx, e.nodes)
 	e.startMeasuring()
 	start := time.Now()
@@ -119,9 +120,21 @@ func runReads(ctx context.Context, e *env, p readParams) (*Result, error) {
 	for _, k := range readKinds {
 		res.Latencies["read "+k] = lat[k].summary()
 	}
-	addServerCounters(ctx, e, res, "switchboard_history_cache_hits_total", "switchboard_history_cache_misses_total")
+	addCacheHitRate(res, countersBefore, serverCounters(ctx, e.nodes))
 	res.Failed = ok == 0
 	return res, nil
+}
+
+// addCacheHitRate adds the share of history reads (pages and threads) the
+// servers answered from their cache between two serverCounters.
+func addCacheHitRate(res *Result, before, after map[string]float64) {
+	const series = `switchboard_cache_lookups_total{cache="history",result="%s"}`
+	hits := after[fmt.Sprintf(series, "hit")] - before[fmt.Sprintf(series, "hit")]
+	misses := after[fmt.Sprintf(series, "miss")] - before[fmt.Sprintf(series, "miss")]
+	if hits+misses > 0 {
+		res.add("history cache hit rate", 100*hits/(hits+misses), "%")
+		res.add("history cache misses", misses, "")
+	}
 }
 
 // serverCounters scrapes every node and sums each metric over them.
@@ -137,30 +150,6 @@ func serverCounters(ctx context.Context, nodes []*node) map[string]float64 {
 		}
 	}
 	return sums
-}
-
-// addServerCounters adds the named server counters, summed over nodes, to
-// res when the server exports them.
-func addServerCounters(ctx context.Context, e *env, res *Result, names ...string) {
-	sums := map[string]float64{}
-	found := map[string]bool{}
-	for _, n := range e.nodes {
-		m, err := n.scrape(ctx)
-		if err != nil {
-			continue
-		}
-		for _, name := range names {
-			if v, ok := m[name]; ok {
-				sums[name] += v
-				found[name] = true
-			}
-		}
-	}
-	for _, name := range names {
-		if found[name] {
-			res.add("server "+name, sums[name], "")
-		}
-	}
 }
 
 // seedRoom stores count messages in room over one WebSocket, every 10th a

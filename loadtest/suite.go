@@ -37,7 +37,7 @@ func suiteSteps(conns int) []suiteStep {
 				Hold: 5 * time.Second, Settle: 5 * time.Second})
 		}},
 		{"reads", func(ctx context.Context, e *env) (*Result, error) {
-			return runReads(ctx, e, readParams{Users: 16, Seed: 500, Duration: d})
+			return runReads(ctx, e, readParams{Users: 32, Seed: 500, Duration: d})
 		}},
 		{"writes", func(ctx context.Context, e *env) (*Result, error) {
 			return runWrites(ctx, e, writeParams{Users: 32, Rooms: 8, Window: 4, Duration: d})
