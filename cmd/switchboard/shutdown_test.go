@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -32,12 +33,22 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// freePort returns a loopback address nothing listens on, for a child
+// process to bind. It picks below Linux's ephemeral range (32768 and up):
+// a port the kernel handed out for :0 is handed out again to outgoing
+// connections (pools, load tests running beside) and was once taken
+// between this check and the child's bind.
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().String()
+	for range 100 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 10000+mrand.IntN(22000))
+		if ln, err := net.Listen("tcp", addr); err == nil {
+			ln.Close()
+			return addr
+		}
+	}
+	t.Fatal("no free port below 32000")
+	return ""
 }
 
 // TestServeSIGTERM runs the real serve command in a child process on a
