@@ -1,5 +1,5 @@
 .DEFAULT_GOAL := help
-.PHONY: help up chromium run build test test/short bench fuzz lint screenshots loadtest
+.PHONY: help up chromium run build test test/short bench fuzz lint screenshots loadtest k6
 
 GO ?= go
 
@@ -32,6 +32,13 @@ loadtest: up ## Start fresh servers (1 node, then 2) and run a short version of 
 	$(GO) build -o bin/switchboard ./cmd/switchboard
 	$(GO) build -o bin/loadtest ./loadtest
 	./bin/loadtest -scenario suite -server bin/switchboard -out docs/performance -profiles .switchboard/profiles -logs .switchboard/logs $(LOADTEST_FLAGS)
+
+K6_VERSION ?= v1.8.1
+
+k6: up ## Cross-check fanout with k6 (loadtest/k6/fanout.js) on a fresh server; SUBS=, DURATION_S=, INTERVAL_MS= size it
+	$(GO) build -o bin/switchboard ./cmd/switchboard
+	test -x bin/k6 || GOBIN=$(CURDIR)/bin $(GO) install go.k6.io/k6@$(K6_VERSION)
+	PATH=$(CURDIR)/bin:$$PATH ./loadtest/k6/run.sh
 
 fuzz: ## Fuzz the WebSocket frame decoder for 30 s
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeFrame -fuzztime=30s ./hub
