@@ -86,6 +86,13 @@ func (c *cluster) user(t *testing.T, name string) string {
 	return p.ID
 }
 
+func (c *cluster) room(t *testing.T, creatorID, name, visibility string) chat.Room {
+	t.Helper()
+	r, err := c.store.CreateRoom(c.ctx, creatorID, name, visibility)
+	require.NoError(t, err)
+	return r
+}
+
 // post stores a message and raises its room's head as the broker does with
 // each publish, before the sender is answered.
 func (c *cluster) post(t *testing.T, roomID, senderID, parentID, body string) chat.Message {
@@ -138,8 +145,7 @@ func TestHistoryIsWhatPostgresSays(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
 	alice := c.user(t, "alice")
-	room, err := c.store.CreateRoom(c.ctx, alice, "long", chat.Public)
-	require.NoError(t, err)
+	room := c.room(t, alice, "long", chat.Public)
 	var msgs []chat.Message
 	for i := range 300 {
 		parent := ""
@@ -216,8 +222,7 @@ func TestThreadsFollowNewReplies(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
 	alice := c.user(t, "alice")
-	room, err := c.store.CreateRoom(c.ctx, alice, "threads", chat.Private)
-	require.NoError(t, err)
+	room := c.room(t, alice, "threads", chat.Private)
 	old := c.post(t, room.ID, alice, "", "old parent")
 	for i := range 300 {
 		c.post(t, room.ID, alice, "", fmt.Sprint("filler ", i))
@@ -242,7 +247,7 @@ func TestThreadsFollowNewReplies(t *testing.T) {
 		require.Len(t, replies, 1)
 	}
 	require.Positive(t, n.lookups(t, "hit"))
-	_, _, err = n.Thread(c.ctx, alice, "999999999", 0, 10)
+	_, _, err := n.Thread(c.ctx, alice, "999999999", 0, 10)
 	require.ErrorIs(t, err, chat.ErrNotFound)
 }
 
@@ -253,9 +258,8 @@ func TestChangesOnOneNodeShowOnAnother(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
 	alice, bob := c.user(t, "alice"), c.user(t, "bob")
-	room, err := c.store.CreateRoom(c.ctx, alice, "general", chat.Private)
-	require.NoError(t, err)
-	_, err = c.store.AddMember(c.ctx, alice, room.ID, "bob")
+	room := c.room(t, alice, "general", chat.Private)
+	_, err := c.store.AddMember(c.ctx, alice, room.ID, "bob")
 	require.NoError(t, err)
 	c.post(t, room.ID, alice, "", "hello")
 	a, b := c.node(t, c.rdb), c.node(t, c.rdb)
@@ -311,8 +315,7 @@ func TestRedisDown(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
 	alice := c.user(t, "alice")
-	room, err := c.store.CreateRoom(c.ctx, alice, "down", chat.Public)
-	require.NoError(t, err)
+	room := c.room(t, alice, "down", chat.Public)
 	proxy := brokertest.NewProxy(t)
 	opts, err := redis.ParseURL(proxy.URL())
 	require.NoError(t, err)
