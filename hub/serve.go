@@ -35,7 +35,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Read what we need from the request before Accept: after it, the
 	// request's context must not be used.
 	headerToken, hasHeader := bearer(r)
-	ws, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
+	ws, err := websocket.Accept(&smallBuffers{ResponseWriter: w}, r, &websocket.AcceptOptions{
 		Subprotocols:       []string{Subprotocol},
 		InsecureSkipVerify: true, // Origin was checked above, against our own allow-list
 		// permessage-deflate costs each connection a compressor's state;
