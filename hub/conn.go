@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,10 +46,14 @@ type conn struct {
 	// Static after construction.
 	h         *Hub
 	ws        *websocket.Conn // read only by serve; data frames written only by flush
+	raw       net.Conn        // the socket under ws; flush sets its write deadline
 	user      chat.User
 	sessionID string
-	ctx       context.Context // cancelled when the connection ends
-	cancel    context.CancelFunc
+	// ctx is cancelled when the connection ends. What an idle connection
+	// does (read, write, ping) uses no context derived from it: each
+	// child would leave it a map of children and a channel for good.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	// Owned by serve (the reader goroutine).
 	sendLimit   *rate.Limiter
@@ -78,12 +83,13 @@ type conn struct {
 	pinging   atomic.Bool
 }
 
-func (h *Hub) newConn(ws *websocket.Conn, s chat.Session) *conn {
+func (h *Hub) newConn(ws *websocket.Conn, raw net.Conn, s chat.Session) *conn {
 	ctx, cancel := context.WithCancel(h.ctx)
 	id := newSessionID()
 	return &conn{
 		h:           h,
 		ws:          ws,
+		raw:         raw,
 		user:        s.User,
 		sessionID:   id,
 		ctx:         ctx,
@@ -288,11 +294,14 @@ func (c *conn) flush() {
 		if batch == nil {
 			return
 		}
-		wctx, cancel := context.WithTimeout(c.ctx, c.h.cfg.WriteTimeout)
-		err := c.ws.Write(wctx, websocket.MessageText, batch)
-		cancel()
+		// A deadline on the socket rather than a context: coder/websocket
+		// keeps the last write's context, and finish closes the socket to
+		// end a write in progress.
+		_ = c.raw.SetWriteDeadline(time.Now().Add(c.h.cfg.WriteTimeout))
+		err := c.ws.Write(context.Background(), websocket.MessageText, batch)
+		_ = c.raw.SetWriteDeadline(time.Time{}) // control frames have their own
 		if err != nil {
-			if !isNormalClose(err) {
+			if !isNormalClose(err) && c.ctx.Err() == nil {
 				c.logger().Debug("write failed", slog.Any("error", err))
 			}
 			c.ws.CloseNow() // the reader sees it and ends the connection
@@ -382,9 +391,9 @@ func (c *conn) finish() {
 		c.pingTimer = nil
 	}
 	c.mu.Unlock()
-	c.cancel() // also ends a write in progress
+	c.cancel()
+	c.ws.CloseNow() // also ends a write in progress
 	c.writers.Wait()
-	c.ws.CloseNow()
 }
 
 // takeBatch moves queued frames into st.buf, up to maxBatchBytes (at least
@@ -439,7 +448,9 @@ func (c *conn) ping() {
 	}
 	go func() {
 		defer c.pinging.Store(false)
-		ctx, cancel := context.WithTimeout(c.ctx, c.h.cfg.IdleTimeout-c.h.cfg.PingInterval)
+		// Ping returns when the connection closes; the hub's context ends
+		// it at shutdown.
+		ctx, cancel := context.WithTimeout(c.h.ctx, c.h.cfg.IdleTimeout-c.h.cfg.PingInterval)
 		defer cancel()
 		if err := c.ws.Ping(ctx); err != nil && c.ctx.Err() == nil {
 			c.closeWith(closePolicy, "no pong: connection is silent")
