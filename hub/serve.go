@@ -254,7 +254,7 @@ func (c *conn) handle(f clientFrame) {
 	}
 	switch f.Type {
 	case "send":
-		if res := c.sendLimit.Reserve(); res.Delay() > 0 {
+		if res := c.sendLimiter().Reserve(); res.Delay() > 0 {
 			res.Cancel()
 			h.cfg.Metrics.RateLimited.Inc()
 			c.rateRefused++
@@ -339,7 +339,7 @@ func (c *conn) handle(f clientFrame) {
 			fail(chat.Errorf(chat.CodeForbidden, "not subscribed to this room"))
 			return
 		}
-		if !c.typingLimit.Allow() {
+		if !c.typingLimiter().Allow() {
 			return // typing is best effort: over its budget it is dropped
 		}
 		h.publish(Event{Room: *f.Room, From: c.user.ID, Frame: encode(typingFrame{Type: "typing", Room: *f.Room, User: c.user})})
@@ -356,15 +356,13 @@ func (c *conn) handle(f clientFrame) {
 
 // retryAfter is how long until the send bucket has a token again.
 func (c *conn) retryAfter() time.Duration {
-	res := c.sendLimit.Reserve()
+	res := c.sendLimiter().Reserve()
 	defer res.Cancel()
 	return max(res.Delay(), time.Millisecond)
 }
 
 func (c *conn) lastSeq(roomID string) int64 {
-	c.mu.Lock()
-	r := c.subs[roomID]
-	c.mu.Unlock()
+	r := c.room(roomID)
 	if r == nil {
 		return 0
 	}
