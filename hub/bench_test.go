@@ -121,8 +121,7 @@ func benchRoom(b *testing.B, n int) (*Hub, *room, []*conn) {
 			sessionID: fmt.Sprint(i),
 			ctx:       cctx,
 			cancel:    ccancel,
-			subs:      map[string]*room{r.id: r},
-			drained:   make(chan struct{}, 1),
+			subs:      []*room{r},
 			// As if a flush were running: the benchmark takes the
 			// batches itself, and push starts no goroutine.
 			writing: true,

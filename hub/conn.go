@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,54 +47,71 @@ type conn struct {
 	// Static after construction.
 	h         *Hub
 	ws        *websocket.Conn // read only by serve; data frames written only by flush
+	raw       net.Conn        // the socket under ws; flush sets its write deadline
 	user      chat.User
 	sessionID string
-	ctx       context.Context // cancelled when the connection ends
-	cancel    context.CancelFunc
+	// ctx is cancelled when the connection ends. What an idle connection
+	// does (read, write, ping) uses no context derived from it: each
+	// child would leave it a map of children and a channel for good.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	// Owned by serve (the reader goroutine).
-	sendLimit   *rate.Limiter
-	typingLimit *rate.Limiter
-	badFrames   int
-	rateRefused int
+	sendLimit   *rate.Limiter // made on first use: most connections never send
+	typingLimit *rate.Limiter // made on first use
+	badFrames   int32
+	rateRefused int32
 
 	// Guarded by mu.
 	mu         sync.Mutex
 	queue      []outFrame
 	queueBytes int
-	closed     bool             // no more frames are queued
-	subs       map[string]*room // rooms this connection is subscribed to
-	writing    bool             // a flush goroutine is running; it alone writes data frames
-	urgent     bool             // an answer or lingerLimit bytes are queued: write without waiting for WriteInterval
-	linger     *time.Timer      // set while flush waits for WriteInterval; fired early by an answer
-	pingTimer  *time.Timer      // fires the next ping; nil once stopped
+	closed     bool          // no more frames are queued
+	writing    bool          // a flush goroutine is running; it alone writes data frames
+	urgent     bool          // an answer or lingerLimit bytes are queued: write without waiting for WriteInterval
+	subs       []*room       // rooms this connection is subscribed to (few: a slice is smaller than a map)
+	linger     *time.Timer   // set while flush waits for WriteInterval; fired early by an answer or the end
+	pingTimer  *time.Timer   // fires the next ping; nil once stopped
+	drained    chan struct{} // made by the first waitRoom; capacity 1, never closed: the writer took frames
 
 	// Owned by the flush goroutine that runs (one at a time, handed over
 	// under mu).
-	lastWrite time.Time
-	lastFull  bool // the last batch was cut at maxBatchBytes
+	lastWrite time.Duration // on monoClock
+	lastFull  bool          // the last batch was cut at maxBatchBytes
 
 	writers   sync.WaitGroup // the running flush goroutine, if any
-	drained   chan struct{}  // capacity 1; never closed: tells waitRoom the writer took frames
 	closeOnce sync.Once
 	pinging   atomic.Bool
 }
 
-func (h *Hub) newConn(ws *websocket.Conn, s chat.Session) *conn {
+func (h *Hub) newConn(ws *websocket.Conn, raw net.Conn, s chat.Session) *conn {
 	ctx, cancel := context.WithCancel(h.ctx)
 	id := newSessionID()
 	return &conn{
-		h:           h,
-		ws:          ws,
-		user:        s.User,
-		sessionID:   id,
-		ctx:         ctx,
-		cancel:      cancel,
-		sendLimit:   rate.NewLimiter(rate.Limit(h.cfg.RateLimit), h.cfg.RateBurst),
-		typingLimit: rate.NewLimiter(rate.Limit(h.cfg.TypingLimit), h.cfg.TypingBurst),
-		subs:        make(map[string]*room),
-		drained:     make(chan struct{}, 1),
+		h:         h,
+		ws:        ws,
+		raw:       raw,
+		user:      s.User,
+		sessionID: id,
+		ctx:       ctx,
+		cancel:    cancel,
 	}
+}
+
+// sendLimiter and typingLimiter return the connection's rate limits,
+// making them on first use. Called by the reader only.
+func (c *conn) sendLimiter() *rate.Limiter {
+	if c.sendLimit == nil {
+		c.sendLimit = rate.NewLimiter(rate.Limit(c.h.cfg.RateLimit), c.h.cfg.RateBurst)
+	}
+	return c.sendLimit
+}
+
+func (c *conn) typingLimiter() *rate.Limiter {
+	if c.typingLimit == nil {
+		c.typingLimit = rate.NewLimiter(rate.Limit(c.h.cfg.TypingLimit), c.h.cfg.TypingBurst)
+	}
+	return c.typingLimit
 }
 
 // logger is the connection's logger. It is made when something is logged,
@@ -101,33 +120,53 @@ func (c *conn) logger() *slog.Logger {
 	return c.h.log.With(slog.String("session_id", c.sessionID), slog.String("user_id", c.user.ID))
 }
 
+// setRoom makes r the connection's room roomID (r nil: none) and returns
+// the one it replaces.
 func (c *conn) setRoom(roomID string, r *room) (old *room) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	old = c.subs[roomID]
-	if r == nil {
-		delete(c.subs, roomID)
-	} else {
-		c.subs[roomID] = r
+	i := c.roomIndex(roomID)
+	switch {
+	case i < 0 && r != nil:
+		c.subs = append(c.subs, r)
+	case i >= 0 && r != nil:
+		old, c.subs[i] = c.subs[i], r
+	case i >= 0:
+		old = c.subs[i]
+		c.subs = slices.Delete(c.subs, i, i+1)
+		if len(c.subs) == 0 {
+			c.subs = nil
+		}
 	}
 	return old
+}
+
+// roomIndex is where roomID is in c.subs, or -1. Called with c.mu held.
+func (c *conn) roomIndex(roomID string) int {
+	return slices.IndexFunc(c.subs, func(r *room) bool { return r.id == roomID })
+}
+
+// room returns the connection's room roomID, or nil.
+func (c *conn) room(roomID string) *room {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if i := c.roomIndex(roomID); i >= 0 {
+		return c.subs[i]
+	}
+	return nil
 }
 
 func (c *conn) rooms() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	ids := make([]string, 0, len(c.subs))
-	for id := range c.subs {
-		ids = append(ids, id)
+	ids := make([]string, len(c.subs))
+	for i, r := range c.subs {
+		ids[i] = r.id
 	}
 	return ids
 }
 
-func (c *conn) subscribedTo(roomID string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.subs[roomID] != nil
-}
+func (c *conn) subscribedTo(roomID string) bool { return c.room(roomID) != nil }
 
 // enqueueMessage queues a stored message. It never blocks: a connection
 // whose queue is full is closed as a slow consumer (it lost nothing durable
@@ -187,7 +226,7 @@ func (c *conn) push(f outFrame, mustDeliver, urgent bool) {
 func (c *conn) closeWith(code websocket.StatusCode, reason string) {
 	c.closeOnce.Do(func() {
 		c.mu.Lock()
-		c.closed = true
+		c.stopQueueing()
 		c.dropQueue()
 		c.mu.Unlock()
 		c.logger().Info("closing connection", slog.Int("code", int(code)), slog.String("reason", reason))
@@ -207,6 +246,10 @@ func (c *conn) waitRoom(n int) bool {
 		c.mu.Lock()
 		closed := c.closed
 		fits := c.queueBytes == 0 || c.queueBytes+n <= c.h.cfg.QueueBytes
+		if !closed && !fits && c.drained == nil {
+			c.drained = make(chan struct{}, 1)
+		}
+		drained := c.drained
 		c.mu.Unlock()
 		if closed {
 			return false
@@ -215,7 +258,7 @@ func (c *conn) waitRoom(n int) bool {
 			return true
 		}
 		select {
-		case <-c.drained:
+		case <-drained:
 		case <-c.ctx.Done():
 			return false
 		}
@@ -248,7 +291,7 @@ func (c *conn) closeGoingAway() {
 	}
 	c.closeOnce.Do(func() {
 		c.mu.Lock()
-		c.closed = true
+		c.stopQueueing()
 		c.mu.Unlock()
 		_ = c.ws.Close(closeGoingAway, "server shutting down")
 		c.cancel()
@@ -281,27 +324,28 @@ func (c *conn) flush() {
 		flushPool.Put(st)
 	}()
 	for {
-		if !c.waitWriteInterval() {
-			return
-		}
+		c.waitWriteInterval()
 		batch := c.takeBatch(st)
 		if batch == nil {
 			return
 		}
-		wctx, cancel := context.WithTimeout(c.ctx, c.h.cfg.WriteTimeout)
-		err := c.ws.Write(wctx, websocket.MessageText, batch)
-		cancel()
+		// A deadline on the socket rather than a context: coder/websocket
+		// keeps the last write's context, and finish closes the socket to
+		// end a write in progress.
+		_ = c.raw.SetWriteDeadline(time.Now().Add(c.h.cfg.WriteTimeout))
+		err := c.ws.Write(context.Background(), websocket.MessageText, batch)
+		_ = c.raw.SetWriteDeadline(time.Time{}) // control frames have their own
 		if err != nil {
-			if !isNormalClose(err) {
+			if !isNormalClose(err) && c.ctx.Err() == nil {
 				c.logger().Debug("write failed", slog.Any("error", err))
 			}
 			c.ws.CloseNow() // the reader sees it and ends the connection
 			return
 		}
-		c.lastWrite, c.lastFull = time.Now(), len(batch) >= maxBatchBytes
+		now := monoClock()
+		c.lastWrite, c.lastFull = now, len(batch) >= maxBatchBytes
 		m := c.h.cfg.Metrics
 		m.FramesOut.Inc()
-		now := monoClock()
 		for _, q := range st.queued {
 			m.DeliveryLatency.Observe((now - q).Seconds())
 		}
@@ -322,16 +366,17 @@ func (c *conn) lingerLimit() int { return min(maxBatchBytes/2, c.h.cfg.QueueByte
 // less than WriteInterval, so that a busy connection gets several messages
 // per frame (one write syscall each) instead of one; a connection that
 // wrote nothing lately, a queued answer, a queue past lingerLimit, or a full
-// last batch (catch-up) write at once. It returns false when the connection ends meanwhile.
-func (c *conn) waitWriteInterval() bool {
-	wait := c.h.cfg.WriteInterval - time.Since(c.lastWrite)
+// last batch (catch-up) write at once. The end of the connection ends the
+// wait too (stopQueueing), and takeBatch then finds nothing to write.
+func (c *conn) waitWriteInterval() {
+	wait := c.h.cfg.WriteInterval - (monoClock() - c.lastWrite)
 	if c.h.cfg.WriteInterval <= 0 || wait <= 0 || c.lastFull {
-		return true
+		return
 	}
 	c.mu.Lock()
-	if c.urgent {
+	if c.urgent || c.closed {
 		c.mu.Unlock()
-		return true
+		return
 	}
 	t := time.NewTimer(wait)
 	c.linger = t
@@ -342,12 +387,7 @@ func (c *conn) waitWriteInterval() bool {
 		c.mu.Unlock()
 		t.Stop()
 	}()
-	select {
-	case <-t.C:
-		return true
-	case <-c.ctx.Done():
-		return false
-	}
+	<-t.C
 }
 
 // schedulePing arms the timer of the next ping, unless the connection is
@@ -364,6 +404,16 @@ func (c *conn) schedulePing() {
 	})
 }
 
+// stopQueueing marks the connection closed, so that nothing more is queued
+// or written, and ends a flush's wait for WriteInterval. Called with c.mu
+// held.
+func (c *conn) stopQueueing() {
+	c.closed = true
+	if c.linger != nil {
+		c.linger.Reset(0)
+	}
+}
+
 // dropQueue forgets what is queued. Called with c.mu held.
 func (c *conn) dropQueue() {
 	c.h.cfg.Metrics.QueuedBytes.Sub(float64(c.queueBytes))
@@ -375,16 +425,16 @@ func (c *conn) dropQueue() {
 // released).
 func (c *conn) finish() {
 	c.mu.Lock()
-	c.closed = true
+	c.stopQueueing()
 	c.dropQueue()
 	if c.pingTimer != nil {
 		c.pingTimer.Stop()
 		c.pingTimer = nil
 	}
 	c.mu.Unlock()
-	c.cancel() // also ends a write in progress
+	c.cancel()
+	c.ws.CloseNow() // also ends a write in progress
 	c.writers.Wait()
-	c.ws.CloseNow()
 }
 
 // takeBatch moves queued frames into st.buf, up to maxBatchBytes (at least
@@ -423,9 +473,11 @@ func (c *conn) takeBatch(st *flushState) []byte {
 		c.queue = nil // let an idle connection hold no buffer
 		c.urgent = false
 	}
-	select {
-	case c.drained <- struct{}{}:
-	default:
+	if c.drained != nil {
+		select {
+		case c.drained <- struct{}{}:
+		default:
+		}
 	}
 	return buf.Bytes()
 }
@@ -439,7 +491,9 @@ func (c *conn) ping() {
 	}
 	go func() {
 		defer c.pinging.Store(false)
-		ctx, cancel := context.WithTimeout(c.ctx, c.h.cfg.IdleTimeout-c.h.cfg.PingInterval)
+		// Ping returns when the connection closes; the hub's context ends
+		// it at shutdown.
+		ctx, cancel := context.WithTimeout(c.h.ctx, c.h.cfg.IdleTimeout-c.h.cfg.PingInterval)
 		defer cancel()
 		if err := c.ws.Ping(ctx); err != nil && c.ctx.Err() == nil {
 			c.closeWith(closePolicy, "no pong: connection is silent")

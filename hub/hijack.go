@@ -12,32 +12,38 @@ import (
 // connection a 4 KiB reader and a 4 KiB writer, which every idle
 // connection would hold for its whole life. Client frames are small
 // (sends, pings) and bufio reads a larger payload straight from the socket
-// anyway; a server frame larger than the write buffer costs one more
-// write, which batching makes rare.
+// anyway. The writer needs no buffer of its own: see frameWriter.
 const (
 	connReadBuffer  = 512
-	connWriteBuffer = 2048
+	connWriteBuffer = frameHold
 )
+
+// frameHold is how many bytes of a frame frameWriter holds back: more than
+// the longest frame header (14 bytes).
+const frameHold = 16
 
 // smallBuffers is the ResponseWriter given to websocket.Accept: its Hijack
 // returns the connection with small buffers of its own. net/http's buffers
-// become garbage at once.
+// become garbage at once. After Accept, conn is the hijacked connection.
 type smallBuffers struct {
 	http.ResponseWriter
+	conn net.Conn
 }
 
 // Hijack takes over the connection from net/http, keeping any bytes it
 // already read past the upgrade request (a client may send its first frame
 // right after the handshake) in the new reader's buffer: websocket.Accept
 // takes what is buffered there and then reads the socket directly.
-func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
 	}
+	w.conn = conn
+	bw := bufio.NewWriterSize(&frameWriter{conn: conn}, connWriteBuffer)
 	n := brw.Reader.Buffered()
 	if n == 0 {
-		return conn, bufio.NewReadWriter(bufio.NewReaderSize(conn, connReadBuffer), bufio.NewWriterSize(conn, connWriteBuffer)), nil
+		return conn, bufio.NewReadWriter(bufio.NewReaderSize(conn, connReadBuffer), bw), nil
 	}
 	early, _ := brw.Reader.Peek(n)
 	br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn), max(connReadBuffer, n))
@@ -45,5 +51,111 @@ func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		conn.Close()
 		return nil, nil, err
 	}
-	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(conn, connWriteBuffer)), nil
+	return conn, bufio.NewReadWriter(br, bw), nil
+}
+
+// frameWriter is what coder/websocket's bufio.Writer writes to. That
+// buffer holds only frameHold bytes, so a longer frame arrives here in
+// (usually) two writes: the full buffer, with the header and the start of
+// the payload, then the rest of the payload straight from the caller. The
+// first part is held back and both go out in one writev, so that a frame
+// still costs one syscall while an idle connection holds 32 bytes of
+// buffers instead of a 2 KiB (or 4 KiB) one. It reads the length from
+// each frame's header, so it never holds the end of a frame.
+type frameWriter struct {
+	conn net.Conn
+	held [frameHold]byte
+	n    int   // bytes in held: the start of the frame in progress
+	rest int64 // bytes of the frame in progress not seen yet; 0 between frames
+}
+
+func (w *frameWriter) Write(p []byte) (int, error) {
+	total := len(p)
+	for len(p) > 0 {
+		if w.rest == 0 {
+			size, ok := frameSize(w.held[:w.n], p)
+			if !ok { // the header goes on in the next write
+				w.n += copy(w.held[w.n:], p)
+				return total, nil
+			}
+			w.rest = size - int64(w.n)
+		}
+		if int64(len(p)) >= w.rest { // p ends the frame
+			end := int(w.rest)
+			if err := w.send(p[:end]); err != nil {
+				return total - len(p), err
+			}
+			w.rest = 0
+			p = p[end:]
+			continue
+		}
+		// The frame goes on after p.
+		if w.n+len(p) <= len(w.held) {
+			w.n += copy(w.held[w.n:], p)
+			w.rest -= int64(len(p))
+			return total, nil
+		}
+		if err := w.send(p); err != nil {
+			return total - len(p), err
+		}
+		w.rest -= int64(len(p))
+		return total, nil
+	}
+	return total, nil
+}
+
+// send writes the held bytes and p, in one writev when both are there.
+func (w *frameWriter) send(p []byte) error {
+	if w.n == 0 {
+		_, err := w.conn.Write(p)
+		return err
+	}
+	bufs := net.Buffers{w.held[:w.n], p}
+	w.n = 0
+	_, err := bufs.WriteTo(w.conn)
+	return err
+}
+
+// frameSize reads the header of the WebSocket frame that starts at a and
+// goes on in b, and returns the whole frame's length (header and payload),
+// or false when a and b do not hold the whole header yet.
+func frameSize(a, b []byte) (int64, bool) {
+	at := func(i int) byte {
+		if i < len(a) {
+			return a[i]
+		}
+		return b[i-len(a)]
+	}
+	have := len(a) + len(b)
+	if have < 2 {
+		return 0, false
+	}
+	lenByte := at(1)
+	head := 2
+	if lenByte&0x80 != 0 { // masked: a 4-byte key follows the length
+		head += 4
+	}
+	var payload int64
+	switch l := lenByte & 0x7f; l {
+	case 126:
+		head += 2
+		if have < head {
+			return 0, false
+		}
+		payload = int64(at(2))<<8 | int64(at(3))
+	case 127:
+		head += 8
+		if have < head {
+			return 0, false
+		}
+		for i := 2; i < 10; i++ {
+			payload = payload<<8 | int64(at(i))
+		}
+	default:
+		payload = int64(l)
+	}
+	if have < head {
+		return 0, false
+	}
+	return int64(head) + payload, true
 }

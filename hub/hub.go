@@ -454,8 +454,12 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		err = ctx.Err()
+		// Readers block without a context: closing the socket ends them.
+		for _, c := range all {
+			_ = c.raw.Close()
+		}
 	}
-	h.cancel() // ends any handler still running and the flush loop
+	h.cancel() // ends the flush loop, and what handlers still wait for
 	<-h.flushDone
 	return err
 }

@@ -35,7 +35,8 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Read what we need from the request before Accept: after it, the
 	// request's context must not be used.
 	headerToken, hasHeader := bearer(r)
-	ws, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
+	sb := &smallBuffers{ResponseWriter: w}
+	ws, err := websocket.Accept(sb, r, &websocket.AcceptOptions{
 		Subprotocols:       []string{Subprotocol},
 		InsecureSkipVerify: true, // Origin was checked above, against our own allow-list
 		// permessage-deflate costs each connection a compressor's state;
@@ -60,7 +61,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	c := h.newConn(ws, session)
+	c := h.newConn(ws, sb.conn, session)
 	if !h.register(c) {
 		c.cancel()
 		_ = ws.Close(closeGoingAway, "server shutting down")
@@ -176,7 +177,7 @@ func (h *Hub) writeDirect(ctx context.Context, ws *websocket.Conn, frame []byte)
 // start sends the ready frame and subscribes c to each of the user's rooms
 // from the client's resume seq or the stored delivery cursor.
 func (h *Hub) start(c *conn, resume map[string]int64) error {
-	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(h.ctx, 10*time.Second)
 	defer cancel()
 	rooms, err := h.cfg.Store.RoomsOf(ctx, c.user.ID)
 	if err != nil {
@@ -207,10 +208,12 @@ func (h *Hub) start(c *conn, resume map[string]int64) error {
 	return nil
 }
 
-// serve is the read loop of an authenticated connection.
+// serve is the read loop of an authenticated connection. It reads without
+// a context (coder/websocket would hang a callback on it for every read):
+// closing the connection ends the read.
 func (c *conn) serve() error {
 	for {
-		typ, data, err := c.ws.Read(c.ctx)
+		typ, data, err := c.ws.Read(context.Background())
 		if err != nil {
 			return err
 		}
@@ -241,7 +244,7 @@ func (c *conn) serve() error {
 // frames; none of them closes the connection except persistent abuse.
 func (c *conn) handle(f clientFrame) {
 	h := c.h
-	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(h.ctx, 10*time.Second)
 	defer cancel()
 	fail := func(err error) {
 		if chat.ErrorOf(err).Code == chat.CodeInternal {
@@ -251,7 +254,7 @@ func (c *conn) handle(f clientFrame) {
 	}
 	switch f.Type {
 	case "send":
-		if res := c.sendLimit.Reserve(); res.Delay() > 0 {
+		if res := c.sendLimiter().Reserve(); res.Delay() > 0 {
 			res.Cancel()
 			h.cfg.Metrics.RateLimited.Inc()
 			c.rateRefused++
@@ -336,7 +339,7 @@ func (c *conn) handle(f clientFrame) {
 			fail(chat.Errorf(chat.CodeForbidden, "not subscribed to this room"))
 			return
 		}
-		if !c.typingLimit.Allow() {
+		if !c.typingLimiter().Allow() {
 			return // typing is best effort: over its budget it is dropped
 		}
 		h.publish(Event{Room: *f.Room, From: c.user.ID, Frame: encode(typingFrame{Type: "typing", Room: *f.Room, User: c.user})})
@@ -353,15 +356,13 @@ func (c *conn) handle(f clientFrame) {
 
 // retryAfter is how long until the send bucket has a token again.
 func (c *conn) retryAfter() time.Duration {
-	res := c.sendLimit.Reserve()
+	res := c.sendLimiter().Reserve()
 	defer res.Cancel()
 	return max(res.Delay(), time.Millisecond)
 }
 
 func (c *conn) lastSeq(roomID string) int64 {
-	c.mu.Lock()
-	r := c.subs[roomID]
-	c.mu.Unlock()
+	r := c.room(roomID)
 	if r == nil {
 		return 0
 	}
