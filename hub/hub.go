@@ -2,8 +2,10 @@
 // messages to them in seq order, without gaps or repeats, whatever order the
 // broker brings them in.
 //
-// Shape: the HTTP handler goroutine of each connection is its reader and
-// starts one writer (conn.go). Rooms with local connections have a *room
+// Shape: each connection has one goroutine, its reader, started fresh
+// after setup so that the handler's deep stack is not kept; a writer
+// goroutine runs only while something is queued (conn.go), and the
+// hijacked socket has tiny buffers (hijack.go). Rooms with local connections have a *room
 // (room.go) that puts broker events back in seq order, fetching missing seqs
 // from the store, and hands each message, encoded once, to the bounded send
 // queue of every subscribed connection. A subscription that starts behind
