@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -13,11 +14,13 @@ import (
 
 // Group commit. Each SaveMessage is one call of save_message (migration
 // 00003). Calls that arrive while others are being saved wait in a queue;
-// up to maxSavers goroutines each take up to maxSaveBatch of them and send
-// them as one pipelined batch, which Postgres runs as one implicit
-// transaction: one round trip and one commit for the lot. Under light load
-// a call runs alone at once, so batching adds no wait. No goroutine runs
-// while the queue is empty.
+// a goroutine takes up to maxSaveBatch of them and sends them as one
+// pipelined batch, which Postgres runs as one implicit transaction: one
+// round trip and one commit for the lot. Under light load a call runs
+// alone at once, so batching adds no wait. Rooms are spread over maxSavers
+// queues, each with at most one goroutine, so that two batches of this
+// node never wait for each other's room locks. No goroutine runs while a
+// queue is empty.
 const (
 	maxSavers    = 4
 	maxSaveBatch = 64
@@ -66,41 +69,41 @@ func newSaveCall(nm chat.NewMessage, o Outbox) (*saveCall, error) {
 
 func (c *saveCall) scan(row pgx.Row) { c.msg, c.err = scanMessage(row, &c.status) }
 
-// saver is the queue of calls waiting for a batch.
+// saver is the queue of calls, for some of the rooms, waiting for a batch.
 type saver struct {
+	mu      sync.Mutex
 	queue   []*saveCall
-	running int // goroutines taking batches
+	running bool // a goroutine is taking batches
 }
 
 // save runs c, alone or in a batch, and returns when it is done.
 func (s *Store) save(c *saveCall) {
-	s.saverMu.Lock()
-	s.saver.queue = append(s.saver.queue, c)
-	start := s.saver.running < maxSavers
+	q := &s.savers[c.rid%maxSavers]
+	q.mu.Lock()
+	q.queue = append(q.queue, c)
+	start := !q.running
+	q.running = true
+	q.mu.Unlock()
 	if start {
-		s.saver.running++
-	}
-	s.saverMu.Unlock()
-	if start {
-		go s.runSaver()
+		go s.runSaver(q)
 	}
 	<-c.done
 }
 
-// runSaver saves batches until the queue is empty.
-func (s *Store) runSaver() {
+// runSaver saves q's batches until it is empty.
+func (s *Store) runSaver(q *saver) {
 	for {
-		s.saverMu.Lock()
-		n := min(len(s.saver.queue), maxSaveBatch)
+		q.mu.Lock()
+		n := min(len(q.queue), maxSaveBatch)
 		if n == 0 {
-			s.saver.running--
-			s.saver.queue = nil
-			s.saverMu.Unlock()
+			q.running = false
+			q.queue = nil
+			q.mu.Unlock()
 			return
 		}
-		batch := slices.Clone(s.saver.queue[:n])
-		s.saver.queue = s.saver.queue[n:]
-		s.saverMu.Unlock()
+		batch := slices.Clone(q.queue[:n])
+		q.queue = q.queue[n:]
+		q.mu.Unlock()
 		s.saveBatch(batch)
 	}
 }

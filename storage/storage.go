@@ -15,7 +15,6 @@ import (
 	"io"
 	"net"
 	"strconv"
-	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -29,8 +28,7 @@ type Store struct {
 	db     *pgxpool.Pool
 	outbox Outbox
 
-	saverMu sync.Mutex
-	saver   saver // SaveMessage calls waiting for a batch (save.go)
+	savers [maxSavers]saver // SaveMessage calls waiting for a batch, by room (save.go)
 }
 
 // Option configures a Store.
