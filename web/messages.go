@@ -159,9 +159,7 @@ func writeMessages(w http.ResponseWriter, head []byte, msgs []chat.EncodedMessag
 	}
 	buf.WriteByte(']')
 	buf.WriteString(tail)
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
+	writeJSONHeader(w, http.StatusOK)
 	_, _ = w.Write(buf.Bytes())
 	if buf.Cap() <= 1<<20 { // do not keep what a very long page grew
 		responseBuffers.Put(buf)
