@@ -8,7 +8,8 @@
 // cleanup expire within TTL (60 s), so its users stop counting by then.
 // Connect and Disconnect report transitions atomically (one Lua script
 // each), so online/offline is announced once per transition, not once per
-// connection. "<prefix>presence-index" holds every user with connections by
+// connection; Connect also enforces a cap on a user's live connections
+// across the cluster. "<prefix>presence-index" holds every user with connections by
 // their latest expiry; Sweep finds those whose entries all expired and hands
 // each to one caller, which announces them offline. The scripts build user
 // keys from the prefix, so all keys must live on one Redis (no Cluster).
@@ -71,14 +72,17 @@ var (
 	sweepScript = redis.NewScript(sweepLua)
 )
 
-// Connect records connection connID of userID and reports whether the user
-// was offline until now.
-func (p *Redis) Connect(ctx context.Context, userID, connID string) (cameOnline bool, err error) {
-	n, err := connectScript.Run(ctx, p.client, []string{p.prefix + userID, p.index}, connID, p.ttl.Milliseconds(), userID).Int()
+// Connect records connection connID of userID, unless the user has limit
+// live connections on every node together already (allowed false; limit
+// below 1: no limit), and reports whether the user was offline until now.
+// The connections of a node that died stop counting when they expire (TTL).
+func (p *Redis) Connect(ctx context.Context, userID, connID string, limit int) (cameOnline, allowed bool, err error) {
+	n, err := connectScript.Run(ctx, p.client, []string{p.prefix + userID, p.index},
+		connID, p.ttl.Milliseconds(), userID, max(limit, 0)).Int()
 	if err != nil {
-		return false, fmt.Errorf("presence connect: %w", err)
+		return false, false, fmt.Errorf("presence connect: %w", err)
 	}
-	return n == 1, nil
+	return n == 1, n >= 0, nil
 }
 
 // Disconnect removes connection connID of userID and reports whether it was

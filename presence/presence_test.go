@@ -1,6 +1,7 @@
 package presence_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -27,10 +28,10 @@ func TestTransitionsOncePerUser(t *testing.T) {
 	p := setup(t, time.Minute)
 	ctx := t.Context()
 
-	online, err := p.Connect(ctx, "1", "conn-a")
+	online, _, err := p.Connect(ctx, "1", "conn-a", 0)
 	require.NoError(t, err)
 	require.True(t, online, "first connection: came online")
-	online, err = p.Connect(ctx, "1", "conn-b") // e.g. on another node
+	online, _, err = p.Connect(ctx, "1", "conn-b", 0) // e.g. on another node
 	require.NoError(t, err)
 	require.False(t, online, "second connection: already online")
 
@@ -59,9 +60,9 @@ func TestDeadNodeStopsCounting(t *testing.T) {
 	t.Parallel()
 	p := setup(t, 400*time.Millisecond)
 	ctx := t.Context()
-	_, err := p.Connect(ctx, "dead", "c1")
+	_, _, err := p.Connect(ctx, "dead", "c1", 0)
 	require.NoError(t, err)
-	_, err = p.Connect(ctx, "alive", "c2")
+	_, _, err = p.Connect(ctx, "alive", "c2", 0)
 	require.NoError(t, err)
 
 	deadline := time.Now().Add(1200 * time.Millisecond)
@@ -83,7 +84,45 @@ func TestDeadNodeStopsCounting(t *testing.T) {
 	require.Empty(t, gone)
 
 	// The dead node's user connecting again is a new transition.
-	online, err := p.Connect(ctx, "dead", "c3")
+	online, _, err := p.Connect(ctx, "dead", "c3", 0)
 	require.NoError(t, err)
 	require.True(t, online)
+}
+
+// TestConnectionCap: a user's live connections on every node together are
+// capped; a refused one is not recorded, a closed one frees its place, and
+// those of a dead node free theirs when they expire.
+func TestConnectionCap(t *testing.T) {
+	t.Parallel()
+	p := setup(t, 400*time.Millisecond)
+	ctx := t.Context()
+	for i := range 3 {
+		_, allowed, err := p.Connect(ctx, "1", fmt.Sprint("c", i), 3)
+		require.NoError(t, err)
+		require.True(t, allowed, "connection %d", i)
+	}
+	online, allowed, err := p.Connect(ctx, "1", "c3", 3)
+	require.NoError(t, err)
+	require.False(t, allowed, "the fourth is over the cap")
+	require.False(t, online)
+	_, allowed, err = p.Connect(ctx, "2", "other-user", 3)
+	require.NoError(t, err)
+	require.True(t, allowed, "another user has a cap of their own")
+
+	// The refused one left nothing behind: closing one makes room for one.
+	_, err = p.Disconnect(ctx, "1", "c0")
+	require.NoError(t, err)
+	_, allowed, err = p.Connect(ctx, "1", "c4", 3)
+	require.NoError(t, err)
+	require.True(t, allowed)
+	_, allowed, err = p.Connect(ctx, "1", "c5", 3)
+	require.NoError(t, err)
+	require.False(t, allowed)
+
+	// Nobody refreshes them (their node died): once they expire, the user
+	// may connect again.
+	time.Sleep(500 * time.Millisecond)
+	_, allowed, err = p.Connect(ctx, "1", "c6", 3)
+	require.NoError(t, err)
+	require.True(t, allowed)
 }
