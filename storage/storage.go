@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strconv"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -84,17 +83,17 @@ type queryRower interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-// parseID turns an opaque id from a client into a key; a malformed id names
-// nothing, so it is "not found".
+// parseID turns an opaque id from a client into a key; anything but the
+// exact spelling of an issued id names nothing, so it is "not found".
 func parseID(id string) (int64, error) {
-	n, err := strconv.ParseInt(id, 10, 64)
-	if err != nil || n <= 0 {
+	n, ok := chat.ParseID(id)
+	if !ok {
 		return 0, chat.ErrNotFound
 	}
 	return n, nil
 }
 
-func formatID(n int64) string { return strconv.FormatInt(n, 10) }
+func formatID(n int64) string { return chat.FormatID(n) }
 
 func isCode(err error, code string) bool {
 	var pgErr *pgconn.PgError
