@@ -10,11 +10,12 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/switchboard-chat/switchboard/chat"
 )
 
 // Config configures a Tokens.
@@ -75,8 +76,12 @@ func New(cfg Config) (*Tokens, error) {
 
 // Claims are what a verified access token says.
 type Claims struct {
-	UserID    string
-	TokenID   string // jti: what logout revokes
+	UserID string
+	// SessionID is the session the token belongs to (claim "sid"): one
+	// login or register and every token pair refreshed from it. Ending
+	// the session refuses all of its tokens.
+	SessionID string
+	TokenID   string // jti
 	ExpiresAt time.Time
 }
 
@@ -84,16 +89,23 @@ type Claims struct {
 // error says why, for logs only.
 var ErrInvalidToken = errors.New("invalid access token")
 
-// Issue returns a signed access token for userID and its lifetime.
-func (t *Tokens) Issue(userID string) (token string, ttl time.Duration, err error) {
+// AccessTTL is how long the access tokens of t live.
+func (t *Tokens) AccessTTL() time.Duration { return t.cfg.AccessTTL }
+
+// Issue returns a signed access token for userID in session sessionID, and
+// its lifetime.
+func (t *Tokens) Issue(userID, sessionID string) (token string, ttl time.Duration, err error) {
 	now := t.cfg.Now()
-	claims := jwt.RegisteredClaims{
-		Subject:   userID,
-		Issuer:    t.cfg.Issuer,
-		Audience:  jwt.ClaimStrings{t.cfg.Audience},
-		IssuedAt:  jwt.NewNumericDate(now),
-		ExpiresAt: jwt.NewNumericDate(now.Add(t.cfg.AccessTTL)),
-		ID:        randomToken(16),
+	claims := accessClaims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Subject:   userID,
+			Issuer:    t.cfg.Issuer,
+			Audience:  jwt.ClaimStrings{t.cfg.Audience},
+			IssuedAt:  jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(now.Add(t.cfg.AccessTTL)),
+			ID:        randomToken(16),
+		},
+		SessionID: sessionID,
 	}
 	token, err = jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(t.cfg.Secret)
 	if err != nil {
@@ -102,9 +114,15 @@ func (t *Tokens) Issue(userID string) (token string, ttl time.Duration, err erro
 	return token, t.cfg.AccessTTL, nil
 }
 
+// accessClaims are the claims Issue signs.
+type accessClaims struct {
+	jwt.RegisteredClaims
+	SessionID string `json:"sid"`
+}
+
 // Verify checks the token's algorithm, signature, exp, iss and aud and
 // returns its claims. It does not know about logout: callers check the
-// returned TokenID against the revocation list.
+// returned SessionID against the ended sessions.
 func (t *Tokens) Verify(token string) (Claims, error) {
 	// MapClaims, not RegisteredClaims: RegisteredClaims' NumericDate also
 	// takes a JSON string holding a number ("exp":"1700003600"), which
@@ -116,11 +134,12 @@ func (t *Tokens) Verify(token string) (Claims, error) {
 	}
 	sub, _ := mc.GetSubject()
 	jti, _ := mc["jti"].(string)
+	sid, _ := mc["sid"].(string)
 	exp, _ := mc.GetExpirationTime() // present: the parser requires exp
-	if _, err := strconv.ParseInt(sub, 10, 64); err != nil || jti == "" {
-		return Claims{}, fmt.Errorf("%w: missing sub or jti", ErrInvalidToken)
+	if !chat.ValidID(sub) || jti == "" || sid == "" {
+		return Claims{}, fmt.Errorf("%w: missing sub, jti or sid", ErrInvalidToken)
 	}
-	return Claims{UserID: sub, TokenID: jti, ExpiresAt: exp.Time}, nil
+	return Claims{UserID: sub, SessionID: sid, TokenID: jti, ExpiresAt: exp.Time}, nil
 }
 
 // NewRefreshToken returns a fresh opaque refresh token, the hash to store

@@ -26,6 +26,7 @@ func validClaims() jwt.MapClaims {
 		"iat": testNow.Unix(),
 		"exp": testNow.Add(15 * time.Minute).Unix(),
 		"jti": "hand-built-jti",
+		"sid": "hand-built-session",
 	}
 }
 
@@ -64,7 +65,7 @@ func TestNew(t *testing.T) {
 		t.Parallel()
 		bundle := setup(t)
 
-		token, ttl, err := bundle.tokens.Issue("42")
+		token, ttl, err := bundle.tokens.Issue("42", "session-1")
 		require.NoError(t, err)
 		require.Equal(t, 15*time.Minute, ttl)
 
@@ -90,7 +91,7 @@ func TestNew(t *testing.T) {
 			c.RefreshTTL = 48 * time.Hour
 		})
 
-		token, ttl, err := bundle.tokens.Issue("7")
+		token, ttl, err := bundle.tokens.Issue("7", "session-1")
 		require.NoError(t, err)
 		require.Equal(t, 5*time.Minute, ttl)
 		claims := decodeSegment(t, strings.Split(token, ".")[1])
@@ -117,7 +118,7 @@ func TestNew(t *testing.T) {
 		tokens, err := auth.New(auth.Config{Secret: testSecret})
 		require.NoError(t, err)
 
-		token, _, err := tokens.Issue("42")
+		token, _, err := tokens.Issue("42", "session-1")
 		require.NoError(t, err)
 		claims, err := tokens.Verify(token)
 		require.NoError(t, err)
@@ -139,7 +140,7 @@ func TestIssueVerifyRoundTrip(t *testing.T) {
 				t.Parallel()
 				bundle := setup(t)
 
-				token, ttl, err := bundle.tokens.Issue(userID)
+				token, ttl, err := bundle.tokens.Issue(userID, "session-1")
 				require.NoError(t, err)
 				require.Equal(t, 15*time.Minute, ttl)
 
@@ -147,11 +148,13 @@ func TestIssueVerifyRoundTrip(t *testing.T) {
 				require.NoError(t, err)
 				require.Equal(t, userID, claims.UserID)
 				require.NotEmpty(t, claims.TokenID)
+				require.Equal(t, "session-1", claims.SessionID)
 				require.WithinDuration(t, testNow.Add(ttl), claims.ExpiresAt, 0)
 
-				// The jti in the token is the one Verify reports.
+				// The jti and sid in the token are the ones Verify reports.
 				payload := decodeSegment(t, strings.Split(token, ".")[1])
 				require.Equal(t, claims.TokenID, payload["jti"])
+				require.Equal(t, "session-1", payload["sid"])
 			})
 		}
 	})
@@ -162,7 +165,7 @@ func TestIssueVerifyRoundTrip(t *testing.T) {
 
 		seen := map[string]bool{}
 		for range 100 {
-			token, _, err := bundle.tokens.Issue("42")
+			token, _, err := bundle.tokens.Issue("42", "session-1")
 			require.NoError(t, err)
 			claims, err := bundle.tokens.Verify(token)
 			require.NoError(t, err)
@@ -176,7 +179,7 @@ func TestIssueVerifyRoundTrip(t *testing.T) {
 		bundle := setup(t)
 		other := setup(t)
 
-		token, _, err := other.tokens.Issue("42")
+		token, _, err := other.tokens.Issue("42", "session-1")
 		require.NoError(t, err)
 		claims, err := bundle.tokens.Verify(token)
 		require.NoError(t, err)
@@ -187,7 +190,7 @@ func TestIssueVerifyRoundTrip(t *testing.T) {
 		t.Parallel()
 		bundle := setup(t)
 
-		token, ttl, err := bundle.tokens.Issue("42")
+		token, ttl, err := bundle.tokens.Issue("42", "session-1")
 		require.NoError(t, err)
 
 		bundle.clock.Add(ttl - time.Second)
@@ -213,7 +216,7 @@ func TestVerifyAccepts(t *testing.T) {
 		{
 			name:   "HandBuilt",
 			claims: validClaims,
-			want:   auth.Claims{UserID: "42", TokenID: "hand-built-jti", ExpiresAt: testNow.Add(15 * time.Minute)},
+			want:   auth.Claims{UserID: "42", SessionID: "hand-built-session", TokenID: "hand-built-jti", ExpiresAt: testNow.Add(15 * time.Minute)},
 		},
 		{
 			name: "AudienceListWithOurs",
@@ -222,7 +225,7 @@ func TestVerifyAccepts(t *testing.T) {
 				c["aud"] = []string{"somewhere-else", "switchboard"}
 				return c
 			},
-			want: auth.Claims{UserID: "42", TokenID: "hand-built-jti", ExpiresAt: testNow.Add(15 * time.Minute)},
+			want: auth.Claims{UserID: "42", SessionID: "hand-built-session", TokenID: "hand-built-jti", ExpiresAt: testNow.Add(15 * time.Minute)},
 		},
 		{
 			name: "NoIssuedAt",
@@ -231,7 +234,7 @@ func TestVerifyAccepts(t *testing.T) {
 				delete(c, "iat")
 				return c
 			},
-			want: auth.Claims{UserID: "42", TokenID: "hand-built-jti", ExpiresAt: testNow.Add(15 * time.Minute)},
+			want: auth.Claims{UserID: "42", SessionID: "hand-built-session", TokenID: "hand-built-jti", ExpiresAt: testNow.Add(15 * time.Minute)},
 		},
 		{
 			name: "NotBeforeNow",
@@ -240,7 +243,7 @@ func TestVerifyAccepts(t *testing.T) {
 				c["nbf"] = testNow.Unix()
 				return c
 			},
-			want: auth.Claims{UserID: "42", TokenID: "hand-built-jti", ExpiresAt: testNow.Add(15 * time.Minute)},
+			want: auth.Claims{UserID: "42", SessionID: "hand-built-session", TokenID: "hand-built-jti", ExpiresAt: testNow.Add(15 * time.Minute)},
 		},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -252,6 +255,7 @@ func TestVerifyAccepts(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, tt.want.UserID, got.UserID)
 			require.Equal(t, tt.want.TokenID, got.TokenID)
+			require.Equal(t, tt.want.SessionID, got.SessionID)
 			require.WithinDuration(t, tt.want.ExpiresAt, got.ExpiresAt, 0)
 		})
 	}
@@ -263,7 +267,7 @@ func TestVerifyRefuses(t *testing.T) {
 	// issue returns a token our bundle issued for user 42.
 	issue := func(t *testing.T, b *testBundle) string {
 		t.Helper()
-		token, _, err := b.tokens.Issue("42")
+		token, _, err := b.tokens.Issue("42", "session-1")
 		require.NoError(t, err)
 		return token
 	}
@@ -275,7 +279,7 @@ func TestVerifyRefuses(t *testing.T) {
 		configure(&cfg)
 		tokens, err := auth.New(cfg)
 		require.NoError(t, err)
-		token, _, err := tokens.Issue("42")
+		token, _, err := tokens.Issue("42", "session-1")
 		require.NoError(t, err)
 		return token
 	}
@@ -520,51 +524,72 @@ func TestVerifyRefuses(t *testing.T) {
 			token: func(t *testing.T, b *testBundle) string {
 				return sign(t, jwt.SigningMethodHS256, with("sub", "user-123"), b.secret)
 			},
-			wantMessage: "missing sub or jti",
+			wantMessage: "missing sub, jti or sid",
 		},
 		{
 			name: "SubNumericWithSpace",
 			token: func(t *testing.T, b *testBundle) string {
 				return sign(t, jwt.SigningMethodHS256, with("sub", " 42"), b.secret)
 			},
-			wantMessage: "missing sub or jti",
+			wantMessage: "missing sub, jti or sid",
 		},
 		{
 			name: "SubEmpty",
 			token: func(t *testing.T, b *testBundle) string {
 				return sign(t, jwt.SigningMethodHS256, with("sub", ""), b.secret)
 			},
-			wantMessage: "missing sub or jti",
+			wantMessage: "missing sub, jti or sid",
 		},
 		{
 			name: "NoSub",
 			token: func(t *testing.T, b *testBundle) string {
 				return sign(t, jwt.SigningMethodHS256, without("sub"), b.secret)
 			},
-			wantMessage: "missing sub or jti",
+			wantMessage: "missing sub, jti or sid",
 		},
 		{
 			name: "NonNumericSubIssuedByUs",
 			token: func(t *testing.T, b *testBundle) string {
-				token, _, err := b.tokens.Issue("alice")
+				token, _, err := b.tokens.Issue("alice", "session-1")
 				require.NoError(t, err)
 				return token
 			},
-			wantMessage: "missing sub or jti",
+			wantMessage: "missing sub, jti or sid",
 		},
 		{
 			name: "NoJTI",
 			token: func(t *testing.T, b *testBundle) string {
 				return sign(t, jwt.SigningMethodHS256, without("jti"), b.secret)
 			},
-			wantMessage: "missing sub or jti",
+			wantMessage: "missing sub, jti or sid",
+		},
+		{
+			name: "NoSessionID",
+			token: func(t *testing.T, b *testBundle) string {
+				return sign(t, jwt.SigningMethodHS256, without("sid"), b.secret)
+			},
+			wantMessage: "missing sub, jti or sid",
+		},
+		{
+			name: "SessionIDNotAString",
+			token: func(t *testing.T, b *testBundle) string {
+				return sign(t, jwt.SigningMethodHS256, with("sid", 7), b.secret)
+			},
+			wantMessage: "missing sub, jti or sid",
+		},
+		{
+			name: "SubWithLeadingZero",
+			token: func(t *testing.T, b *testBundle) string {
+				return sign(t, jwt.SigningMethodHS256, with("sub", "042"), b.secret)
+			},
+			wantMessage: "missing sub, jti or sid",
 		},
 		{
 			name: "JTIEmpty",
 			token: func(t *testing.T, b *testBundle) string {
 				return sign(t, jwt.SigningMethodHS256, with("jti", ""), b.secret)
 			},
-			wantMessage: "missing sub or jti",
+			wantMessage: "missing sub, jti or sid",
 		},
 		{
 			name:        "Empty",

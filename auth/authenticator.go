@@ -15,33 +15,35 @@ type Store interface {
 }
 
 // RevocationAwareStore is a Store that also tells, in the same call,
-// whether a token was revoked: a cache that reads both from Redis in one
-// round trip is one. An Authenticator whose store is one asks it instead of
-// its Denylist, which must be the one whose entries the store reads.
+// whether a session ended: a cache that reads both from Redis in one round
+// trip is one. An Authenticator whose store is one asks it instead of its
+// Denylist, which must be the one whose entries the store reads.
 type RevocationAwareStore interface {
 	Store
-	// ProfileUnlessRevoked returns the profile of userID, or revoked true
-	// if the token jti was revoked. An error that leaves the revocation
-	// unknown wraps ErrRevocationUnknown.
-	ProfileUnlessRevoked(ctx context.Context, userID, jti string) (p chat.Profile, revoked bool, err error)
+	// ProfileUnlessEnded returns the profile of userID, or ended true if
+	// the session sessionID ended. An error that leaves that unknown wraps
+	// ErrRevocationUnknown.
+	ProfileUnlessEnded(ctx context.Context, userID, sessionID string) (p chat.Profile, ended bool, err error)
 }
 
-// ErrRevocationUnknown marks a failure to learn whether a token was revoked.
-var ErrRevocationUnknown = errors.New("cannot tell whether the token was revoked")
+// ErrRevocationUnknown marks a failure to learn whether a session ended.
+var ErrRevocationUnknown = errors.New("cannot tell whether the session ended")
 
-// Denylist holds the ids (jti) of access tokens revoked by logout, shared by
-// every node of a cluster so that a logout is honoured everywhere (SPEC §3).
+// Denylist holds the sessions that ended (logout, logout-all, a password
+// change), shared by every node of a cluster so that the end is honoured
+// everywhere (SPEC §3).
 type Denylist interface {
-	// Revoke refuses jti from now on. It may forget jti once expires has
-	// passed, since the token is refused for being expired from then on.
-	Revoke(ctx context.Context, jti string, expires time.Time) error
-	// IsRevoked reports whether jti was revoked.
-	IsRevoked(ctx context.Context, jti string) (bool, error)
+	// EndSessions refuses every access token of the given sessions from
+	// now on. It may forget them after until, when all of their access
+	// tokens have expired anyway.
+	EndSessions(ctx context.Context, until time.Time, sessionIDs ...string) error
+	// Ended returns those of sessionIDs that ended.
+	Ended(ctx context.Context, sessionIDs ...string) ([]string, error)
 }
 
-// Authenticator turns an access token into a Session: a valid token, not
-// revoked by logout, of an account that still exists. The HTTP API and the
-// WebSocket hub share it.
+// Authenticator turns an access token into a Session: a valid token of a
+// session that has not ended, of an account that still exists. The HTTP
+// API and the WebSocket hub share it.
 type Authenticator struct {
 	tokens   *Tokens
 	store    Store
@@ -49,15 +51,15 @@ type Authenticator struct {
 }
 
 // NewAuthenticator returns an Authenticator that verifies with tokens,
-// checks revocation in denylist and accounts in store.
+// checks ended sessions in denylist and accounts in store.
 func NewAuthenticator(tokens *Tokens, store Store, denylist Denylist) *Authenticator {
 	return &Authenticator{tokens: tokens, store: store, denylist: denylist}
 }
 
 var (
 	errBadToken     = chat.Errorf(chat.CodeUnauthorized, "invalid or expired access token")
-	errRevokedToken = chat.Errorf(chat.CodeUnauthorized, "access token has been revoked")
-	errNoDenylist   = chat.Errorf(chat.CodeUnavailable, "cannot check whether the access token was revoked; try again")
+	errEndedSession = chat.Errorf(chat.CodeUnauthorized, "the session of this access token has ended")
+	errNoDenylist   = chat.Errorf(chat.CodeUnavailable, "cannot check whether the session ended; try again")
 )
 
 // Authenticate returns the session token speaks for. Every refusal is a
@@ -69,12 +71,12 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (chat.Se
 	if err != nil {
 		return chat.Session{}, fmt.Errorf("%w (%w)", errBadToken, err)
 	}
-	p, revoked, err := a.profileUnlessRevoked(ctx, claims.UserID, claims.TokenID)
+	p, ended, err := a.profileUnlessEnded(ctx, claims.UserID, claims.SessionID)
 	if errors.Is(err, ErrRevocationUnknown) {
 		return chat.Session{}, fmt.Errorf("authenticate: %w: %w", errNoDenylist, err)
 	}
-	if revoked {
-		return chat.Session{}, errRevokedToken
+	if ended {
+		return chat.Session{}, errEndedSession
 	}
 	if errors.Is(err, chat.ErrNotFound) {
 		return chat.Session{}, errBadToken
@@ -82,18 +84,18 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (chat.Se
 	if err != nil {
 		return chat.Session{}, fmt.Errorf("authenticate: %w", err)
 	}
-	return chat.Session{User: p.User, TokenID: claims.TokenID, ExpiresAt: claims.ExpiresAt}, nil
+	return chat.Session{User: p.User, ID: claims.SessionID, ExpiresAt: claims.ExpiresAt}, nil
 }
 
-func (a *Authenticator) profileUnlessRevoked(ctx context.Context, userID, jti string) (chat.Profile, bool, error) {
+func (a *Authenticator) profileUnlessEnded(ctx context.Context, userID, sessionID string) (chat.Profile, bool, error) {
 	if s, ok := a.store.(RevocationAwareStore); ok {
-		return s.ProfileUnlessRevoked(ctx, userID, jti)
+		return s.ProfileUnlessEnded(ctx, userID, sessionID)
 	}
-	revoked, err := a.denylist.IsRevoked(ctx, jti)
+	ended, err := a.denylist.Ended(ctx, sessionID)
 	if err != nil {
 		return chat.Profile{}, false, fmt.Errorf("%w: %w", ErrRevocationUnknown, err)
 	}
-	if revoked {
+	if len(ended) > 0 {
 		return chat.Profile{}, true, nil
 	}
 	p, err := a.store.Profile(ctx, userID)

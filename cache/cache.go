@@ -48,10 +48,10 @@ type Config struct {
 	// Key is the sorted set of versions; the broker's RoomHeadsKey must
 	// name the same key.
 	Key string
-	// RevokedKey, when set, names the key that exists while an access
-	// token is revoked (the denylist's), so that ProfileUnlessRevoked
-	// reads it with the user's version in one round trip.
-	RevokedKey func(jti string) string
+	// EndedKey, when set, names the key that exists while a session is
+	// ended (the denylist's), so that ProfileUnlessEnded reads it with the
+	// user's version in one round trip.
+	EndedKey func(sessionID string) string
 	// Rooms is how many room windows are kept (default 1,000), Window how
 	// many of a room's newest messages each holds (default 256; at least
 	// one page of the largest limit, 201), Threads how many threads whose
@@ -193,17 +193,17 @@ func (s *Store) Profile(ctx context.Context, userID string) (chat.Profile, error
 	return s.profile(ctx, userID, vs[0])
 }
 
-// ProfileUnlessRevoked returns the user's profile unless the token jti was
-// revoked, reading both from Redis in one round trip (auth uses it for
-// every request). Without Config.RevokedKey it cannot tell, and says so.
-func (s *Store) ProfileUnlessRevoked(ctx context.Context, userID, jti string) (chat.Profile, bool, error) {
-	if s.cfg.RevokedKey == nil {
-		return chat.Profile{}, false, fmt.Errorf("%w: cache has no RevokedKey", auth.ErrRevocationUnknown)
+// ProfileUnlessEnded returns the user's profile unless the session
+// sessionID ended, reading both from Redis in one round trip (auth uses it
+// for every request). Without Config.EndedKey it cannot tell, and says so.
+func (s *Store) ProfileUnlessEnded(ctx context.Context, userID, sessionID string) (chat.Profile, bool, error) {
+	if s.cfg.EndedKey == nil {
+		return chat.Profile{}, false, fmt.Errorf("%w: cache has no EndedKey", auth.ErrRevocationUnknown)
 	}
 	var revoked *redis.IntCmd
 	var vs *redis.FloatSliceCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		revoked = p.Exists(ctx, s.cfg.RevokedKey(jti))
+		revoked = p.Exists(ctx, s.cfg.EndedKey(sessionID))
 		vs = p.ZMScore(ctx, s.cfg.Key, userMember(userID))
 		return nil
 	})

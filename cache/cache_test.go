@@ -56,7 +56,7 @@ type node struct {
 func (c *cluster) node(t *testing.T, rdb *redis.Client) node {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	s, err := cache.New(cache.Config{Store: c.store, Redis: rdb, Key: c.key, RevokedKey: c.revoked.Key, Metrics: reg})
+	s, err := cache.New(cache.Config{Store: c.store, Redis: rdb, Key: c.key, EndedKey: c.revoked.Key, Metrics: reg})
 	require.NoError(t, err)
 	return node{s, reg}
 }
@@ -259,7 +259,7 @@ func TestChangesOnOneNodeShowOnAnother(t *testing.T) {
 	c := newCluster(t)
 	alice, bob := c.user(t, "alice"), c.user(t, "bob")
 	room := c.room(t, alice, "general", chat.Private)
-	_, err := c.store.AddMember(c.ctx, alice, room.ID, "bob")
+	_, _, err := c.store.AddMember(c.ctx, alice, room.ID, "bob")
 	require.NoError(t, err)
 	c.post(t, room.ID, alice, "", "hello")
 	a, b := c.node(t, c.rdb), c.node(t, c.rdb)
@@ -275,7 +275,7 @@ func TestChangesOnOneNodeShowOnAnother(t *testing.T) {
 	}
 	require.Equal(t, "Display alice", read().Sender.DisplayName)
 	read() // cached now
-	p, revoked, err := b.ProfileUnlessRevoked(c.ctx, alice, "jti-1")
+	p, revoked, err := b.ProfileUnlessEnded(c.ctx, alice, "session-1")
 	require.NoError(t, err)
 	require.False(t, revoked)
 	require.Equal(t, "Display alice", p.DisplayName)
@@ -284,12 +284,12 @@ func TestChangesOnOneNodeShowOnAnother(t *testing.T) {
 	_, err = a.UpdateProfile(c.ctx, alice, chat.ProfileUpdate{DisplayName: &name})
 	require.NoError(t, err)
 	require.Equal(t, name, read().Sender.DisplayName)
-	p, _, err = b.ProfileUnlessRevoked(c.ctx, alice, "jti-1")
+	p, _, err = b.ProfileUnlessEnded(c.ctx, alice, "session-1")
 	require.NoError(t, err)
 	require.Equal(t, name, p.DisplayName)
 
-	require.NoError(t, c.revoked.Revoke(c.ctx, "jti-1", time.Now().Add(time.Minute)))
-	_, revoked, err = b.ProfileUnlessRevoked(c.ctx, alice, "jti-1")
+	require.NoError(t, c.revoked.EndSessions(c.ctx, time.Now().Add(time.Minute), "session-1"))
+	_, revoked, err = b.ProfileUnlessEnded(c.ctx, alice, "session-1")
 	require.NoError(t, err)
 	require.True(t, revoked)
 
@@ -337,6 +337,6 @@ func TestRedisDown(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, got, 2)
 	require.Equal(t, m.Seq, got[1].Seq)
-	_, _, err = n.ProfileUnlessRevoked(c.ctx, alice, "jti")
+	_, _, err = n.ProfileUnlessEnded(c.ctx, alice, "session-1")
 	require.ErrorIs(t, err, auth.ErrRevocationUnknown)
 }

@@ -57,6 +57,17 @@ type Room struct {
 	Unread      int64  `json:"unread"`
 }
 
+// Membership is a user's membership of a room as a join or an addition
+// made it: connections of the user subscribe to the room from FromSeq, the
+// room's last seq when the membership began (what came before is history).
+type Membership struct {
+	UserID  string
+	RoomID  string
+	FromSeq int64
+	// New is false when the user was a member already and nothing changed.
+	New bool
+}
+
 // Message is one stored message or reply (SPEC §5).
 type Message struct {
 	ID         string    `json:"id"`
@@ -120,8 +131,10 @@ func (m *NewMessage) Validate() error {
 
 // Session is who an access token speaks for.
 type Session struct {
-	User      User
-	TokenID   string    // the token's jti: what logout revokes
+	User User
+	// ID names the session (SPEC §3): one login or register and every
+	// token pair refreshed from it. Logout ends it.
+	ID        string
 	ExpiresAt time.Time // when the token expires
 }
 

@@ -46,6 +46,12 @@ var (
 	ErrNotFound    = &Error{Code: CodeNotFound, Message: "not found"}
 	ErrForbidden   = &Error{Code: CodeForbidden, Message: "not a member of this room"}
 	ErrUnavailable = &Error{Code: CodeUnavailable, Message: "the message store is unavailable; try again"}
+
+	// ErrRefreshReused answers a refresh token presented a second time:
+	// it may have been stolen, so its whole session has ended.
+	ErrRefreshReused = &Error{Code: CodeUnauthorized, Message: "refresh token was already used; this session has ended"}
+	// ErrRefreshInvalid answers an unknown, expired or revoked refresh token.
+	ErrRefreshInvalid = &Error{Code: CodeUnauthorized, Message: "invalid refresh token"}
 )
 
 // ErrorOf returns the client-visible error for err: err itself when it is an

@@ -1,11 +1,11 @@
-// Package denylist is the Redis auth.Denylist: the ids of access tokens
-// revoked by logout, seen by every node. It is its own package, apart from
-// ratelimit, because it does a different job and only shares Redis with it;
-// and it keeps the Redis client out of auth.
+// Package denylist is the Redis auth.Denylist: the sessions that ended
+// (logout, logout-all, a password change), seen by every node. It is its
+// own package, apart from ratelimit, because it does a different job and
+// only shares Redis with it; and it keeps the Redis client out of auth.
 //
-// Keys: "<prefix>revoked:<jti>", set with a TTL equal to the token's
-// remaining life plus Skew, so that Redis forgets a token only once every
-// node refuses it as expired.
+// Keys: "<prefix>ended:<session id>", set with a TTL that lasts until the
+// session's last access token has expired, plus Skew, so that Redis forgets
+// a session only once every node refuses its tokens as expired.
 package denylist
 
 import (
@@ -17,8 +17,8 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Skew is how long a key outlives its token, for nodes whose clocks run
-// behind the one that revoked it.
+// Skew is how long a key outlives its tokens, for nodes whose clocks run
+// behind the one that ended the session.
 const Skew = time.Minute
 
 // Redis is a denylist in Redis, shared by every node with the same server
@@ -37,31 +37,53 @@ func NewRedis(client *redis.Client, prefix string) (*Redis, error) {
 	return &Redis{client: client, prefix: prefix, now: time.Now}, nil
 }
 
-// Key is the Redis key that exists while jti is revoked, for readers that
-// check it together with other keys in one round trip.
-func (d *Redis) Key(jti string) string { return d.prefix + "revoked:" + jti }
+// Key is the Redis key that exists while session sessionID is ended, for
+// readers that check it together with other keys in one round trip.
+func (d *Redis) Key(sessionID string) string { return d.prefix + "ended:" + sessionID }
 
-// Revoke refuses jti until expires (plus Skew). Revoking twice is not an
-// error; a token already expired for longer than Skew needs no entry.
-func (d *Redis) Revoke(ctx context.Context, jti string, expires time.Time) error {
-	ttl := expires.Sub(d.now()) + Skew
-	if ttl <= 0 {
+// EndSessions refuses the sessions until until (plus Skew): the moment
+// their last access token expires. Ending a session twice is not an error.
+func (d *Redis) EndSessions(ctx context.Context, until time.Time, sessionIDs ...string) error {
+	ttl := until.Sub(d.now()) + Skew
+	if ttl <= 0 || len(sessionIDs) == 0 {
 		return nil
 	}
 	// Whole seconds, rounded up so the entry never ends early: go-redis
 	// then sends SET ... EX.
 	ttl = ttl.Truncate(time.Second) + time.Second
-	if err := d.client.Set(ctx, d.Key(jti), "1", ttl).Err(); err != nil {
-		return fmt.Errorf("denylist: revoke: %w", err)
+	_, err := d.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, id := range sessionIDs {
+			p.Set(ctx, d.Key(id), "1", ttl)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("denylist: end sessions: %w", err)
 	}
 	return nil
 }
 
-// IsRevoked reports whether jti was revoked and has not expired yet.
-func (d *Redis) IsRevoked(ctx context.Context, jti string) (bool, error) {
-	n, err := d.client.Exists(ctx, d.Key(jti)).Result()
-	if err != nil {
-		return false, fmt.Errorf("denylist: is revoked: %w", err)
+// Ended returns those of sessionIDs that ended and have not expired yet, in
+// one round trip.
+func (d *Redis) Ended(ctx context.Context, sessionIDs ...string) ([]string, error) {
+	if len(sessionIDs) == 0 {
+		return nil, nil
 	}
-	return n > 0, nil
+	cmds := make([]*redis.IntCmd, len(sessionIDs))
+	_, err := d.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range sessionIDs {
+			cmds[i] = p.Exists(ctx, d.Key(id))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("denylist: ended: %w", err)
+	}
+	var ended []string
+	for i, c := range cmds {
+		if c.Val() > 0 {
+			ended = append(ended, sessionIDs[i])
+		}
+	}
+	return ended, nil
 }

@@ -21,39 +21,38 @@ func TestRedis(t *testing.T) {
 	client := redis.NewClient(opts)
 	t.Cleanup(func() { _ = client.Close() })
 	prefix := brokertest.Prefix()
+	t.Cleanup(func() { _ = brokertest.DeleteKeys(t.Context(), client, prefix+"*") })
 	ctx := t.Context()
 	a, err := denylist.NewRedis(client, prefix)
 	require.NoError(t, err)
 	b, err := denylist.NewRedis(client, prefix) // another node
 	require.NoError(t, err)
 
-	revoked, err := b.IsRevoked(ctx, "jti-1")
+	ended, err := b.Ended(ctx, "s-1")
 	require.NoError(t, err)
-	require.False(t, revoked)
+	require.Empty(t, ended)
 
-	exp := time.Now().Add(15 * time.Minute)
-	require.NoError(t, a.Revoke(ctx, "jti-1", exp))
-	require.NoError(t, a.Revoke(ctx, "jti-1", exp), "revoking twice is not an error")
-	for jti, want := range map[string]bool{"jti-1": true, "jti-2": false, "": false} {
-		got, err := b.IsRevoked(ctx, jti)
-		require.NoError(t, err)
-		require.Equal(t, want, got, "jti %q", jti)
-	}
+	until := time.Now().Add(15 * time.Minute)
+	require.NoError(t, a.EndSessions(ctx, until, "s-1", "s-3"))
+	require.NoError(t, a.EndSessions(ctx, until, "s-1"), "ending twice is not an error")
+	ended, err = b.Ended(ctx, "s-1", "s-2", "", "s-3")
+	require.NoError(t, err)
+	require.Equal(t, []string{"s-1", "s-3"}, ended)
 
-	ttl, err := client.TTL(ctx, prefix+"revoked:jti-1").Result()
+	ttl, err := client.TTL(ctx, prefix+"ended:s-1").Result()
 	require.NoError(t, err)
 	require.Greater(t, ttl, 15*time.Minute)
 	require.LessOrEqual(t, ttl, 15*time.Minute+denylist.Skew+time.Second)
 
-	// A token expired for longer than Skew needs no entry.
-	require.NoError(t, a.Revoke(ctx, "old", time.Now().Add(-2*denylist.Skew)))
-	n, err := client.Exists(ctx, prefix+"revoked:old").Result()
+	// A session whose tokens expired longer than Skew ago needs no entry.
+	require.NoError(t, a.EndSessions(ctx, time.Now().Add(-2*denylist.Skew), "old"))
+	n, err := client.Exists(ctx, prefix+"ended:old").Result()
 	require.NoError(t, err)
 	require.Zero(t, n)
 
-	// Others see a token refused as expired no longer than Skew after.
-	require.NoError(t, a.Revoke(ctx, "recent", time.Now().Add(-denylist.Skew+2*time.Second)))
-	ttl, err = client.TTL(ctx, prefix+"revoked:recent").Result()
+	// Others see its tokens refused as expired no longer than Skew after.
+	require.NoError(t, a.EndSessions(ctx, time.Now().Add(-denylist.Skew+2*time.Second), "recent"))
+	ttl, err = client.TTL(ctx, prefix+"ended:recent").Result()
 	require.NoError(t, err)
 	require.Greater(t, ttl, time.Duration(0))
 	require.LessOrEqual(t, ttl, 3*time.Second)

@@ -46,7 +46,7 @@ func TestStore(t *testing.T) {
 			{name: "Credentials", call: func() error { _, _, err := store.Credentials(ctx, "alice"); return err }},
 			{name: "Profile", call: func() error { _, err := store.Profile(ctx, "1"); return err }},
 			{name: "RotateRefreshToken", call: func() error {
-				_, err := store.RotateRefreshToken(ctx, []byte("a"), []byte("b"), time.Now())
+				_, _, err := store.RotateRefreshToken(ctx, []byte("a"), []byte("b"), time.Now())
 				return err
 			}},
 			{name: "CheckMember", call: func() error { return store.CheckMember(ctx, "1", "1") }},

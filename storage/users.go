@@ -101,93 +101,151 @@ func (s *Store) UserByUsername(ctx context.Context, username string) (chat.User,
 	return p.User, wrap("user by username", err)
 }
 
-// SaveRefreshToken stores the hash of a new refresh token. family is empty
-// for the first token of a login, which starts a new family.
-func (s *Store) SaveRefreshToken(ctx context.Context, userID string, hash []byte, family string, expires time.Time) error {
+// NewSession starts a session for userID (SPEC §3: one login or register
+// and every token pair refreshed from it) with its first refresh token, and
+// returns the session's id. A session is a refresh-token family.
+func (s *Store) NewSession(ctx context.Context, userID string, refreshHash []byte, expires time.Time) (string, error) {
 	id, err := parseID(userID)
 	if err != nil {
-		return err
+		return "", err
 	}
-	_, err = s.db.Exec(ctx, `
+	var session string
+	err = s.db.QueryRow(ctx, `
 		INSERT INTO refresh_tokens (token_hash, user_id, family_id, expires_at)
-		VALUES ($1, $2, COALESCE(NULLIF($3, '')::uuid, gen_random_uuid()), $4)`,
-		hash, id, family, expires)
-	return wrap("save refresh token", err)
+		VALUES ($1, $2, gen_random_uuid(), $3) RETURNING family_id::text`,
+		refreshHash, id, expires).Scan(&session)
+	return session, wrap("new session", err)
 }
 
-// ErrRefreshReused is returned by RotateRefreshToken when a spent token is
-// presented again; its whole family has then been revoked.
-var ErrRefreshReused = chat.Errorf(chat.CodeUnauthorized, "refresh token was already used; all sessions of this login are revoked")
-
-// ErrRefreshInvalid is returned for an unknown, expired or revoked token.
-var ErrRefreshInvalid = chat.Errorf(chat.CodeUnauthorized, "invalid refresh token")
-
 // RotateRefreshToken spends the token with hash old and stores newHash in its
-// place, in the same family, in one transaction. It returns the owner's id.
-// Presenting a spent token revokes its family and returns ErrRefreshReused.
-func (s *Store) RotateRefreshToken(ctx context.Context, old, newHash []byte, expires time.Time) (string, error) {
-	var userID string
-	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
-		var uid int64
-		var family string
-		var used, revoked *time.Time
+// place, in the same session, in one transaction. It returns the owner's id
+// and the session. Presenting a spent token ends its session (every token
+// of the family is revoked) and returns the owner, the session and
+// chat.ErrRefreshReused, so that the caller ends the session elsewhere too.
+func (s *Store) RotateRefreshToken(ctx context.Context, old, newHash []byte, expires time.Time) (userID, session string, err error) {
+	var uid int64
+	var used, revoked *time.Time
+	err = pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		var exp time.Time
 		err := tx.QueryRow(ctx,
 			`SELECT user_id, family_id::text, used_at, revoked_at, expires_at FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE`,
-			old).Scan(&uid, &family, &used, &revoked, &exp)
+			old).Scan(&uid, &session, &used, &revoked, &exp)
 		if errors.Is(err, pgx.ErrNoRows) {
-			return ErrRefreshInvalid
+			return chat.ErrRefreshInvalid
 		}
 		if err != nil {
 			return err
 		}
 		if revoked != nil || !exp.After(time.Now()) {
-			return ErrRefreshInvalid
+			return chat.ErrRefreshInvalid
 		}
 		if used != nil {
-			return errReuse{family: family}
+			return nil // revoked below, outside this transaction
 		}
 		if _, err := tx.Exec(ctx, `UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1`, old); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx,
+		_, err = tx.Exec(ctx,
 			`INSERT INTO refresh_tokens (token_hash, user_id, family_id, expires_at) VALUES ($1, $2, $3, $4)`,
-			newHash, uid, family, expires); err != nil {
-			return err
-		}
-		userID = formatID(uid)
-		return nil
+			newHash, uid, session, expires)
+		return err
 	})
-	var reuse errReuse
-	if errors.As(err, &reuse) {
-		if err := s.RevokeRefreshFamily(ctx, reuse.family); err != nil {
-			return "", err
-		}
-		return "", ErrRefreshReused
+	if err != nil {
+		return "", "", wrap("rotate refresh token", err)
 	}
-	return userID, wrap("rotate refresh token", err)
+	if used != nil {
+		if err := s.EndSession(ctx, session); err != nil {
+			return "", "", err
+		}
+		return formatID(uid), session, chat.ErrRefreshReused
+	}
+	return formatID(uid), session, nil
 }
 
-type errReuse struct{ family string }
-
-func (errReuse) Error() string { return "refresh token reuse" }
-
-// RevokeRefreshFamily revokes every token of a family.
-func (s *Store) RevokeRefreshFamily(ctx context.Context, family string) error {
-	_, err := s.db.Exec(ctx, `UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL`, family)
-	return wrap("revoke refresh family", err)
+// EndSession revokes every refresh token of a session.
+func (s *Store) EndSession(ctx context.Context, session string) error {
+	_, err := s.db.Exec(ctx, `UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1::uuid AND revoked_at IS NULL`, session)
+	return wrap("end session", err)
 }
 
-// RevokeRefreshToken revokes the family of the token with the given hash, if
-// it exists and belongs to userID (logout).
-func (s *Store) RevokeRefreshToken(ctx context.Context, userID string, hash []byte) error {
+// EndSessions ends every session of userID but except ("" ends them all)
+// and returns the ids of the sessions it ended.
+func (s *Store) EndSessions(ctx context.Context, userID, except string) ([]string, error) {
+	id, err := parseID(userID)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.db.Query(ctx, `
+		WITH ended AS (
+			UPDATE refresh_tokens SET revoked_at = now()
+			WHERE user_id = $1 AND revoked_at IS NULL AND family_id::text <> $2
+			RETURNING family_id)
+		SELECT DISTINCT family_id::text FROM ended`, id, except)
+	if err != nil {
+		return nil, wrap("end sessions", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	return ids, wrap("end sessions", err)
+}
+
+// LiveSessions returns the sessions of userID that have not ended.
+func (s *Store) LiveSessions(ctx context.Context, userID string) ([]string, error) {
+	id, err := parseID(userID)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.db.Query(ctx, `
+		SELECT DISTINCT family_id::text FROM refresh_tokens WHERE user_id = $1 AND revoked_at IS NULL`, id)
+	if err != nil {
+		return nil, wrap("live sessions", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	return ids, wrap("live sessions", err)
+}
+
+// SessionOf returns the session of the refresh token with the given hash if
+// it belongs to userID, or chat.ErrNotFound.
+func (s *Store) SessionOf(ctx context.Context, userID string, refreshHash []byte) (string, error) {
+	id, err := parseID(userID)
+	if err != nil {
+		return "", err
+	}
+	var session string
+	err = s.db.QueryRow(ctx, `SELECT family_id::text FROM refresh_tokens WHERE token_hash = $1 AND user_id = $2`,
+		refreshHash, id).Scan(&session)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", chat.ErrNotFound
+	}
+	return session, wrap("session of", err)
+}
+
+// PasswordHash returns the password hash of userID; a guest (no password)
+// is chat.ErrNotFound.
+func (s *Store) PasswordHash(ctx context.Context, userID string) (string, error) {
+	id, err := parseID(userID)
+	if err != nil {
+		return "", err
+	}
+	var hash *string
+	err = s.db.QueryRow(ctx, `SELECT password_hash FROM users WHERE id = $1`, id).Scan(&hash)
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && hash == nil) {
+		return "", chat.ErrNotFound
+	}
+	if err != nil {
+		return "", wrap("password hash", err)
+	}
+	return *hash, nil
+}
+
+// SetPasswordHash replaces the password hash of userID.
+func (s *Store) SetPasswordHash(ctx context.Context, userID, hash string) error {
 	id, err := parseID(userID)
 	if err != nil {
 		return err
 	}
-	_, err = s.db.Exec(ctx, `
-		UPDATE refresh_tokens SET revoked_at = now()
-		WHERE revoked_at IS NULL AND family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $1 AND user_id = $2)`,
-		hash, id)
-	return wrap("revoke refresh token", err)
+	tag, err := s.db.Exec(ctx, `UPDATE users SET password_hash = $2 WHERE id = $1`, id, hash)
+	if err == nil && tag.RowsAffected() == 0 {
+		return chat.ErrNotFound
+	}
+	return wrap("set password hash", err)
 }

@@ -8,7 +8,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-chat/switchboard/chat"
-	"github.com/switchboard-chat/switchboard/storage"
 )
 
 func TestUsers(t *testing.T) {
@@ -262,7 +261,7 @@ func hashOf(token string) []byte {
 	return h[:]
 }
 
-func TestRefreshTokens(t *testing.T) {
+func TestSessions(t *testing.T) {
 	t.Parallel()
 
 	later := func() time.Time { return time.Now().Add(time.Hour) }
@@ -272,13 +271,15 @@ func TestRefreshTokens(t *testing.T) {
 		bundle := setup(t)
 		alice := bundle.user(t, "alice")
 
-		require.NoError(t, bundle.store.SaveRefreshToken(bundle.ctx, alice.ID, hashOf("r1"), "", later()))
-		uid, err := bundle.store.RotateRefreshToken(bundle.ctx, hashOf("r1"), hashOf("r2"), later())
+		session, err := bundle.store.NewSession(bundle.ctx, alice.ID, hashOf("r1"), later())
 		require.NoError(t, err)
-		require.Equal(t, alice.ID, uid)
-		uid, err = bundle.store.RotateRefreshToken(bundle.ctx, hashOf("r2"), hashOf("r3"), later())
-		require.NoError(t, err)
-		require.Equal(t, alice.ID, uid)
+		require.NotEmpty(t, session)
+		for _, step := range [][2]string{{"r1", "r2"}, {"r2", "r3"}} {
+			uid, sid, err := bundle.store.RotateRefreshToken(bundle.ctx, hashOf(step[0]), hashOf(step[1]), later())
+			require.NoError(t, err)
+			require.Equal(t, alice.ID, uid)
+			require.Equal(t, session, sid, "a refreshed pair stays in its session")
+		}
 
 		// All three share one family; r1 and r2 are spent, r3 is live.
 		var families, spent int
@@ -289,27 +290,32 @@ func TestRefreshTokens(t *testing.T) {
 		require.Equal(t, 2, spent)
 	})
 
-	t.Run("ReuseRevokesFamily", func(t *testing.T) {
+	t.Run("ReuseEndsSession", func(t *testing.T) {
 		t.Parallel()
 		bundle := setup(t)
 		alice := bundle.user(t, "alice")
 
-		require.NoError(t, bundle.store.SaveRefreshToken(bundle.ctx, alice.ID, hashOf("old"), "", later()))
-		// Another login of the same user: a family of its own.
-		require.NoError(t, bundle.store.SaveRefreshToken(bundle.ctx, alice.ID, hashOf("other"), "", later()))
+		session, err := bundle.store.NewSession(bundle.ctx, alice.ID, hashOf("old"), later())
+		require.NoError(t, err)
+		// Another login of the same user: a session of its own.
+		other, err := bundle.store.NewSession(bundle.ctx, alice.ID, hashOf("other"), later())
+		require.NoError(t, err)
+		require.NotEqual(t, session, other)
 
-		_, err := bundle.store.RotateRefreshToken(bundle.ctx, hashOf("old"), hashOf("new"), later())
+		_, _, err = bundle.store.RotateRefreshToken(bundle.ctx, hashOf("old"), hashOf("new"), later())
 		require.NoError(t, err)
 
-		// The spent token comes back (stolen): reuse.
-		uid, err := bundle.store.RotateRefreshToken(bundle.ctx, hashOf("old"), hashOf("attacker"), later())
-		require.ErrorIs(t, err, storage.ErrRefreshReused)
+		// The spent token comes back (stolen): reuse. The caller learns
+		// whose session ended, to end it everywhere else too.
+		uid, sid, err := bundle.store.RotateRefreshToken(bundle.ctx, hashOf("old"), hashOf("attacker"), later())
+		require.ErrorIs(t, err, chat.ErrRefreshReused)
 		requireCode(t, err, chat.CodeUnauthorized)
-		require.Empty(t, uid)
+		require.Equal(t, alice.ID, uid)
+		require.Equal(t, session, sid)
 
-		// The legitimate new token of that family is refused as well.
-		_, err = bundle.store.RotateRefreshToken(bundle.ctx, hashOf("new"), hashOf("newer"), later())
-		require.ErrorIs(t, err, storage.ErrRefreshInvalid)
+		// The legitimate new token of that session is refused as well.
+		_, _, err = bundle.store.RotateRefreshToken(bundle.ctx, hashOf("new"), hashOf("newer"), later())
+		require.ErrorIs(t, err, chat.ErrRefreshInvalid)
 
 		// Nothing was stored for the refused rotations.
 		var n int
@@ -319,18 +325,21 @@ func TestRefreshTokens(t *testing.T) {
 		require.Zero(t, n)
 
 		// The other login is untouched.
-		uid, err = bundle.store.RotateRefreshToken(bundle.ctx, hashOf("other"), hashOf("other2"), later())
+		uid, sid, err = bundle.store.RotateRefreshToken(bundle.ctx, hashOf("other"), hashOf("other2"), later())
 		require.NoError(t, err)
 		require.Equal(t, alice.ID, uid)
+		require.Equal(t, other, sid)
 	})
 
 	t.Run("Invalid", func(t *testing.T) {
 		t.Parallel()
 		bundle := setup(t)
 		alice := bundle.user(t, "alice")
-		require.NoError(t, bundle.store.SaveRefreshToken(bundle.ctx, alice.ID, hashOf("expired"), "", time.Now().Add(-time.Second)))
-		require.NoError(t, bundle.store.SaveRefreshToken(bundle.ctx, alice.ID, hashOf("revoked"), "", later()))
-		require.NoError(t, bundle.store.RevokeRefreshToken(bundle.ctx, alice.ID, hashOf("revoked")))
+		_, err := bundle.store.NewSession(bundle.ctx, alice.ID, hashOf("expired"), time.Now().Add(-time.Second))
+		require.NoError(t, err)
+		ended, err := bundle.store.NewSession(bundle.ctx, alice.ID, hashOf("ended"), later())
+		require.NoError(t, err)
+		require.NoError(t, bundle.store.EndSession(bundle.ctx, ended))
 
 		tests := []struct {
 			name string
@@ -338,69 +347,87 @@ func TestRefreshTokens(t *testing.T) {
 		}{
 			{name: "Expired", old: hashOf("expired")},
 			{name: "Unknown", old: hashOf("never-issued")},
-			{name: "Revoked", old: hashOf("revoked")},
+			{name: "Ended", old: hashOf("ended")},
 			{name: "EmptyHash", old: []byte{}},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				t.Parallel()
 				next := hashOf("next-" + tt.name)
-				uid, err := bundle.store.RotateRefreshToken(bundle.ctx, tt.old, next, later())
-				require.ErrorIs(t, err, storage.ErrRefreshInvalid)
+				uid, sid, err := bundle.store.RotateRefreshToken(bundle.ctx, tt.old, next, later())
+				require.ErrorIs(t, err, chat.ErrRefreshInvalid)
 				require.Empty(t, uid)
+				require.Empty(t, sid)
 				var n int
 				require.NoError(t, bundle.pool.QueryRow(bundle.ctx,
 					`SELECT count(*) FROM refresh_tokens WHERE token_hash = $1`, next).Scan(&n))
 				require.Zero(t, n, "a refused rotation stores no new token")
 			})
 		}
+		_, err = bundle.store.NewSession(bundle.ctx, "abc", hashOf("c"), later())
+		require.ErrorIs(t, err, chat.ErrNotFound)
 	})
 
-	t.Run("SaveInExistingFamily", func(t *testing.T) {
-		t.Parallel()
-		bundle := setup(t)
-		alice := bundle.user(t, "alice")
-		require.NoError(t, bundle.store.SaveRefreshToken(bundle.ctx, alice.ID, hashOf("a"), "", later()))
-		var family string
-		require.NoError(t, bundle.pool.QueryRow(bundle.ctx,
-			`SELECT family_id::text FROM refresh_tokens WHERE token_hash = $1`, hashOf("a")).Scan(&family))
-		require.NoError(t, bundle.store.SaveRefreshToken(bundle.ctx, alice.ID, hashOf("b"), family, later()))
-
-		require.NoError(t, bundle.store.RevokeRefreshFamily(bundle.ctx, family))
-		for _, tok := range []string{"a", "b"} {
-			_, err := bundle.store.RotateRefreshToken(bundle.ctx, hashOf(tok), hashOf(tok+"2"), later())
-			require.ErrorIs(t, err, storage.ErrRefreshInvalid, tok)
-		}
-		require.ErrorIs(t, bundle.store.SaveRefreshToken(bundle.ctx, "abc", hashOf("c"), "", later()), chat.ErrNotFound)
-	})
-
-	t.Run("Logout", func(t *testing.T) {
+	t.Run("EndSessions", func(t *testing.T) {
 		t.Parallel()
 		bundle := setup(t)
 		alice := bundle.user(t, "alice")
 		bob := bundle.user(t, "bob")
-		require.NoError(t, bundle.store.SaveRefreshToken(bundle.ctx, alice.ID, hashOf("t1"), "", later()))
-		_, err := bundle.store.RotateRefreshToken(bundle.ctx, hashOf("t1"), hashOf("t2"), later())
+		a1, err := bundle.store.NewSession(bundle.ctx, alice.ID, hashOf("a1"), later())
+		require.NoError(t, err)
+		a2, err := bundle.store.NewSession(bundle.ctx, alice.ID, hashOf("a2"), later())
+		require.NoError(t, err)
+		a3, err := bundle.store.NewSession(bundle.ctx, alice.ID, hashOf("a3"), later())
+		require.NoError(t, err)
+		_, _, err = bundle.store.RotateRefreshToken(bundle.ctx, hashOf("a2"), hashOf("a2b"), later())
+		require.NoError(t, err)
+		b1, err := bundle.store.NewSession(bundle.ctx, bob.ID, hashOf("b1"), later())
 		require.NoError(t, err)
 
-		// Someone else cannot log alice out with her token.
-		require.NoError(t, bundle.store.RevokeRefreshToken(bundle.ctx, bob.ID, hashOf("t2")))
-		// An unknown token is not an error.
-		require.NoError(t, bundle.store.RevokeRefreshToken(bundle.ctx, alice.ID, hashOf("nope")))
-		_, err = bundle.store.RotateRefreshToken(bundle.ctx, hashOf("t2"), hashOf("t3"), later())
+		// SessionOf names the session of a token only to its owner.
+		sid, err := bundle.store.SessionOf(bundle.ctx, alice.ID, hashOf("a2"))
 		require.NoError(t, err)
+		require.Equal(t, a2, sid)
+		_, err = bundle.store.SessionOf(bundle.ctx, bob.ID, hashOf("a2"))
+		require.ErrorIs(t, err, chat.ErrNotFound)
 
-		// Logging out with the current token (t3) kills it.
-		require.NoError(t, bundle.store.RevokeRefreshToken(bundle.ctx, alice.ID, hashOf("t3")))
-		_, err = bundle.store.RotateRefreshToken(bundle.ctx, hashOf("t3"), hashOf("t4"), later())
-		require.ErrorIs(t, err, storage.ErrRefreshInvalid)
-
-		// Logging out with a spent token of the family also revokes the family.
-		require.NoError(t, bundle.store.SaveRefreshToken(bundle.ctx, alice.ID, hashOf("u1"), "", later()))
-		_, err = bundle.store.RotateRefreshToken(bundle.ctx, hashOf("u1"), hashOf("u2"), later())
+		// Every session but the one kept, each named once.
+		ended, err := bundle.store.EndSessions(bundle.ctx, alice.ID, a1)
 		require.NoError(t, err)
-		require.NoError(t, bundle.store.RevokeRefreshToken(bundle.ctx, alice.ID, hashOf("u1")))
-		_, err = bundle.store.RotateRefreshToken(bundle.ctx, hashOf("u2"), hashOf("u3"), later())
-		require.ErrorIs(t, err, storage.ErrRefreshInvalid)
+		require.ElementsMatch(t, []string{a2, a3}, ended)
+		for _, tok := range []string{"a2b", "a3"} {
+			_, _, err := bundle.store.RotateRefreshToken(bundle.ctx, hashOf(tok), hashOf(tok+"x"), later())
+			require.ErrorIs(t, err, chat.ErrRefreshInvalid, tok)
+		}
+		_, sid, err = bundle.store.RotateRefreshToken(bundle.ctx, hashOf("a1"), hashOf("a1b"), later())
+		require.NoError(t, err)
+		require.Equal(t, a1, sid)
+
+		// Then all of them; bob's is untouched, and ending again ends nothing.
+		ended, err = bundle.store.EndSessions(bundle.ctx, alice.ID, "")
+		require.NoError(t, err)
+		require.Equal(t, []string{a1}, ended)
+		ended, err = bundle.store.EndSessions(bundle.ctx, alice.ID, "")
+		require.NoError(t, err)
+		require.Empty(t, ended)
+		_, sid, err = bundle.store.RotateRefreshToken(bundle.ctx, hashOf("b1"), hashOf("b2"), later())
+		require.NoError(t, err)
+		require.Equal(t, b1, sid)
+	})
+
+	t.Run("Password", func(t *testing.T) {
+		t.Parallel()
+		bundle := setup(t)
+		alice := bundle.user(t, "alice")
+		hash, err := bundle.store.PasswordHash(bundle.ctx, alice.ID)
+		require.NoError(t, err)
+		require.NotEmpty(t, hash)
+		require.NoError(t, bundle.store.SetPasswordHash(bundle.ctx, alice.ID, "new-hash"))
+		hash, err = bundle.store.PasswordHash(bundle.ctx, alice.ID)
+		require.NoError(t, err)
+		require.Equal(t, "new-hash", hash)
+		require.ErrorIs(t, bundle.store.SetPasswordHash(bundle.ctx, "999999999", "h"), chat.ErrNotFound)
+		_, err = bundle.store.PasswordHash(bundle.ctx, "013")
+		require.ErrorIs(t, err, chat.ErrNotFound)
 	})
 }
