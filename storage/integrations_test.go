@@ -85,7 +85,7 @@ func TestIntegrations(t *testing.T) {
 		requireLastActive(second)
 
 		// Someone else's post does not move alice's choice.
-		_, err = bundle.store.Join(bundle.ctx, bob.ID, first.ID)
+		_, _, err = bundle.store.Join(bundle.ctx, bob.ID, first.ID)
 		require.NoError(t, err)
 		bundle.send(t, first.ID, bob.ID, "bob here")
 		requireLastActive(second)

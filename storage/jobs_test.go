@@ -44,7 +44,7 @@ func (b *testBundle) wantSMS(t testing.TB, userID, phone string) {
 
 func (b *testBundle) join(t testing.TB, userID, roomID string) {
 	t.Helper()
-	_, err := b.store.Join(b.ctx, userID, roomID)
+	_, _, err := b.store.Join(b.ctx, userID, roomID)
 	require.NoError(t, err)
 }
 

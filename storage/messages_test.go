@@ -71,7 +71,7 @@ func TestSaveMessage(t *testing.T) {
 		alice := bundle.user(t, "alice")
 		bob := bundle.user(t, "bob")
 		room := bundle.room(t, alice.ID, "room", chat.Public)
-		_, err := bundle.store.Join(bundle.ctx, bob.ID, room.ID)
+		_, _, err := bundle.store.Join(bundle.ctx, bob.ID, room.ID)
 		require.NoError(t, err)
 
 		parent := bundle.send(t, room.ID, alice.ID, "question")
@@ -173,7 +173,7 @@ func TestSaveMessage(t *testing.T) {
 		bob := bundle.user(t, "bob")
 		room := bundle.room(t, alice.ID, "room", chat.Public)
 		other := bundle.room(t, alice.ID, "other", chat.Public)
-		_, err := bundle.store.Join(bundle.ctx, bob.ID, room.ID)
+		_, _, err := bundle.store.Join(bundle.ctx, bob.ID, room.ID)
 		require.NoError(t, err)
 
 		first := bundle.save(t, chat.NewMessage{RoomID: room.ID, SenderID: alice.ID, Body: "once", ClientID: "c-1", Source: chat.SourceWeb})
@@ -296,7 +296,7 @@ func TestSaveMessageConcurrent(t *testing.T) {
 		senders := make([]string, workers)
 		for i := range senders {
 			u := bundle.user(t, fmt.Sprintf("sender%d", i))
-			_, err := bundle.store.Join(bundle.ctx, u.ID, room.ID)
+			_, _, err := bundle.store.Join(bundle.ctx, u.ID, room.ID)
 			require.NoError(t, err)
 			senders[i] = u.ID
 		}

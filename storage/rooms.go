@@ -113,60 +113,72 @@ func checkMember(ctx context.Context, q queryRower, uid, rid int64) error {
 }
 
 // Join adds userID to the public room roomID. Joining a room one already
-// belongs to is not an error. A private room is chat.ErrNotFound unless the
-// user is already a member.
-func (s *Store) Join(ctx context.Context, userID, roomID string) (chat.Room, error) {
+// belongs to is not an error (the membership is then not New). A private
+// room is chat.ErrNotFound unless the user is already a member.
+func (s *Store) Join(ctx context.Context, userID, roomID string) (chat.Room, chat.Membership, error) {
 	uid, err := parseID(userID)
 	if err != nil {
-		return chat.Room{}, err
+		return chat.Room{}, chat.Membership{}, err
 	}
 	rid, err := parseID(roomID)
 	if err != nil {
-		return chat.Room{}, err
+		return chat.Room{}, chat.Membership{}, err
 	}
 	if err := checkMember(ctx, s.db, uid, rid); err != nil && !errors.Is(err, chat.ErrForbidden) {
-		return chat.Room{}, wrap("join", err)
+		return chat.Room{}, chat.Membership{}, wrap("join", err)
 	}
 	// Only public rooms reach here unless the user is already a member.
-	if _, err := s.db.Exec(ctx, insertMember, rid, uid); err != nil {
-		return chat.Room{}, wrap("join", err)
+	m, err := s.insertMember(ctx, uid, rid)
+	if err != nil {
+		return chat.Room{}, chat.Membership{}, wrap("join", err)
 	}
-	return s.memberRoom(ctx, uid, rid)
+	r, err := s.memberRoom(ctx, uid, rid)
+	return r, m, err
 }
 
-// insertMember makes user $2 a member of room $1 from the room's current
+// insertMember makes user uid a member of room rid from the room's current
 // end: the messages before are history, read over HTTP, so they are neither
 // delivered on the next connection nor counted unread (see the README's
 // decisions). A member already there keeps their cursors.
-const insertMember = `INSERT INTO room_members (room_id, user_id, delivered_seq, read_seq)
-	SELECT id, $2, last_seq, last_seq FROM rooms WHERE id = $1 ON CONFLICT DO NOTHING`
+func (s *Store) insertMember(ctx context.Context, uid, rid int64) (chat.Membership, error) {
+	m := chat.Membership{UserID: formatID(uid), RoomID: formatID(rid)}
+	err := s.db.QueryRow(ctx, `INSERT INTO room_members (room_id, user_id, delivered_seq, read_seq)
+		SELECT id, $2, last_seq, last_seq FROM rooms WHERE id = $1 ON CONFLICT DO NOTHING
+		RETURNING delivered_seq`, rid, uid).Scan(&m.FromSeq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return m, nil // a member already
+	}
+	m.New = err == nil
+	return m, err
+}
 
 // AddMember adds the account named username to roomID on behalf of actorID,
-// who must be a member. It returns the added user.
-func (s *Store) AddMember(ctx context.Context, actorID, roomID, username string) (chat.User, error) {
+// who must be a member. It returns the added user and the membership.
+func (s *Store) AddMember(ctx context.Context, actorID, roomID, username string) (chat.User, chat.Membership, error) {
 	aid, err := parseID(actorID)
 	if err != nil {
-		return chat.User{}, err
+		return chat.User{}, chat.Membership{}, err
 	}
 	rid, err := parseID(roomID)
 	if err != nil {
-		return chat.User{}, err
+		return chat.User{}, chat.Membership{}, err
 	}
 	if err := checkMember(ctx, s.db, aid, rid); err != nil {
-		return chat.User{}, wrap("add member", err)
+		return chat.User{}, chat.Membership{}, wrap("add member", err)
 	}
 	u, err := s.UserByUsername(ctx, username)
 	if err != nil {
 		if errors.Is(err, chat.ErrNotFound) {
-			return chat.User{}, chat.Errorf(chat.CodeNotFound, "no user named %q", username)
+			return chat.User{}, chat.Membership{}, chat.Errorf(chat.CodeNotFound, "no user named %q", username)
 		}
-		return chat.User{}, err
+		return chat.User{}, chat.Membership{}, err
 	}
 	uid, _ := parseID(u.ID)
-	if _, err := s.db.Exec(ctx, insertMember, rid, uid); err != nil {
-		return chat.User{}, wrap("add member", err)
+	m, err := s.insertMember(ctx, uid, rid)
+	if err != nil {
+		return chat.User{}, chat.Membership{}, wrap("add member", err)
 	}
-	return u, nil
+	return u, m, nil
 }
 
 // Leave removes userID from roomID.
@@ -268,27 +280,30 @@ func (s *Store) Cursors(ctx context.Context, userID string) ([]chat.Cursor, erro
 	return cs, wrap("cursors", err)
 }
 
-// MarkDelivered moves the user's delivery cursors forward (never back) to
-// the given seq per room.
-func (s *Store) MarkDelivered(ctx context.Context, userID string, seqs map[string]int64) error {
-	uid, err := parseID(userID)
-	if err != nil {
-		return err
-	}
-	rooms := make([]int64, 0, len(seqs))
-	values := make([]int64, 0, len(seqs))
-	for room, seq := range seqs {
-		rid, err := parseID(room)
+// MarkDelivered moves delivery cursors forward (never back): user → room
+// → seq, for any number of users in one statement.
+func (s *Store) MarkDelivered(ctx context.Context, seqs map[string]map[string]int64) error {
+	var users, rooms, values []int64
+	for user, byRoom := range seqs {
+		uid, err := parseID(user)
 		if err != nil {
 			continue
 		}
-		rooms = append(rooms, rid)
-		values = append(values, seq)
+		for room, seq := range byRoom {
+			rid, err := parseID(room)
+			if err != nil {
+				continue
+			}
+			users, rooms, values = append(users, uid), append(rooms, rid), append(values, seq)
+		}
 	}
-	_, err = s.db.Exec(ctx, `
-		UPDATE room_members m SET delivered_seq = GREATEST(m.delivered_seq, v.seq)
-		FROM unnest($2::bigint[], $3::bigint[]) AS v(room_id, seq)
-		WHERE m.user_id = $1 AND m.room_id = v.room_id`, uid, rooms, values)
+	if len(users) == 0 {
+		return nil
+	}
+	_, err := s.db.Exec(ctx, `
+		UPDATE room_members m SET delivered_seq = v.seq
+		FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS v(user_id, room_id, seq)
+		WHERE m.user_id = v.user_id AND m.room_id = v.room_id AND m.delivered_seq < v.seq`, users, rooms, values)
 	return wrap("mark delivered", err)
 }
 

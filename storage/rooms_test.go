@@ -116,26 +116,36 @@ func TestRooms(t *testing.T) {
 		priv := bundle.room(t, alice.ID, "priv", chat.Private)
 		bundle.send(t, pub.ID, alice.ID, "before bob")
 
-		r, err := bundle.store.Join(bundle.ctx, bob.ID, pub.ID)
+		r, m, err := bundle.store.Join(bundle.ctx, bob.ID, pub.ID)
 		require.NoError(t, err)
 		require.Equal(t, chat.Room{ID: pub.ID, Name: "pub", Visibility: chat.Public, LastSeq: 1, LastReadSeq: 1}, r)
+		require.Equal(t, chat.Membership{UserID: bob.ID, RoomID: pub.ID, FromSeq: 1, New: true}, m)
 		require.NoError(t, bundle.store.CheckMember(bundle.ctx, bob.ID, pub.ID))
 
 		// Joining again is fine and changes nothing.
-		again, err := bundle.store.Join(bundle.ctx, bob.ID, pub.ID)
+		again, m, err := bundle.store.Join(bundle.ctx, bob.ID, pub.ID)
 		require.NoError(t, err)
 		require.Equal(t, r, again)
+		require.False(t, m.New)
+
+		// Another spelling of the room's id names nothing (SPEC §2).
+		for _, alias := range []string{"0" + pub.ID, "+" + pub.ID, " " + pub.ID, pub.ID + " "} {
+			_, _, err = bundle.store.Join(bundle.ctx, bob.ID, alias)
+			require.ErrorIs(t, err, chat.ErrNotFound, "%q", alias)
+			require.ErrorIs(t, bundle.store.Leave(bundle.ctx, bob.ID, alias), chat.ErrNotFound, "%q", alias)
+		}
+		require.NoError(t, bundle.store.CheckMember(bundle.ctx, bob.ID, pub.ID), "bob is still in the room")
 
 		// A private room cannot be joined and does not reveal itself.
-		_, err = bundle.store.Join(bundle.ctx, bob.ID, priv.ID)
+		_, _, err = bundle.store.Join(bundle.ctx, bob.ID, priv.ID)
 		require.ErrorIs(t, err, chat.ErrNotFound)
 		require.ErrorIs(t, bundle.store.CheckMember(bundle.ctx, bob.ID, priv.ID), chat.ErrNotFound)
 
 		// Its members may "join" it, which is a no-op.
-		_, err = bundle.store.Join(bundle.ctx, alice.ID, priv.ID)
+		_, _, err = bundle.store.Join(bundle.ctx, alice.ID, priv.ID)
 		require.NoError(t, err)
 
-		_, err = bundle.store.Join(bundle.ctx, bob.ID, "999999")
+		_, _, err = bundle.store.Join(bundle.ctx, bob.ID, "999999")
 		require.ErrorIs(t, err, chat.ErrNotFound)
 	})
 
@@ -168,7 +178,7 @@ func TestRooms(t *testing.T) {
 		}
 		for _, step := range steps {
 			t.Run(step.name, func(t *testing.T) {
-				u, err := bundle.store.AddMember(bundle.ctx, step.actorID, step.roomID, step.username)
+				u, _, err := bundle.store.AddMember(bundle.ctx, step.actorID, step.roomID, step.username)
 				if step.wantCode != "" {
 					requireCode(t, err, step.wantCode)
 					return
@@ -190,9 +200,9 @@ func TestRooms(t *testing.T) {
 		bob := bundle.user(t, "bob")
 		pub := bundle.room(t, alice.ID, "pub", chat.Public)
 		priv := bundle.room(t, alice.ID, "priv", chat.Private)
-		_, err := bundle.store.Join(bundle.ctx, bob.ID, pub.ID)
+		_, _, err := bundle.store.Join(bundle.ctx, bob.ID, pub.ID)
 		require.NoError(t, err)
-		_, err = bundle.store.AddMember(bundle.ctx, alice.ID, priv.ID, "bob")
+		_, _, err = bundle.store.AddMember(bundle.ctx, alice.ID, priv.ID, "bob")
 		require.NoError(t, err)
 
 		require.NoError(t, bundle.store.Leave(bundle.ctx, bob.ID, pub.ID))
@@ -214,7 +224,7 @@ func TestRooms(t *testing.T) {
 		require.Len(t, rooms, 2)
 
 		// A former member of a public room can come back.
-		_, err = bundle.store.Join(bundle.ctx, bob.ID, pub.ID)
+		_, _, err = bundle.store.Join(bundle.ctx, bob.ID, pub.ID)
 		require.NoError(t, err)
 	})
 
@@ -226,9 +236,9 @@ func TestRooms(t *testing.T) {
 		beta := bundle.room(t, alice.ID, "beta", chat.Public)
 		alpha := bundle.room(t, alice.ID, "Alpha", chat.Private)
 		gamma := bundle.room(t, bob.ID, "gamma", chat.Public)
-		_, err := bundle.store.Join(bundle.ctx, bob.ID, beta.ID)
+		_, _, err := bundle.store.Join(bundle.ctx, bob.ID, beta.ID)
 		require.NoError(t, err)
-		_, err = bundle.store.Join(bundle.ctx, alice.ID, gamma.ID)
+		_, _, err = bundle.store.Join(bundle.ctx, alice.ID, gamma.ID)
 		require.NoError(t, err)
 		for range 3 {
 			bundle.send(t, beta.ID, bob.ID, "in beta")
@@ -273,7 +283,7 @@ func TestRooms(t *testing.T) {
 		bob := bundle.user(t, "bob")
 		carol := bundle.user(t, "carol")
 		room := bundle.room(t, bob.ID, "room", chat.Public)
-		_, err := bundle.store.Join(bundle.ctx, alice.ID, room.ID)
+		_, _, err := bundle.store.Join(bundle.ctx, alice.ID, room.ID)
 		require.NoError(t, err)
 		for range 5 {
 			bundle.send(t, room.ID, bob.ID, "hello")
@@ -374,13 +384,19 @@ func TestRooms(t *testing.T) {
 		}
 		for _, step := range steps {
 			t.Run(step.name, func(t *testing.T) {
-				require.NoError(t, bundle.store.MarkDelivered(bundle.ctx, alice.ID, step.seqs))
+				require.NoError(t, bundle.store.MarkDelivered(bundle.ctx, map[string]map[string]int64{alice.ID: step.seqs}))
 				require.Equal(t, step.want, cursors(t, alice.ID))
 			})
 		}
 
 		require.Equal(t, map[string]cursor{notMine.ID: {2, 0, 2}}, cursors(t, bob.ID))
-		require.ErrorIs(t, bundle.store.MarkDelivered(bundle.ctx, "abc", map[string]int64{a.ID: 1}), chat.ErrNotFound)
+
+		// Several users in one statement; bad user ids are skipped.
+		require.NoError(t, bundle.store.MarkDelivered(bundle.ctx, map[string]map[string]int64{
+			bob.ID: {notMine.ID: 2}, "abc": {a.ID: 1}, "0" + alice.ID: {a.ID: 1}, alice.ID: {b.ID: 4},
+		}))
+		require.Equal(t, map[string]cursor{notMine.ID: {2, 2, 2}}, cursors(t, bob.ID))
+		require.Equal(t, map[string]cursor{a.ID: {8, 8, 8}, b.ID: {4, 4, 4}}, cursors(t, alice.ID))
 	})
 
 	t.Run("Lookups", func(t *testing.T) {
@@ -431,10 +447,10 @@ func TestNewMembersStartAtTheRoomsEnd(t *testing.T) {
 	for range 3 {
 		b.send(t, r.ID, alice.ID, "before")
 	}
-	joined, err := b.store.Join(b.ctx, bob.ID, r.ID)
+	joined, _, err := b.store.Join(b.ctx, bob.ID, r.ID)
 	require.NoError(t, err)
 	require.Zero(t, joined.Unread, "history is not unread")
-	_, err = b.store.AddMember(b.ctx, alice.ID, r.ID, "carol")
+	_, _, err = b.store.AddMember(b.ctx, alice.ID, r.ID, "carol")
 	require.NoError(t, err)
 	b.send(t, r.ID, alice.ID, "after")
 	for _, u := range []string{bob.ID, carol.ID} {
@@ -444,8 +460,8 @@ func TestNewMembersStartAtTheRoomsEnd(t *testing.T) {
 			"the next connection delivers only what came after joining")
 	}
 	// Joining again changes nothing.
-	require.NoError(t, b.store.MarkDelivered(b.ctx, bob.ID, map[string]int64{r.ID: 4}))
-	_, err = b.store.Join(b.ctx, bob.ID, r.ID)
+	require.NoError(t, b.store.MarkDelivered(b.ctx, map[string]map[string]int64{bob.ID: {r.ID: 4}}))
+	_, _, err = b.store.Join(b.ctx, bob.ID, r.ID)
 	require.NoError(t, err)
 	cs, err := b.store.Cursors(b.ctx, bob.ID)
 	require.NoError(t, err)

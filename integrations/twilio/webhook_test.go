@@ -269,7 +269,7 @@ func TestWebhook(t *testing.T) {
 		bob := b.user(t, "bob", "")
 		general := b.room(t, alice, "general", chat.Public)
 		random := b.room(t, alice, "random", chat.Public)
-		_, err := b.store.Join(b.ctx, bob.ID, general.ID)
+		_, _, err := b.store.Join(b.ctx, bob.ID, general.ID)
 		require.NoError(t, err)
 
 		b.say(t, general, alice, "from the web")
@@ -316,7 +316,7 @@ func TestWebhook(t *testing.T) {
 		alice := b.user(t, "alice", "+14155550100")
 		bob := b.user(t, "bob", "")
 		general := b.room(t, alice, "General", chat.Public)
-		_, err := b.store.Join(b.ctx, bob.ID, general.ID)
+		_, _, err := b.store.Join(b.ctx, bob.ID, general.ID)
 		require.NoError(t, err)
 
 		require.Equal(t, "#General has no messages yet.", b.sms(t, "+14155550100", "#general ?", "SM0").requireTwiML(t))
