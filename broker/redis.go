@@ -6,7 +6,9 @@
 // its rooms to Redis PUB/SUB and subscribes to the rooms it has local
 // connections for, on one connection per node.
 //
-// Channels: "<prefix>room:<room id>", one per room.
+// Channels: "<prefix>room:<room id>", one per room, and "<prefix>control",
+// which every node subscribes to, for the hub's controls (membership
+// changes and ended sessions, JSON in the envelope's frame).
 //
 // Envelope: each PUBLISH payload is
 //
@@ -28,13 +30,17 @@
 // delivers nothing, not even the pong of the ping sent every HealthInterval,
 // for two intervals is treated as dead and replaced. Stored events whose
 // PUBLISH failed are published again, the latest per room, once Redis is
-// back: other nodes then see the gap and fetch it.
+// back: other nodes then see the gap and fetch it. Controls whose PUBLISH
+// failed are published again in order; past maxRepublish of them the
+// oldest are dropped and one OpReconcile, which makes every node re-check
+// all its connections, is published after the rest.
 package broker
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -52,6 +58,9 @@ import (
 type Receiver interface {
 	// Receive takes one event from another node; it must not block.
 	Receive(ev hub.Event)
+	// ReceiveControl takes one control from another node; it must not
+	// block.
+	ReceiveControl(ctl hub.Control)
 	// Resync reads from the store whatever the local rooms may have missed.
 	Resync()
 }
@@ -109,16 +118,17 @@ var (
 // it before closing the Redis client.
 type Redis struct {
 	// Static after NewRedis.
-	client *redis.Client
-	prefix string // "<Prefix>room:"
-	cfg    RedisConfig
-	log    *slog.Logger
-	nodeID [nodeIDLen]byte
-	ps     *redis.PubSub
-	ctx    context.Context // cancelled by Close
-	cancel context.CancelFunc
-	wake   chan struct{} // capacity 1: tells syncLoop to subscribe or republish
-	resync chan struct{} // capacity 1: tells resyncLoop to call Resync
+	client  *redis.Client
+	prefix  string // "<Prefix>room:"
+	control string // "<Prefix>control"
+	cfg     RedisConfig
+	log     *slog.Logger
+	nodeID  [nodeIDLen]byte
+	ps      *redis.PubSub
+	ctx     context.Context // cancelled by Close
+	cancel  context.CancelFunc
+	wake    chan struct{} // capacity 1: tells syncLoop to subscribe or republish
+	resync  chan struct{} // capacity 1: tells resyncLoop to call Resync
 
 	// Set by Start, read-only afterwards by the loops it starts.
 	receiver Receiver
@@ -138,6 +148,8 @@ type Redis struct {
 	waiters      map[string]chan struct{} // closed when the channel's subscription is confirmed
 	unsubPending map[string]int           // UNSUBSCRIBEs sent on this connection and not confirmed
 	failed       map[string]hub.Event     // room → latest stored event whose publish failed
+	controls     []hub.Control            // controls whose publish failed, oldest first
+	lostControls bool                     // some were dropped: an OpReconcile is owed
 }
 
 var _ hub.Broker = (*Redis)(nil)
@@ -166,6 +178,7 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 	b := &Redis{
 		client:       cfg.Client,
 		prefix:       cfg.Prefix + "room:",
+		control:      cfg.Prefix + "control",
 		cfg:          cfg,
 		log:          cfg.Logger,
 		ps:           cfg.Client.Subscribe(ctx), // no channels: connects on first use
@@ -200,6 +213,10 @@ func (b *Redis) Start(r Receiver) error {
 	}
 	b.started.Store(true)
 	b.receiver = r
+	b.wanted[b.control] = struct{}{}
+	b.toSend[b.control] = struct{}{}
+	// Its first confirmation is expected: no Resync for it.
+	b.waiters[b.control] = make(chan struct{})
 	b.wg.Add(3)
 	go b.receiveLoop()
 	go b.syncLoop()
@@ -264,6 +281,81 @@ func (b *Redis) publish(ctx context.Context, ev hub.Event) error {
 	return nil
 }
 
+// PublishControl sends ctl to every other node. While Redis is known to be
+// down, or when the PUBLISH fails, it keeps ctl and publishes it, in order
+// with the others kept, once Redis is back.
+func (b *Redis) PublishControl(ctx context.Context, ctl hub.Control) error {
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	b.mu.Lock()
+	queued := len(b.controls) > 0 || b.lostControls
+	b.mu.Unlock()
+	if (b.started.Load() && !b.up.Load()) || queued {
+		b.keepControl(ctl) // behind the ones kept, to keep their order
+		b.kick()
+		return ErrDisconnected
+	}
+	if err := b.publishControl(ctx, ctl); err != nil {
+		b.keepControl(ctl)
+		return err
+	}
+	return nil
+}
+
+func (b *Redis) publishControl(ctx context.Context, ctl hub.Control) error {
+	frame, err := json.Marshal(ctl)
+	if err != nil {
+		return fmt.Errorf("encode control: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
+	defer cancel()
+	if err := b.client.Publish(ctx, b.control, encodeEnvelope(b.nodeID, hub.Event{Frame: frame})).Err(); err != nil {
+		return fmt.Errorf("redis publish control: %w", err)
+	}
+	return nil
+}
+
+func (b *Redis) keepControl(ctl hub.Control) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.controls) >= maxRepublish {
+		b.controls = b.controls[1:]
+		b.lostControls = true
+	}
+	b.controls = append(b.controls, ctl)
+}
+
+// republishControls publishes the kept controls in order, then an
+// OpReconcile if some were dropped, stopping at the first failure.
+func (b *Redis) republishControls() {
+	for {
+		b.mu.Lock()
+		var ctl hub.Control
+		switch {
+		case len(b.controls) > 0:
+			ctl = b.controls[0]
+		case b.lostControls:
+			ctl = hub.Control{Op: hub.OpReconcile}
+		default:
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+		if err := b.publishControl(b.ctx, ctl); err != nil {
+			b.log.Debug("republish control failed", slog.Any("error", err))
+			return
+		}
+		b.mu.Lock()
+		if len(b.controls) > 0 {
+			b.controls = b.controls[1:]
+		} else {
+			b.lostControls = false
+		}
+		b.mu.Unlock()
+	}
+}
+
 // keepFailed remembers a stored event whose publish failed, if it is the
 // latest of its room: publishing it later is enough for other nodes to see
 // the gap and fetch everything before it. Ephemeral events are dropped.
@@ -284,9 +376,14 @@ func (b *Redis) keepFailed(ev hub.Event) {
 	b.nFailed.Store(int32(len(b.failed)))
 }
 
-// republish publishes the kept events again while Redis looks reachable.
+// republish publishes the kept controls and events again while Redis
+// looks reachable.
 func (b *Redis) republish() {
-	if b.nFailed.Load() == 0 || !b.up.Load() {
+	if !b.up.Load() {
+		return
+	}
+	b.republishControls()
+	if b.nFailed.Load() == 0 {
 		return
 	}
 	b.mu.Lock()
@@ -594,11 +691,11 @@ func (b *Redis) resyncLoop() {
 	}
 }
 
-// deliver hands one published event to the receiver, unless this node
-// published it.
+// deliver hands one published event or control to the receiver, unless
+// this node published it.
 func (b *Redis) deliver(m *redis.Message) {
-	room, ok := strings.CutPrefix(m.Channel, b.prefix)
-	if !ok {
+	room, isRoom := strings.CutPrefix(m.Channel, b.prefix)
+	if !isRoom && m.Channel != b.control {
 		return
 	}
 	origin, ev, err := decodeEnvelope(m.Payload)
@@ -609,8 +706,17 @@ func (b *Redis) deliver(m *redis.Message) {
 	if origin == b.nodeID {
 		return
 	}
-	ev.Room = room
-	b.receiver.Receive(ev)
+	if isRoom {
+		ev.Room = room
+		b.receiver.Receive(ev)
+		return
+	}
+	var ctl hub.Control
+	if err := json.Unmarshal(ev.Frame, &ctl); err != nil {
+		b.logDrop(m.Channel, err)
+		return
+	}
+	b.receiver.ReceiveControl(ctl)
 }
 
 // logDrop logs an undecodable payload at most once every 10 s.

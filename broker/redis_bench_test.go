@@ -41,7 +41,8 @@ func (r *benchReceiver) Receive(ev hub.Event) {
 	}
 }
 
-func (r *benchReceiver) Resync() {}
+func (r *benchReceiver) Resync()                    {}
+func (r *benchReceiver) ReceiveControl(hub.Control) {}
 
 // BenchmarkPublishReceive measures the broker alone: two brokers on one
 // prefix (two nodes), publishers on one publish b.N events into one room,

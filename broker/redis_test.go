@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -37,16 +38,32 @@ func newClient(t *testing.T, addr string) *redis.Client {
 
 // fakeReceiver records what a broker delivers.
 type fakeReceiver struct {
-	events  chan hub.Event
-	resyncs atomic.Int32
+	events   chan hub.Event
+	controls chan hub.Control
+	resyncs  atomic.Int32
 }
 
 var _ Receiver = (*fakeReceiver)(nil)
 
-func newFakeReceiver() *fakeReceiver { return &fakeReceiver{events: make(chan hub.Event, 1024)} }
+func newFakeReceiver() *fakeReceiver {
+	return &fakeReceiver{events: make(chan hub.Event, 1024), controls: make(chan hub.Control, 1024)}
+}
 
-func (r *fakeReceiver) Receive(ev hub.Event) { r.events <- ev }
-func (r *fakeReceiver) Resync()              { r.resyncs.Add(1) }
+func (r *fakeReceiver) Receive(ev hub.Event)           { r.events <- ev }
+func (r *fakeReceiver) ReceiveControl(ctl hub.Control) { r.controls <- ctl }
+func (r *fakeReceiver) Resync()                        { r.resyncs.Add(1) }
+
+// nextControl returns the next delivered control, failing after 5 s.
+func (r *fakeReceiver) nextControl(t *testing.T) hub.Control {
+	t.Helper()
+	select {
+	case ctl := <-r.controls:
+		return ctl
+	case <-time.After(5 * time.Second):
+		t.Fatal("no control delivered within 5 s")
+		return hub.Control{}
+	}
+}
 
 // next returns the next delivered event, failing after 5 s.
 func (r *fakeReceiver) next(t *testing.T) hub.Event {
@@ -328,4 +345,63 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		require.Equal(t, node, again)
 		require.Equal(t, ev, ev2)
 	})
+}
+
+// TestRedisControls: controls reach every other node (not the publisher,
+// whose hub applied them already), and those published while Redis is
+// unreachable are kept and published in order once it answers again.
+func TestRedisControls(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	prefix := brokertest.Prefix()
+	p := brokertest.NewProxy(t)
+	a, ra := startBroker(t, RedisConfig{Client: newClient(t, p.Addr()), Prefix: prefix})
+	_, rb := startBroker(t, RedisConfig{Client: newClient(t, ""), Prefix: prefix})
+	_, rc := startBroker(t, RedisConfig{Client: newClient(t, ""), Prefix: prefix})
+
+	join := hub.Control{Op: hub.OpJoin, User: "7", Room: "42", FromSeq: 3}
+	require.NoError(t, a.PublishControl(ctx, join))
+	require.Equal(t, join, rb.nextControl(t))
+	require.Equal(t, join, rc.nextControl(t))
+
+	p.Cut()
+	waitUp(t, a, false)
+	leave := hub.Control{Op: hub.OpLeave, User: "7", Room: "42", Reason: "left"}
+	end := hub.Control{Op: hub.OpEndSessions, User: "7", Sessions: []string{"s1", "s2"}}
+	require.ErrorIs(t, a.PublishControl(ctx, leave), ErrDisconnected)
+	require.ErrorIs(t, a.PublishControl(ctx, end), ErrDisconnected)
+	time.Sleep(100 * time.Millisecond)
+	require.Empty(t, rb.controls)
+
+	p.Restore()
+	require.Equal(t, leave, rb.nextControl(t))
+	require.Equal(t, end, rb.nextControl(t))
+	require.Equal(t, leave, rc.nextControl(t))
+	require.Equal(t, end, rc.nextControl(t))
+	time.Sleep(100 * time.Millisecond)
+	require.Empty(t, ra.controls, "a node does not receive its own controls")
+	require.Empty(t, rb.controls, "each is published once")
+}
+
+// TestRedisControlsOverflow: past maxRepublish kept controls, the oldest
+// are dropped and every node is told to reconcile instead.
+func TestRedisControlsOverflow(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	prefix := brokertest.Prefix()
+	p := brokertest.NewProxy(t)
+	a, _ := startBroker(t, RedisConfig{Client: newClient(t, p.Addr()), Prefix: prefix})
+	_, rb := startBroker(t, RedisConfig{Client: newClient(t, ""), Prefix: prefix})
+	p.Cut()
+	waitUp(t, a, false)
+	for i := range maxRepublish + 5 {
+		require.ErrorIs(t, a.PublishControl(ctx, hub.Control{Op: hub.OpLeave, User: fmt.Sprint(i), Room: "1", Reason: "left"}), ErrDisconnected)
+	}
+	p.Restore()
+	first := rb.nextControl(t)
+	require.Equal(t, "5", first.User, "the 5 oldest were dropped")
+	for i := 6; i < maxRepublish+5; i++ {
+		require.Equal(t, fmt.Sprint(i), rb.nextControl(t).User)
+	}
+	require.Equal(t, hub.Control{Op: hub.OpReconcile}, rb.nextControl(t))
 }

@@ -116,12 +116,12 @@ func benchRoom(b *testing.B, n int) (*Hub, *room, []*conn) {
 	for i := range conns {
 		cctx, ccancel := context.WithCancel(ctx)
 		c := &conn{
-			h:         h,
-			user:      chat.User{ID: fmt.Sprint(100 + i)},
-			sessionID: fmt.Sprint(i),
-			ctx:       cctx,
-			cancel:    ccancel,
-			subs:      []*room{r},
+			h:      h,
+			user:   chat.User{ID: fmt.Sprint(100 + i)},
+			id:     fmt.Sprint(i),
+			ctx:    cctx,
+			cancel: ccancel,
+			subs:   []*room{r},
 			// As if a flush were running: the benchmark takes the
 			// batches itself, and push starts no goroutine.
 			writing: true,

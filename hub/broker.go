@@ -26,11 +26,15 @@ type Broker interface {
 	Subscribe(ctx context.Context, room string) error
 	// Unsubscribe undoes Subscribe when a room's last local connection goes.
 	Unsubscribe(ctx context.Context, room string) error
+	// PublishControl sends ctl to every other hub. A broker that cannot
+	// reach them keeps it and sends it once it can.
+	PublishControl(ctx context.Context, ctl Control) error
 }
 
-// Receiver is what a broker delivers events to; *Hub is one.
+// Receiver is what a broker delivers to; *Hub is one.
 type Receiver interface {
 	Receive(ev Event)
+	ReceiveControl(ctl Control)
 }
 
 // LocalBroker is an in-process Broker: it delivers every event to each
@@ -54,6 +58,18 @@ func (b *LocalBroker) Publish(_ context.Context, ev Event) error {
 	defer b.mu.RUnlock()
 	for _, r := range b.receivers {
 		r.Receive(ev)
+	}
+	return nil
+}
+
+// PublishControl delivers ctl to every attached receiver before it
+// returns (the publishing hub applied it already; applying twice is
+// harmless).
+func (b *LocalBroker) PublishControl(_ context.Context, ctl Control) error {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	for _, r := range b.receivers {
+		r.ReceiveControl(ctl)
 	}
 	return nil
 }

@@ -17,10 +17,12 @@ import (
 	"github.com/switchboard-chat/switchboard/chat"
 )
 
-// Abuse thresholds: how many bad frames in a row, and how many refused sends
-// in a row, a connection may send before it is closed with 1008.
+// Abuse thresholds (SPEC §6): a connection that sends more than
+// maxBadFrames bad frames within badFrameWindow, or maxRateRefused refused
+// requests of one budget in a row, is closed with 1008.
 const (
 	maxBadFrames   = 10
+	badFrameWindow = time.Minute
 	maxRateRefused = 50
 )
 
@@ -45,11 +47,11 @@ func monoClock() time.Duration { return time.Since(monoStart) }
 // conn is one authenticated WebSocket connection.
 type conn struct {
 	// Static after construction.
-	h         *Hub
-	ws        *websocket.Conn // read only by serve; data frames written only by flush
-	raw       net.Conn        // the socket under ws; flush sets its write deadline
-	user      chat.User
-	sessionID string
+	h    *Hub
+	ws   *websocket.Conn // read only by serve; data frames written only by flush
+	raw  net.Conn        // the socket under ws; flush sets its write deadline
+	user chat.User
+	id   string // this connection's id: its entry in Presence
 	// ctx is cancelled when the connection ends. What an idle connection
 	// does (read, write, ping) uses no context derived from it: each
 	// child would leave it a map of children and a channel for good.
@@ -57,49 +59,121 @@ type conn struct {
 	cancel context.CancelFunc
 
 	// Owned by serve (the reader goroutine).
-	sendLimit   *rate.Limiter // made on first use: most connections never send
-	typingLimit *rate.Limiter // made on first use
-	badFrames   int32
-	rateRefused int32
+	sendLimit    *rate.Limiter                // made on first use: most connections never send
+	typingLimit  *rate.Limiter                // made on first use
+	requestLimit *rate.Limiter                // made on first use
+	badFrames    *[maxBadFrames]time.Duration // when the last bad frames came (ring, on monoClock); made on the first
+	badNext      int                          // next slot of badFrames
+	refused      [2]int32                     // requests refused in a row, per budget
+
+	// Guarded by memberMu, which is held while the connection's
+	// subscriptions change for membership reasons: by the reader (start,
+	// subscribe and unsubscribe frames), the control applier and
+	// unregister. It orders a membership check and the subscription it
+	// allows against a control that revokes it.
+	memberMu sync.Mutex
+	optedOut []string // rooms the client unsubscribed from: a reconcile leaves them
+	gone     bool     // unregistered: controls no longer apply
 
 	// Guarded by mu.
-	mu         sync.Mutex
-	queue      []outFrame
-	queueBytes int
-	closed     bool          // no more frames are queued
-	writing    bool          // a flush goroutine is running; it alone writes data frames
-	urgent     bool          // an answer or lingerLimit bytes are queued: write without waiting for WriteInterval
-	subs       []*room       // rooms this connection is subscribed to (few: a slice is smaller than a map)
-	linger     *time.Timer   // set while flush waits for WriteInterval; fired early by an answer or the end
-	pingTimer  *time.Timer   // fires the next ping; nil once stopped
-	drained    chan struct{} // made by the first waitRoom; capacity 1, never closed: the writer took frames
+	mu          sync.Mutex
+	session     string      // the session of the token it authenticated with (SPEC §3)
+	expiry      *time.Timer // closes the connection when that token expires
+	controls    []Control   // waiting for the applier
+	controlling bool        // an applier goroutine runs
+	queue       []outFrame
+	queueBytes  int
+	closed      bool          // no more frames are queued
+	writing     bool          // a flush goroutine is running; it alone writes data frames
+	urgent      bool          // an answer or lingerLimit bytes are queued: write without waiting for WriteInterval
+	subs        []*room       // rooms this connection is subscribed to (few: a slice is smaller than a map)
+	linger      *time.Timer   // set while flush waits for WriteInterval; fired early by an answer or the end
+	pingTimer   *time.Timer   // fires the next ping; nil once stopped
+	drained     chan struct{} // made by the first waitRoom; capacity 1, never closed: the writer took frames
 
 	// Owned by the flush goroutine that runs (one at a time, handed over
 	// under mu).
-	lastWrite time.Duration // on monoClock
-	lastFull  bool          // the last batch was cut at maxBatchBytes
+	lastWrite time.Duration    // on monoClock
+	lastFull  bool             // the last batch was cut at maxBatchBytes
+	inflight  map[string]int64 // highest message seq per room of the frame being written
 
 	writers   sync.WaitGroup // the running flush goroutine, if any
 	closeOnce sync.Once
 	pinging   atomic.Bool
 }
 
-func (h *Hub) newConn(ws *websocket.Conn, raw net.Conn, s chat.Session) *conn {
+func (h *Hub) newConn(ws *websocket.Conn, raw net.Conn, fw *frameWriter, s chat.Session) *conn {
 	ctx, cancel := context.WithCancel(h.ctx)
-	id := newSessionID()
-	return &conn{
-		h:         h,
-		ws:        ws,
-		raw:       raw,
-		user:      s.User,
-		sessionID: id,
-		ctx:       ctx,
-		cancel:    cancel,
+	c := &conn{
+		h:       h,
+		ws:      ws,
+		raw:     raw,
+		user:    s.User,
+		id:      newConnID(),
+		ctx:     ctx,
+		cancel:  cancel,
+		session: s.ID,
+	}
+	if fw != nil {
+		fw.frameStart, fw.frameSent = c.frameStart, c.frameSent
+	}
+	if !s.ExpiresAt.IsZero() {
+		c.expiry = time.AfterFunc(time.Until(s.ExpiresAt), c.expire)
+	}
+	return c
+}
+
+// currentSession is the session the connection speaks for now.
+func (c *conn) currentSession() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.session
+}
+
+// reauthenticate moves the connection to session s (an auth frame with a
+// fresh token of the same user) and its expiry to s's.
+func (c *conn) reauthenticate(s chat.Session) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.session = s.ID
+	if c.expiry != nil {
+		c.expiry.Reset(time.Until(s.ExpiresAt))
 	}
 }
 
-// sendLimiter and typingLimiter return the connection's rate limits,
-// making them on first use. Called by the reader only.
+// expire closes a connection whose token expired without a fresh one
+// (SPEC §3).
+func (c *conn) expire() {
+	c.closeWithNotice(encode(errorFrame{Type: "error", Code: string(chat.CodeUnauthorized),
+		Message: "access token expired; send a fresh one in an auth frame before it does"}),
+		closeUnauthorized, "token expired")
+}
+
+// frameStart is told by the frame writer of each frame it is about to put
+// on the wire. Before the close frame, the user's delivery cursors are
+// written, so that a client that reconnects once the close completes, on
+// any node, is not sent again what this connection delivered.
+func (c *conn) frameStart(op byte) {
+	if op == opClose {
+		c.h.writeDelivered(c.user.ID)
+	}
+}
+
+// frameSent is told by the frame writer of each frame it wrote whole. A
+// data frame's messages count as delivered from then on; the writer calls
+// it under the WebSocket's write lock, so before any close frame follows.
+func (c *conn) frameSent(op byte) {
+	if op != opText || c.inflight == nil {
+		return
+	}
+	for room, seq := range c.inflight {
+		c.h.delivery.advance(c.user.ID, room, seq)
+	}
+	c.inflight = nil
+}
+
+// sendLimiter, typingLimiter and requestLimiter return the connection's
+// rate limits, making them on first use. Called by the reader only.
 func (c *conn) sendLimiter() *rate.Limiter {
 	if c.sendLimit == nil {
 		c.sendLimit = rate.NewLimiter(rate.Limit(c.h.cfg.RateLimit), c.h.cfg.RateBurst)
@@ -114,10 +188,35 @@ func (c *conn) typingLimiter() *rate.Limiter {
 	return c.typingLimit
 }
 
+func (c *conn) requestLimiter() *rate.Limiter {
+	if c.requestLimit == nil {
+		c.requestLimit = rate.NewLimiter(rate.Limit(c.h.cfg.RequestLimit), c.h.cfg.RequestBurst)
+	}
+	return c.requestLimit
+}
+
+// badFrame counts a bad frame and reports whether the connection has now
+// sent more than maxBadFrames within badFrameWindow. Valid frames do not
+// reset the count. Called by the reader only.
+func (c *conn) badFrame() (tooMany bool) {
+	now := monoClock()
+	if c.badFrames == nil {
+		c.badFrames = new([maxBadFrames]time.Duration)
+		for i := range c.badFrames {
+			c.badFrames[i] = -badFrameWindow
+		}
+	}
+	// The slot to overwrite holds the oldest of the last maxBadFrames.
+	oldest := c.badFrames[c.badNext]
+	c.badFrames[c.badNext] = now
+	c.badNext = (c.badNext + 1) % maxBadFrames
+	return now-oldest < badFrameWindow
+}
+
 // logger is the connection's logger. It is made when something is logged,
 // not held by every idle connection.
 func (c *conn) logger() *slog.Logger {
-	return c.h.log.With(slog.String("session_id", c.sessionID), slog.String("user_id", c.user.ID))
+	return c.h.log.With(slog.String("conn_id", c.id), slog.String("user_id", c.user.ID))
 }
 
 // setRoom makes r the connection's room roomID (r nil: none) and returns
@@ -220,6 +319,31 @@ func (c *conn) push(f outFrame, mustDeliver, urgent bool) {
 	}
 }
 
+// cork holds every frame queued from now on until uncork: start uses it so
+// that ready goes out only once the connection is in its rooms' subscriber
+// lists, where what others send after ready finds it. It marks a writer as
+// running, so push starts none; call it before anything is queued.
+func (c *conn) cork() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.writing = true
+}
+
+// uncork starts writing what was queued while corked.
+func (c *conn) uncork() {
+	c.mu.Lock()
+	start := len(c.queue) > 0 && !c.closed
+	if start {
+		c.writers.Add(1)
+	} else {
+		c.writing = false
+	}
+	c.mu.Unlock()
+	if start {
+		go c.flush()
+	}
+}
+
 // closeWith stops queueing, and closes the WebSocket with code from its own
 // goroutine (a close handshake waits for the peer, and callers hold locks).
 // Frames still queued are not flushed: the client resumes from the store.
@@ -277,14 +401,21 @@ func (c *conn) closeAndWait(code websocket.StatusCode, reason string) {
 // closeGoingAway tells the client the server is shutting down, lets the
 // writer flush that notice, and closes with 1001. It returns once closed.
 func (c *conn) closeGoingAway() {
-	c.enqueueFrame(encode(errorFrame{Type: "error", Code: string(chat.CodeUnavailable),
-		Message: "server is shutting down; reconnect to resume"}))
+	c.closeWithNotice(encode(errorFrame{Type: "error", Code: string(chat.CodeUnavailable),
+		Message: "server is shutting down; reconnect to resume"}), closeGoingAway, "server shutting down")
+}
+
+// closeWithNotice queues notice, lets the writer flush it (for at most a
+// second), then closes with code. It returns once closed.
+func (c *conn) closeWithNotice(notice []byte, code websocket.StatusCode, reason string) {
+	c.enqueueFrame(notice)
 	deadline := time.Now().Add(time.Second)
 	for time.Now().Before(deadline) {
 		c.mu.Lock()
-		empty := len(c.queue) == 0
+		empty := len(c.queue) == 0 && !c.writing
+		closed := c.closed
 		c.mu.Unlock()
-		if empty {
+		if empty || closed {
 			break
 		}
 		time.Sleep(5 * time.Millisecond)
@@ -292,8 +423,10 @@ func (c *conn) closeGoingAway() {
 	c.closeOnce.Do(func() {
 		c.mu.Lock()
 		c.stopQueueing()
+		c.dropQueue()
 		c.mu.Unlock()
-		_ = c.ws.Close(closeGoingAway, "server shutting down")
+		c.logger().Info("closing connection", slog.Int("code", int(code)), slog.String("reason", reason))
+		_ = c.ws.Close(code, reason)
 		c.cancel()
 	})
 }
@@ -333,7 +466,11 @@ func (c *conn) flush() {
 		// keeps the last write's context, and finish closes the socket to
 		// end a write in progress.
 		_ = c.raw.SetWriteDeadline(time.Now().Add(c.h.cfg.WriteTimeout))
+		if len(st.delivered) > 0 {
+			c.inflight = st.delivered // frameSent advances the cursors
+		}
 		err := c.ws.Write(context.Background(), websocket.MessageText, batch)
+		c.inflight = nil
 		_ = c.raw.SetWriteDeadline(time.Time{}) // control frames have their own
 		if err != nil {
 			if !isNormalClose(err) && c.ctx.Err() == nil {
@@ -350,9 +487,6 @@ func (c *conn) flush() {
 			m.DeliveryLatency.Observe((now - q).Seconds())
 		}
 		st.queued = st.queued[:0]
-		for room, seq := range st.delivered {
-			c.h.delivery.advance(c.user.ID, room, seq)
-		}
 		clear(st.delivered)
 	}
 }
@@ -430,6 +564,10 @@ func (c *conn) finish() {
 	if c.pingTimer != nil {
 		c.pingTimer.Stop()
 		c.pingTimer = nil
+	}
+	if c.expiry != nil {
+		c.expiry.Stop()
+		c.expiry = nil
 	}
 	c.mu.Unlock()
 	c.cancel()

@@ -8,11 +8,16 @@ import (
 )
 
 // deliveryCursors collects, per user and room, the highest seq written to
-// any of the user's connections, and the hub writes them to the store in one
-// batch per user every DeliveredFlush instead of once per message.
+// any of the user's connections. The hub writes them to the store in one
+// statement for every user each DeliveredFlush, and a user's own at once
+// when one of their connections closes (writeDelivered), so that a
+// reconnect right after a close is not sent those messages again.
 type deliveryCursors struct {
 	mu      sync.Mutex
 	pending map[string]map[string]int64 // user → room → seq
+	// writing serialises the writes, so that a close's write waits for a
+	// periodic one that may hold its user's cursors.
+	writing sync.Mutex
 }
 
 func newDeliveryCursors() *deliveryCursors {
@@ -22,6 +27,10 @@ func newDeliveryCursors() *deliveryCursors {
 func (d *deliveryCursors) advance(user, room string, seq int64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.advanceLocked(user, room, seq)
+}
+
+func (d *deliveryCursors) advanceLocked(user, room string, seq int64) {
 	rooms := d.pending[user]
 	if rooms == nil {
 		rooms = make(map[string]int64)
@@ -30,12 +39,33 @@ func (d *deliveryCursors) advance(user, room string, seq int64) {
 	rooms[room] = max(rooms[room], seq)
 }
 
-func (d *deliveryCursors) take() map[string]map[string]int64 {
+// take removes and returns what is pending: every user's when user is "",
+// else that user's alone (nil when nothing is).
+func (d *deliveryCursors) take(user string) map[string]map[string]int64 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	p := d.pending
-	d.pending = make(map[string]map[string]int64)
-	return p
+	if user == "" {
+		p := d.pending
+		d.pending = make(map[string]map[string]int64)
+		return p
+	}
+	rooms, ok := d.pending[user]
+	if !ok {
+		return nil
+	}
+	delete(d.pending, user)
+	return map[string]map[string]int64{user: rooms}
+}
+
+// putBack returns cursors whose write failed, for the next write.
+func (d *deliveryCursors) putBack(seqs map[string]map[string]int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for user, rooms := range seqs {
+		for room, seq := range rooms {
+			d.advanceLocked(user, room, seq)
+		}
+	}
 }
 
 // flushLoop writes delivery cursors until the hub stops, then once more.
@@ -46,25 +76,38 @@ func (h *Hub) flushLoop() {
 	for {
 		select {
 		case <-t.C:
-			h.flushDelivered(h.ctx)
+			h.flushDelivered(h.ctx, "")
 		case <-h.ctx.Done():
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			h.flushDelivered(ctx)
+			h.flushDelivered(ctx, "")
 			cancel()
 			return
 		}
 	}
 }
 
-func (h *Hub) flushDelivered(ctx context.Context) {
-	for user, rooms := range h.delivery.take() {
-		if err := h.cfg.Store.MarkDelivered(ctx, user, rooms); err != nil {
-			// Not fatal: the client's resume seqs, or at worst a repeat of
-			// already delivered messages, cover it.
-			h.log.Warn("write delivery cursors failed", slog.String("user_id", user), slog.Any("error", err))
-			for room, seq := range rooms {
-				h.delivery.advance(user, room, seq)
-			}
-		}
+// writeDelivered writes user's pending delivery cursors now, waiting for a
+// periodic write in progress. A connection's close calls it before its
+// close frame goes out.
+func (h *Hub) writeDelivered(user string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(h.ctx), 2*time.Second)
+	defer cancel()
+	h.flushDelivered(ctx, user)
+}
+
+// flushDelivered writes the pending cursors of user ("": everyone's).
+func (h *Hub) flushDelivered(ctx context.Context, user string) {
+	d := h.delivery
+	d.writing.Lock()
+	defer d.writing.Unlock()
+	seqs := d.take(user)
+	if len(seqs) == 0 {
+		return
+	}
+	if err := h.cfg.Store.MarkDelivered(ctx, seqs); err != nil {
+		// Not fatal: the client's resume seqs, or at worst a repeat of
+		// already delivered messages, cover it.
+		h.log.Warn("write delivery cursors failed", slog.Int("users", len(seqs)), slog.Any("error", err))
+		d.putBack(seqs)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 	"unicode/utf8"
 
 	"github.com/switchboard-chat/switchboard/chat"
@@ -153,6 +154,15 @@ type unsubscribedFrame struct {
 	Type string  `json:"type"`
 	ID   *string `json:"id"`
 	Room string  `json:"room"`
+	// Reason, when the server ended the subscription: "left", "removed",
+	// "banned" (SPEC §4).
+	Reason string `json:"reason,omitempty"`
+}
+
+type authedFrame struct {
+	Type      string    `json:"type"`
+	ID        *string   `json:"id"`
+	ExpiresAt time.Time `json:"expires_at"`
 }
 
 type historyFrame struct {

@@ -27,7 +27,8 @@ const frameHold = 16
 // become garbage at once. After Accept, conn is the hijacked connection.
 type smallBuffers struct {
 	http.ResponseWriter
-	conn net.Conn
+	conn   net.Conn
+	writer *frameWriter
 }
 
 // Hijack takes over the connection from net/http, keeping any bytes it
@@ -40,7 +41,8 @@ func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	w.conn = conn
-	bw := bufio.NewWriterSize(&frameWriter{conn: conn}, connWriteBuffer)
+	w.writer = &frameWriter{conn: conn}
+	bw := bufio.NewWriterSize(w.writer, connWriteBuffer)
 	n := brw.Reader.Buffered()
 	if n == 0 {
 		return conn, bufio.NewReadWriter(bufio.NewReaderSize(conn, connReadBuffer), bw), nil
@@ -62,12 +64,28 @@ func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // still costs one syscall while an idle connection holds 32 bytes of
 // buffers instead of a 2 KiB (or 4 KiB) one. It reads the length from
 // each frame's header, so it never holds the end of a frame.
+//
+// Since it sees every frame's header, it also tells the connection of each
+// frame before its first byte goes out (frameStart) and after its last
+// went out (frameSent), with the frame's opcode. coder/websocket writes a
+// frame whole under its write lock, so these run in the order the frames
+// go out.
 type frameWriter struct {
 	conn net.Conn
 	held [frameHold]byte
 	n    int   // bytes in held: the start of the frame in progress
 	rest int64 // bytes of the frame in progress not seen yet; 0 between frames
+	op   byte  // opcode of the frame in progress
+
+	// Set before the connection's first data frame; nil before.
+	frameStart, frameSent func(op byte)
 }
+
+// WebSocket opcodes (RFC 6455 §5.2) the hooks are told of.
+const (
+	opText  = 0x1
+	opClose = 0x8
+)
 
 func (w *frameWriter) Write(p []byte) (int, error) {
 	total := len(p)
@@ -79,6 +97,14 @@ func (w *frameWriter) Write(p []byte) (int, error) {
 				return total, nil
 			}
 			w.rest = size - int64(w.n)
+			if w.n > 0 {
+				w.op = w.held[0] & 0x0f
+			} else {
+				w.op = p[0] & 0x0f
+			}
+			if w.frameStart != nil {
+				w.frameStart(w.op)
+			}
 		}
 		if int64(len(p)) >= w.rest { // p ends the frame
 			end := int(w.rest)
@@ -87,6 +113,9 @@ func (w *frameWriter) Write(p []byte) (int, error) {
 			}
 			w.rest = 0
 			p = p[end:]
+			if w.frameSent != nil {
+				w.frameSent(w.op)
+			}
 			continue
 		}
 		// The frame goes on after p.

@@ -22,6 +22,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -38,15 +39,18 @@ type Store interface {
 	RoomsOf(ctx context.Context, userID string) ([]chat.Room, error)
 	Cursors(ctx context.Context, userID string) ([]chat.Cursor, error)
 	Profile(ctx context.Context, userID string) (chat.Profile, error)
-	MarkDelivered(ctx context.Context, userID string, seqs map[string]int64) error
+	// MarkDelivered moves delivery cursors forward: user → room → seq.
+	MarkDelivered(ctx context.Context, seqs map[string]map[string]int64) error
 	MarkRead(ctx context.Context, userID, roomID string, seq int64) (chat.Room, error)
 }
 
 // Presence records which users have live connections across all nodes.
 type Presence interface {
-	// Connect records a connection and reports whether its user just came
-	// online; Disconnect reports whether its user just went offline.
-	Connect(ctx context.Context, userID, connID string) (bool, error)
+	// Connect records a connection unless its user has limit live ones
+	// already (allowed false; limit < 1: no limit), and reports whether the
+	// user just came online. Disconnect reports whether its user just went
+	// offline.
+	Connect(ctx context.Context, userID, connID string, limit int) (cameOnline, allowed bool, err error)
 	Disconnect(ctx context.Context, userID, connID string) (bool, error)
 	// Refresh keeps the given connections (user id → connection ids) alive.
 	Refresh(ctx context.Context, conns map[string][]string) error
@@ -60,14 +64,34 @@ type Authenticator interface {
 	Authenticate(ctx context.Context, token string) (chat.Session, error)
 }
 
+// Sessions tells which sessions ended (logout, logout-all, a password
+// change), for the re-check of open connections after a broker outage.
+type Sessions interface {
+	Ended(ctx context.Context, sessionIDs ...string) ([]string, error)
+}
+
 // Config configures a Hub. Store, Broker and Auth are required.
 type Config struct {
 	Store  Store
 	Broker Broker
 	Auth   Authenticator
 	// Presence, if not nil, is told of every connection, and online/offline
-	// transitions are broadcast to the user's rooms as presence events.
+	// transitions are broadcast to the user's rooms as presence events. It
+	// also enforces MaxConnsPerUser.
 	Presence Presence
+	// Sessions, if not nil, is read after a broker outage to close the
+	// connections of sessions that ended meanwhile.
+	Sessions Sessions
+	// MaxConnsPerUser bounds each user's open connections on all nodes
+	// together (through Presence). Zero means 20; negative, no limit.
+	MaxConnsPerUser int
+	// MaxUnauthedPerIP bounds, per client IP, the connections of this node
+	// that have not authenticated yet; more are refused with 429 before
+	// the upgrade. Zero means 50.
+	MaxUnauthedPerIP int
+	// ClientIP tells the client address of an upgrade request (trusted
+	// proxies); nil means the TCP peer.
+	ClientIP func(*http.Request) string
 	// PresenceRefresh is how often live connections are refreshed in
 	// Presence; keep it well under its TTL. Zero means 20 s.
 	PresenceRefresh time.Duration
@@ -84,6 +108,11 @@ type Config struct {
 	// means 1/s with bursts of 3.
 	TypingLimit float64
 	TypingBurst int
+	// RequestLimit and RequestBurst bound every other request (subscribe,
+	// unsubscribe, history, read, ping, auth) per connection. Zero means
+	// 20/s with bursts of 40.
+	RequestLimit float64
+	RequestBurst int
 	// QueueBytes bounds each connection's send queue. Zero means 1 MiB.
 	QueueBytes int
 	// MaxFrameBytes is the largest client frame. Zero means 64 KiB.
@@ -124,6 +153,10 @@ func (c *Config) setDefaults() error {
 	setDefault(&c.RateBurst, 20)
 	setDefault(&c.TypingLimit, 1)
 	setDefault(&c.TypingBurst, 3)
+	setDefault(&c.RequestLimit, 20)
+	setDefault(&c.RequestBurst, 40)
+	setDefault(&c.MaxConnsPerUser, 20)
+	setDefault(&c.MaxUnauthedPerIP, 50)
 	setDefault(&c.QueueBytes, 1<<20)
 	setDefault(&c.MaxFrameBytes, 64<<10)
 	setDefault(&c.AuthTimeout, 10*time.Second)
@@ -152,14 +185,10 @@ type Hub struct {
 	cfg Config
 	log *slog.Logger
 
-	ctx    context.Context // cancelled by Shutdown; parent of every connection's context
-	cancel context.CancelFunc
-	conns  sync.WaitGroup // one per connection handler
-	// unauthed is cancelled when Shutdown begins: connections still
-	// authenticating are closed at once instead of waiting for their deadline.
-	unauthed     context.Context
-	stopUnauthed context.CancelFunc
-	flushDone    chan struct{}
+	ctx       context.Context // cancelled by Shutdown; parent of every connection's context
+	cancel    context.CancelFunc
+	conns     sync.WaitGroup // one per connection handler
+	flushDone chan struct{}
 
 	mu       sync.RWMutex
 	closing  bool
@@ -167,6 +196,12 @@ type Hub struct {
 	users    map[string]map[*conn]struct{} // user id → that user's connections
 	subMu    sync.Mutex                    // serialises broker Subscribe/Unsubscribe
 	delivery *deliveryCursors
+
+	// unauthed counts the connections still authenticating; its context is
+	// cancelled when Shutdown begins, which closes them at once instead of
+	// at their deadline.
+	unauthed     ipCounter
+	reconcileSem chan struct{} // bounds the store reads of a reconcile
 }
 
 // New returns a running Hub.
@@ -181,12 +216,12 @@ func New(cfg Config) (*Hub, error) {
 		log:          cfg.Logger,
 		ctx:          ctx,
 		cancel:       cancel,
-		unauthed:     unauthed,
-		stopUnauthed: stopUnauthed,
 		flushDone:    make(chan struct{}),
 		rooms:        make(map[string]*room),
 		users:        make(map[string]map[*conn]struct{}),
 		delivery:     newDeliveryCursors(),
+		unauthed:     ipCounter{ctx: unauthed, cancel: stopUnauthed, n: make(map[string]int)},
+		reconcileSem: make(chan struct{}, 8),
 	}
 	go h.flushLoop()
 	if cfg.Presence != nil {
@@ -243,8 +278,10 @@ func (h *Hub) Receive(ev Event) {
 }
 
 // Resync makes every local room read from the store what it may have missed
-// from the broker. A broker calls it after reconnecting: connections then get
-// what was published during the outage without reconnecting themselves.
+// from the broker, and re-checks every connection's session and rooms (the
+// controls of that time may be lost too). A broker calls it after
+// reconnecting: connections then get what was published during the outage
+// without reconnecting themselves.
 func (h *Hub) Resync() {
 	h.mu.RLock()
 	rooms := make([]*room, 0, len(h.rooms))
@@ -255,34 +292,7 @@ func (h *Hub) Resync() {
 	for _, r := range rooms {
 		go r.resync()
 	}
-}
-
-// JoinRoom subscribes every open connection of userID to roomID from the
-// room's current end, and tells them with a subscribed frame. The HTTP API
-// calls it after a join or an added member.
-func (h *Hub) JoinRoom(ctx context.Context, userID, roomID string) {
-	conns := h.connsOf(userID)
-	if len(conns) == 0 {
-		return
-	}
-	seq, err := h.cfg.Store.LastSeq(ctx, roomID)
-	if err != nil {
-		h.log.Warn("join room: last seq", slog.String("room", roomID), slog.Any("error", err))
-		return
-	}
-	for _, c := range conns {
-		if err := h.subscribe(ctx, c, roomID, seq, nil); err != nil {
-			h.log.Warn("join room: subscribe", slog.String("room", roomID), slog.Any("error", err))
-		}
-	}
-}
-
-// LeaveRoom unsubscribes every open connection of userID from roomID.
-func (h *Hub) LeaveRoom(_ context.Context, userID, roomID string) {
-	for _, c := range h.connsOf(userID) {
-		h.unsubscribe(c, roomID)
-		c.enqueueFrame(encode(unsubscribedFrame{Type: "unsubscribed", Room: roomID}))
-	}
+	go h.reconcile()
 }
 
 func (h *Hub) connsOf(userID string) []*conn {
@@ -291,6 +301,18 @@ func (h *Hub) connsOf(userID string) []*conn {
 	cs := make([]*conn, 0, len(h.users[userID]))
 	for c := range h.users[userID] {
 		cs = append(cs, c)
+	}
+	return cs
+}
+
+func (h *Hub) allConns() []*conn {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	var cs []*conn
+	for _, set := range h.users {
+		for c := range set {
+			cs = append(cs, c)
+		}
 	}
 	return cs
 }
@@ -312,12 +334,19 @@ func (h *Hub) register(c *conn) bool {
 	return true
 }
 
+// unregister removes a connection whose reader and writer are done: its
+// subscriptions end (no control applies to it any more), its delivery
+// cursors are written, and its user may go offline.
 func (h *Hub) unregister(c *conn) {
+	c.memberMu.Lock()
+	c.gone = true
 	rooms := c.rooms()
 	for _, room := range rooms {
 		h.unsubscribe(c, room)
 	}
-	h.announcePresence(c, rooms, false)
+	c.memberMu.Unlock()
+	h.writeDelivered(c.user.ID)
+	h.disconnectPresence(c, rooms)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if set := h.users[c.user.ID]; set != nil {
@@ -425,7 +454,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	h.closing = true
-	h.stopUnauthed()
+	h.unauthed.cancel()
 	var all []*conn
 	for _, set := range h.users {
 		for c := range set {
@@ -466,7 +495,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	return err
 }
 
-func newSessionID() string {
+func newConnID() string {
 	b := make([]byte, 12)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)

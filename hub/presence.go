@@ -15,34 +15,54 @@ type presenceFrame struct {
 	Status string    `json:"status"`
 }
 
-// announcePresence records c as connected (online) or gone, and when that
-// makes its user come online or go offline on the whole cluster, tells the
-// user's rooms. A presence failure never affects the connection.
-func (h *Hub) announcePresence(c *conn, rooms []string, online bool) {
+// errTooManyConns refuses a connection over MaxConnsPerUser.
+var errTooManyConns = chat.Errorf(chat.CodeRateLimited, "too many open connections for this user")
+
+// connectPresence records c in Presence, unless its user has
+// MaxConnsPerUser connections on all nodes already (errTooManyConns). It
+// reports whether the user just came online. Presence failing (Redis down)
+// lets the connection in uncounted: an outage of the limit's store must not
+// become an outage of the service.
+func (h *Hub) connectPresence(c *conn) (cameOnline bool, err error) {
+	if h.cfg.Presence == nil {
+		return false, nil
+	}
+	ctx, cancel := context.WithTimeout(h.ctx, 5*time.Second)
+	defer cancel()
+	online, allowed, err := h.cfg.Presence.Connect(ctx, c.user.ID, c.id, h.cfg.MaxConnsPerUser)
+	if err != nil {
+		c.logger().Warn("presence connect failed; the connection is not counted", slog.Any("error", err))
+		return false, nil
+	}
+	if !allowed {
+		return false, errTooManyConns
+	}
+	return online, nil
+}
+
+// disconnectPresence removes c from Presence and, when that makes its user
+// go offline on the whole cluster, tells the user's rooms.
+func (h *Hub) disconnectPresence(c *conn, rooms []string) {
 	if h.cfg.Presence == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(h.ctx), 5*time.Second)
 	defer cancel()
-	var changed bool
-	var err error
-	status := "offline"
-	if online {
-		status = "online"
-		changed, err = h.cfg.Presence.Connect(ctx, c.user.ID, c.sessionID)
-	} else {
-		changed, err = h.cfg.Presence.Disconnect(ctx, c.user.ID, c.sessionID)
-	}
+	offline, err := h.cfg.Presence.Disconnect(ctx, c.user.ID, c.id)
 	if err != nil {
 		h.log.Warn("presence update failed", slog.String("user_id", c.user.ID), slog.Any("error", err))
 		return
 	}
-	if !changed {
-		return
+	if offline {
+		h.broadcastPresence(ctx, c.user, rooms, "offline")
 	}
+}
+
+// broadcastPresence tells each of rooms that user went online or offline.
+func (h *Hub) broadcastPresence(ctx context.Context, user chat.User, rooms []string, status string) {
 	for _, room := range rooms {
-		h.publishCtx(ctx, Event{Room: room, From: c.user.ID,
-			Frame: encode(presenceFrame{Type: "presence", Room: room, User: c.user, Status: status})})
+		h.publishCtx(ctx, Event{Room: room, From: user.ID,
+			Frame: encode(presenceFrame{Type: "presence", Room: room, User: user, Status: status})})
 	}
 }
 
@@ -61,7 +81,7 @@ func (h *Hub) refreshPresence() {
 		h.mu.RLock()
 		for user, set := range h.users {
 			for c := range set {
-				conns[user] = append(conns[user], c.sessionID)
+				conns[user] = append(conns[user], c.id)
 			}
 		}
 		h.mu.RUnlock()
@@ -91,9 +111,10 @@ func (h *Hub) announceDead(ctx context.Context) {
 		if err != nil {
 			continue
 		}
-		for _, cur := range cursors {
-			h.publishCtx(ctx, Event{Room: cur.RoomID, From: id,
-				Frame: encode(presenceFrame{Type: "presence", Room: cur.RoomID, User: p.User, Status: "offline"})})
+		rooms := make([]string, len(cursors))
+		for i, cur := range cursors {
+			rooms[i] = cur.RoomID
 		}
+		h.broadcastPresence(ctx, p.User, rooms, "offline")
 	}
 }

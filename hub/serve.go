@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/coder/websocket"
@@ -14,12 +16,15 @@ import (
 	"github.com/switchboard-chat/switchboard/chat"
 )
 
+// This file is the transport: the upgrade, authentication, the read loop.
+// What each frame means is protocol.go's.
+
 // Subprotocol is the WebSocket subprotocol of SPEC §6.
 const Subprotocol = "switchboard.v1"
 
-// ServeHTTP is the /ws endpoint: it checks Origin before upgrading, then
-// authenticates the connection, subscribes it, and hands it to a fresh
-// reader goroutine.
+// ServeHTTP is the /ws endpoint: it checks Origin and the client's count of
+// unauthenticated connections before upgrading, then authenticates the
+// connection, subscribes it, and hands it to a fresh reader goroutine.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if origin := r.Header.Get("Origin"); origin != "" && !h.originAllowed(origin) {
 		writeHTTPError(w, http.StatusForbidden, chat.CodeForbidden, "origin not allowed")
@@ -32,6 +37,18 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeHTTPError(w, http.StatusServiceUnavailable, chat.CodeUnavailable, "server is shutting down")
 		return
 	}
+	ip := h.clientIP(r)
+	if !h.unauthed.acquire(ip, h.cfg.MaxUnauthedPerIP) {
+		w.Header().Set("Retry-After", "1")
+		writeHTTPError(w, http.StatusTooManyRequests, chat.CodeRateLimited, "too many connections from this address are authenticating")
+		return
+	}
+	authing := true
+	defer func() {
+		if authing {
+			h.unauthed.release(ip)
+		}
+	}()
 	// Read what we need from the request before Accept: after it, the
 	// request's context must not be used.
 	headerToken, hasHeader := bearer(r)
@@ -58,10 +75,12 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 
 	session, resume, ok := h.authenticate(ws, headerToken, hasHeader)
+	h.unauthed.release(ip)
+	authing = false
 	if !ok {
 		return
 	}
-	c := h.newConn(ws, sb.conn, session)
+	c := h.newConn(ws, sb.conn, sb.writer, session)
 	if !h.register(c) {
 		c.cancel()
 		_ = ws.Close(closeGoingAway, "server shutting down")
@@ -69,9 +88,13 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c.schedulePing()
 	if err := h.start(c, resume); err != nil {
-		c.logger().Warn("connection setup failed", slog.Any("error", err))
-		c.enqueueFrame(encode(newErrorFrame(nil, err)))
-		c.closeWith(closeTryLater, "could not load rooms")
+		code, reason := closeTryLater, "could not load rooms"
+		if errors.Is(err, errTooManyConns) {
+			code, reason = closePolicy, "too many connections"
+		} else {
+			c.logger().Warn("connection setup failed", slog.Any("error", err))
+		}
+		c.closeWithNotice(encode(newErrorFrame(nil, err)), code, reason)
 		<-c.ctx.Done()
 		c.finish()
 		h.unregister(c)
@@ -100,38 +123,35 @@ func (c *conn) run() {
 // from an auth frame within AuthTimeout. A refused token gets an
 // unauthorized error and close 4401; a missing one, close 4401.
 func (h *Hub) authenticate(ws *websocket.Conn, headerToken string, hasHeader bool) (chat.Session, map[string]int64, bool) {
-	ctx, cancel := context.WithTimeout(h.unauthed, h.cfg.AuthTimeout)
+	ctx, cancel := context.WithTimeout(h.unauthed.ctx, h.cfg.AuthTimeout)
 	defer cancel()
 	token, resume := headerToken, map[string]int64(nil)
 	if !hasHeader {
-		for {
-			// coder/websocket drops the TCP connection, with no close frame,
-			// when a read's context ends; so read without a deadline and
-			// close from a timer instead.
-			stop := context.AfterFunc(ctx, func() {
-				if h.unauthed.Err() != nil {
-					_ = ws.Close(closeGoingAway, "server shutting down")
-					return
-				}
-				_ = ws.Close(closeUnauthorized, "authentication timed out")
-			})
-			typ, data, err := ws.Read(context.Background())
-			if !stop() || err != nil {
-				return chat.Session{}, nil, false
+		// coder/websocket drops the TCP connection, with no close frame,
+		// when a read's context ends; so read without a deadline and close
+		// from a timer instead.
+		stop := context.AfterFunc(ctx, func() {
+			if h.unauthed.ctx.Err() != nil {
+				_ = ws.Close(closeGoingAway, "server shutting down")
+				return
 			}
-			f, ok := h.readClientFrame(ctx, ws, typ, data)
-			if !ok {
-				return chat.Session{}, nil, false
-			}
-			if f.Type == "auth" && f.Token != "" {
-				token, resume = f.Token, f.Resume
-				break
-			}
+			_ = ws.Close(closeUnauthorized, "authentication timed out")
+		})
+		typ, data, err := ws.Read(context.Background())
+		if !stop() || err != nil {
+			return chat.Session{}, nil, false
+		}
+		f, ok := h.readClientFrame(ctx, ws, typ, data)
+		if !ok {
+			return chat.Session{}, nil, false
+		}
+		if f.Type != "auth" {
 			h.writeDirect(ctx, ws, encode(errorFrame{Type: "error", ID: f.ID, Code: string(chat.CodeUnauthorized),
 				Message: "authenticate first: send {\"type\":\"auth\",\"token\":...}"}))
 			_ = ws.Close(closeUnauthorized, "not authenticated")
 			return chat.Session{}, nil, false
 		}
+		token, resume = f.Token, f.Resume
 	}
 	session, err := h.cfg.Auth.Authenticate(ctx, token)
 	if err != nil {
@@ -174,40 +194,6 @@ func (h *Hub) writeDirect(ctx context.Context, ws *websocket.Conn, frame []byte)
 	_ = ws.Write(wctx, websocket.MessageText, frame)
 }
 
-// start sends the ready frame and subscribes c to each of the user's rooms
-// from the client's resume seq or the stored delivery cursor.
-func (h *Hub) start(c *conn, resume map[string]int64) error {
-	ctx, cancel := context.WithTimeout(h.ctx, 10*time.Second)
-	defer cancel()
-	rooms, err := h.cfg.Store.RoomsOf(ctx, c.user.ID)
-	if err != nil {
-		return err
-	}
-	cursors, err := h.cfg.Store.Cursors(ctx, c.user.ID)
-	if err != nil {
-		return err
-	}
-	if rooms == nil {
-		rooms = []chat.Room{}
-	}
-	c.enqueueFrame(encode(readyFrame{Type: "ready", User: c.user, SessionID: c.sessionID, Rooms: rooms}))
-	ids := make([]string, len(cursors))
-	for i, cur := range cursors {
-		ids[i] = cur.RoomID
-	}
-	h.announcePresence(c, ids, true)
-	for _, cur := range cursors {
-		from := cur.DeliveredSeq
-		if seq, ok := resume[cur.RoomID]; ok && seq >= 0 {
-			from = seq
-		}
-		if err := h.subscribe(ctx, c, cur.RoomID, min(from, cur.LastSeq), nil); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // serve is the read loop of an authenticated connection. It reads without
 // a context (coder/websocket would hang a callback on it for every read):
 // closing the connection ends the read.
@@ -227,148 +213,58 @@ func (c *conn) serve() error {
 			return nil
 		}
 		if err != nil {
-			c.badFrames++
-			if c.badFrames >= maxBadFrames {
+			if c.badFrame() {
 				c.closeAndWait(closePolicy, "too many invalid frames")
 				return nil
 			}
 			c.enqueueFrame(encode(newErrorFrame(f.ID, err)))
 			continue
 		}
-		c.badFrames = 0
-		c.handle(f)
+		if !c.handle(f) {
+			<-c.ctx.Done()
+			return nil
+		}
 	}
 }
 
-// handle answers one valid frame. Errors go back to the client as error
-// frames; none of them closes the connection except persistent abuse.
-func (c *conn) handle(f clientFrame) {
-	h := c.h
-	ctx, cancel := context.WithTimeout(h.ctx, 10*time.Second)
-	defer cancel()
-	fail := func(err error) {
-		if chat.ErrorOf(err).Code == chat.CodeInternal {
-			c.logger().Error("request failed", slog.String("type", f.Type), slog.Any("error", err))
-		}
-		c.enqueueFrame(encode(newErrorFrame(f.ID, err)))
+// ipCounter counts, per client IP, the connections of this node that have
+// not authenticated yet (SPEC §6: at most 50 per IP). Its ctx ends when
+// Shutdown begins, which closes those connections at once.
+type ipCounter struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	n      map[string]int
+}
+
+// acquire counts one more connection of ip unless it has limit already.
+func (c *ipCounter) acquire(ip string, limit int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n[ip] >= limit {
+		return false
 	}
-	switch f.Type {
-	case "send":
-		if res := c.sendLimiter().Reserve(); res.Delay() > 0 {
-			res.Cancel()
-			h.cfg.Metrics.RateLimited.Inc()
-			c.rateRefused++
-			if c.rateRefused >= maxRateRefused {
-				c.closeWith(closePolicy, "far over the rate limit")
-				return
-			}
-			retry := int64(c.retryAfter() / time.Millisecond)
-			c.enqueueFrame(encode(errorFrame{Type: "error", ID: f.ID, Code: string(chat.CodeRateLimited),
-				Message: "sending too fast", RetryAfterMs: &retry}))
-			return
-		}
-		c.rateRefused = 0
-		nm := chat.NewMessage{RoomID: *f.Room, SenderID: c.user.ID, Body: *f.Body, Source: chat.SourceWeb}
-		if f.ParentID != nil {
-			nm.ParentID = *f.ParentID
-		}
-		if f.ClientID != nil {
-			nm.ClientID = *f.ClientID
-		}
-		msg, _, err := h.Post(ctx, nm)
-		if err != nil {
-			fail(err)
-			return
-		}
-		c.enqueueFrame(encode(ackFrame{Type: "ack", ID: f.ID, Message: &msg}))
-	case "subscribe":
-		if err := h.cfg.Store.CheckMember(ctx, c.user.ID, *f.Room); err != nil {
-			fail(err)
-			return
-		}
-		from := int64(-1)
-		if f.AfterSeq != nil {
-			from = max(*f.AfterSeq, 0)
-		} else if c.subscribedTo(*f.Room) {
-			c.enqueueFrame(encode(subscribedFrame{Type: "subscribed", ID: f.ID, Room: *f.Room, LastSeq: c.lastSeq(*f.Room)}))
-			return
-		} else {
-			cursors, err := h.cfg.Store.Cursors(ctx, c.user.ID)
-			if err != nil {
-				fail(err)
-				return
-			}
-			for _, cur := range cursors {
-				if cur.RoomID == *f.Room {
-					from = cur.DeliveredSeq
-				}
-			}
-		}
-		if err := h.subscribe(ctx, c, *f.Room, max(from, 0), f.ID); err != nil {
-			fail(err)
-		}
-	case "unsubscribe":
-		h.unsubscribe(c, *f.Room)
-		c.enqueueFrame(encode(unsubscribedFrame{Type: "unsubscribed", ID: f.ID, Room: *f.Room}))
-	case "history":
-		if err := h.cfg.Store.CheckMember(ctx, c.user.ID, *f.Room); err != nil {
-			fail(err)
-			return
-		}
-		limit, before := defaultHistoryLimit, int64(1<<62)
-		if f.Limit != nil {
-			limit = *f.Limit
-		}
-		if f.BeforeSeq != nil {
-			before = *f.BeforeSeq
-		}
-		msgs, err := h.cfg.Store.MessagesBefore(ctx, *f.Room, before, limit)
-		if err != nil {
-			fail(err)
-			return
-		}
-		if msgs == nil {
-			msgs = []chat.Message{}
-		}
-		frame := encode(historyFrame{Type: "history", ID: f.ID, Room: *f.Room, Messages: msgs})
-		if c.waitRoom(len(frame)) {
-			c.enqueueFrame(frame)
-		}
-	case "typing":
-		if !c.subscribedTo(*f.Room) {
-			fail(chat.Errorf(chat.CodeForbidden, "not subscribed to this room"))
-			return
-		}
-		if !c.typingLimiter().Allow() {
-			return // typing is best effort: over its budget it is dropped
-		}
-		h.publish(Event{Room: *f.Room, From: c.user.ID, Frame: encode(typingFrame{Type: "typing", Room: *f.Room, User: c.user})})
-	case "read":
-		if _, err := h.cfg.Store.MarkRead(ctx, c.user.ID, *f.Room, *f.Seq); err != nil {
-			fail(err)
-		}
-	case "ping":
-		c.enqueueFrame(encode(pongFrame{Type: "pong", ID: f.ID}))
-	case "auth":
-		fail(chat.Errorf(chat.CodeBadRequest, "already authenticated"))
+	c.n[ip]++
+	return true
+}
+
+func (c *ipCounter) release(ip string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n[ip]--; c.n[ip] <= 0 {
+		delete(c.n, ip)
 	}
 }
 
-// retryAfter is how long until the send bucket has a token again.
-func (c *conn) retryAfter() time.Duration {
-	res := c.sendLimiter().Reserve()
-	defer res.Cancel()
-	return max(res.Delay(), time.Millisecond)
-}
-
-func (c *conn) lastSeq(roomID string) int64 {
-	r := c.room(roomID)
-	if r == nil {
-		return 0
+func (h *Hub) clientIP(r *http.Request) string {
+	if h.cfg.ClientIP != nil {
+		return h.cfg.ClientIP(r)
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.lastSeq
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 func (h *Hub) originAllowed(origin string) bool {
@@ -398,4 +294,50 @@ func writeHTTPError(w http.ResponseWriter, status int, code chat.Code, msg strin
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = w.Write(encode(map[string]any{"error": map[string]string{"code": string(code), "message": msg}}))
+}
+
+// start sends the ready frame and subscribes c to each of the user's rooms
+// from the client's resume seq or the stored delivery cursor. Nothing is
+// written before the connection is in every room's subscriber list and
+// every room's broker subscription stands, so that what others publish
+// after ready (typing, presence) reaches it. It holds memberMu, so that a
+// membership control arriving meanwhile applies after it.
+func (h *Hub) start(c *conn, resume map[string]int64) error {
+	ctx, cancel := context.WithTimeout(h.ctx, 10*time.Second)
+	defer cancel()
+	c.memberMu.Lock()
+	defer c.memberMu.Unlock()
+	c.cork()
+	defer c.uncork()
+	cameOnline, err := h.connectPresence(c)
+	if err != nil {
+		return err
+	}
+	rooms, err := h.cfg.Store.RoomsOf(ctx, c.user.ID)
+	if err != nil {
+		return err
+	}
+	cursors, err := h.cfg.Store.Cursors(ctx, c.user.ID)
+	if err != nil {
+		return err
+	}
+	if rooms == nil {
+		rooms = []chat.Room{}
+	}
+	c.enqueueFrame(encode(readyFrame{Type: "ready", User: c.user, SessionID: c.currentSession(), Rooms: rooms}))
+	ids := make([]string, len(cursors))
+	for i, cur := range cursors {
+		ids[i] = cur.RoomID
+		from := cur.DeliveredSeq
+		if seq, ok := resume[cur.RoomID]; ok && seq >= 0 {
+			from = seq
+		}
+		if err := h.subscribe(ctx, c, cur.RoomID, min(from, cur.LastSeq), nil); err != nil {
+			return err
+		}
+	}
+	if cameOnline {
+		h.broadcastPresence(ctx, c.user, ids, "online")
+	}
+	return nil
 }
