@@ -2,6 +2,8 @@ package web
 
 import (
 	"encoding/json"
+	"errors"
+	"log/slog"
 	"net/http"
 	"regexp"
 	"strings"
@@ -29,20 +31,31 @@ type tokenResponse struct {
 	ExpiresIn    int          `json:"expires_in"`
 }
 
-// issue makes a new token pair for p, in refresh family (empty: a new one).
+// issue starts a new session for p (a login or register) and returns its
+// first token pair.
 func (a *API) issue(r *http.Request, p chat.Profile) (tokenResponse, error) {
-	access, ttl, err := a.cfg.Tokens.Issue(p.ID)
+	refresh, hash, expires := a.cfg.Tokens.NewRefreshToken()
+	session, err := a.cfg.Store.NewSession(r.Context(), p.ID, hash, expires)
 	if err != nil {
 		return tokenResponse{}, err
 	}
-	refresh, hash, expires := a.cfg.Tokens.NewRefreshToken()
-	if err := a.cfg.Store.SaveRefreshToken(r.Context(), p.ID, hash, "", expires); err != nil {
+	return a.tokenPair(p, session, refresh)
+}
+
+// tokenPair signs an access token for p in session and answers it with the
+// refresh token.
+func (a *API) tokenPair(p chat.Profile, session, refresh string) (tokenResponse, error) {
+	access, ttl, err := a.cfg.Tokens.Issue(p.ID, session)
+	if err != nil {
 		return tokenResponse{}, err
 	}
 	return tokenResponse{User: p, AccessToken: access, RefreshToken: refresh, ExpiresIn: int(ttl.Seconds())}, nil
 }
 
 func (a *API) register(w http.ResponseWriter, r *http.Request) {
+	if !a.allowAuth(w, r) {
+		return
+	}
 	var req struct {
 		Username    string `json:"username"`
 		Password    string `json:"password"`
@@ -53,15 +66,12 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	username := strings.ToLower(req.Username)
-	switch {
-	case !usernamePattern.MatchString(username):
+	if !usernamePattern.MatchString(username) {
 		a.fail(w, r, chat.Errorf(chat.CodeBadRequest, "username must be 3-32 characters of a-z, 0-9, _ . -"))
 		return
-	case utf8.RuneCountInString(req.Password) < chat.MinPasswordChars:
-		a.fail(w, r, chat.Errorf(chat.CodeBadRequest, "password must have at least %d characters", chat.MinPasswordChars))
-		return
-	case len(req.Password) > maxPasswordBytes:
-		a.fail(w, r, chat.Errorf(chat.CodeBadRequest, "password must be at most %d bytes", maxPasswordBytes))
+	}
+	if err := checkNewPassword(req.Password); err != nil {
+		a.fail(w, r, err)
 		return
 	}
 	display, err := displayName(req.DisplayName, username)
@@ -69,7 +79,7 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	hash, err := auth.HashPassword(req.Password)
+	hash, err := a.hashPassword(req.Password)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -87,6 +97,17 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, resp)
 }
 
+// checkNewPassword applies the rules of SPEC §3 to a password being set.
+func checkNewPassword(password string) error {
+	switch {
+	case utf8.RuneCountInString(password) < chat.MinPasswordChars:
+		return chat.Errorf(chat.CodeBadRequest, "password must have at least %d characters", chat.MinPasswordChars)
+	case len(password) > maxPasswordBytes:
+		return chat.Errorf(chat.CodeBadRequest, "password must be at most %d bytes", maxPasswordBytes)
+	}
+	return nil
+}
+
 func displayName(name, fallback string) (string, error) {
 	name = strings.TrimSpace(name)
 	if name == "" {
@@ -101,6 +122,9 @@ func displayName(name, fallback string) (string, error) {
 var errInvalidCredentials = chat.Errorf(chat.CodeInvalidCredentials, "wrong username or password")
 
 func (a *API) login(w http.ResponseWriter, r *http.Request) {
+	if !a.allowAuth(w, r) {
+		return
+	}
 	var req struct {
 		Username string `json:"username"`
 		Password string `json:"password"`
@@ -109,26 +133,33 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	if !usernamePattern.MatchString(strings.ToLower(req.Username)) {
-		auth.CheckNoPassword(req.Password) // no such account can exist
+	username := strings.ToLower(req.Username)
+	if !usernamePattern.MatchString(username) {
+		a.checkNoPassword(req.Password) // no such account can exist
 		a.fail(w, r, errInvalidCredentials)
 		return
 	}
-	p, hash, err := a.cfg.Store.Credentials(r.Context(), req.Username)
+	if !a.allowLogin(w, r, username) {
+		return
+	}
+	p, hash, err := a.cfg.Store.Credentials(r.Context(), username)
 	switch {
 	case err == nil:
-		if !auth.CheckPassword(hash, req.Password) {
+		if !a.checkPassword(hash, req.Password) {
+			a.loginFailed(r, username)
 			a.fail(w, r, errInvalidCredentials)
 			return
 		}
 	case chat.ErrorOf(err).Code == chat.CodeNotFound:
-		auth.CheckNoPassword(req.Password) // same time as a wrong password
+		a.checkNoPassword(req.Password) // same time as a wrong password
+		a.loginFailed(r, username)
 		a.fail(w, r, errInvalidCredentials)
 		return
 	default:
 		a.fail(w, r, err)
 		return
 	}
+	a.loginSucceeded(r, username)
 	resp, err := a.issue(r, p)
 	if err != nil {
 		a.fail(w, r, err)
@@ -138,6 +169,9 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) refresh(w http.ResponseWriter, r *http.Request) {
+	if !a.allowAuth(w, r) {
+		return
+	}
 	var req struct {
 		RefreshToken string `json:"refresh_token"`
 	}
@@ -150,7 +184,14 @@ func (a *API) refresh(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	refresh, hash, expires := a.cfg.Tokens.NewRefreshToken()
-	userID, err := a.cfg.Store.RotateRefreshToken(r.Context(), auth.HashRefreshToken(req.RefreshToken), hash, expires)
+	userID, session, err := a.cfg.Store.RotateRefreshToken(r.Context(), auth.HashRefreshToken(req.RefreshToken), hash, expires)
+	if errors.Is(err, chat.ErrRefreshReused) {
+		// A spent token came back: whoever holds the live one may be a
+		// thief. End the session everywhere, as logout does.
+		if err := a.endSessions(r.Context(), userID, []string{session}); err != nil {
+			a.log.ErrorContext(r.Context(), "end a session whose refresh token was reused", slog.Any("error", err))
+		}
+	}
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -160,37 +201,12 @@ func (a *API) refresh(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	access, ttl, err := a.cfg.Tokens.Issue(p.ID)
+	resp, err := a.tokenPair(p, session, refresh)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, tokenResponse{User: p, AccessToken: access, RefreshToken: refresh, ExpiresIn: int(ttl.Seconds())})
-}
-
-// logout revokes the access token it was called with and, when the body
-// names one, the refresh token's whole family.
-func (a *API) logout(w http.ResponseWriter, r *http.Request, s chat.Session) {
-	var req struct {
-		RefreshToken string `json:"refresh_token"`
-	}
-	if r.ContentLength != 0 {
-		if err := decode(w, r, &req); err != nil {
-			a.fail(w, r, err)
-			return
-		}
-	}
-	if err := a.cfg.Denylist.Revoke(r.Context(), s.TokenID, s.ExpiresAt); err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	if req.RefreshToken != "" {
-		if err := a.cfg.Store.RevokeRefreshToken(r.Context(), s.User.ID, auth.HashRefreshToken(req.RefreshToken)); err != nil {
-			a.fail(w, r, err)
-			return
-		}
-	}
-	w.WriteHeader(http.StatusNoContent)
+	writeJSON(w, http.StatusOK, resp)
 }
 
 func (a *API) me(w http.ResponseWriter, r *http.Request, s chat.Session) {

@@ -20,6 +20,11 @@ const (
 )
 
 func (a *API) postMessage(w http.ResponseWriter, r *http.Request, s chat.Session) {
+	roomID, err := pathID(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
 	var req struct {
 		Body     *string `json:"body"`
 		ParentID *string `json:"parent_id"`
@@ -33,7 +38,7 @@ func (a *API) postMessage(w http.ResponseWriter, r *http.Request, s chat.Session
 		a.fail(w, r, chat.Errorf(chat.CodeBadRequest, "body is required"))
 		return
 	}
-	nm := chat.NewMessage{RoomID: r.PathValue("id"), SenderID: s.User.ID, Body: *req.Body, Source: chat.SourceAPI}
+	nm := chat.NewMessage{RoomID: roomID, SenderID: s.User.ID, Body: *req.Body, Source: chat.SourceAPI}
 	if req.ParentID != nil {
 		nm.ParentID = *req.ParentID
 	}
@@ -167,6 +172,11 @@ func writeMessages(w http.ResponseWriter, head []byte, msgs []chat.EncodedMessag
 }
 
 func (a *API) history(w http.ResponseWriter, r *http.Request, s chat.Session) {
+	roomID, err := pathID(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
 	q, err := parseHistoryQuery(r)
 	if err != nil {
 		a.fail(w, r, err)
@@ -175,7 +185,7 @@ func (a *API) history(w http.ResponseWriter, r *http.Request, s chat.Session) {
 	// Read one more than asked to know whether another page exists.
 	limit := q.Limit
 	q.Limit++
-	msgs, err := a.cfg.Store.History(r.Context(), s.User.ID, r.PathValue("id"), q)
+	msgs, err := a.cfg.Store.History(r.Context(), s.User.ID, roomID, q)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -198,7 +208,12 @@ func (a *API) history(w http.ResponseWriter, r *http.Request, s chat.Session) {
 // thread answers GET /api/v1/messages/{id}: the message and its first
 // maxLimit replies (the replies endpoint pages through longer threads).
 func (a *API) thread(w http.ResponseWriter, r *http.Request, s chat.Session) {
-	msg, replies, err := a.cfg.Store.Thread(r.Context(), s.User.ID, r.PathValue("id"), 0, maxLimit)
+	messageID, err := pathID(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	msg, replies, err := a.cfg.Store.Thread(r.Context(), s.User.ID, messageID, 0, maxLimit)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -209,6 +224,11 @@ func (a *API) thread(w http.ResponseWriter, r *http.Request, s chat.Session) {
 
 // replies answers GET /api/v1/messages/{id}/replies?limit=&after_seq=.
 func (a *API) replies(w http.ResponseWriter, r *http.Request, s chat.Session) {
+	messageID, err := pathID(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
 	q := r.URL.Query()
 	limit := defaultLimit
 	if q.Has("limit") {
@@ -228,7 +248,7 @@ func (a *API) replies(w http.ResponseWriter, r *http.Request, s chat.Session) {
 		}
 		after = seq
 	}
-	_, replies, err := a.cfg.Store.Thread(r.Context(), s.User.ID, r.PathValue("id"), after, limit+1)
+	_, replies, err := a.cfg.Store.Thread(r.Context(), s.User.ID, messageID, after, limit+1)
 	if err != nil {
 		a.fail(w, r, err)
 		return

@@ -36,7 +36,7 @@ func (a *API) createRoom(w http.ResponseWriter, r *http.Request, s chat.Session)
 		a.fail(w, r, err)
 		return
 	}
-	a.cfg.Hub.JoinRoom(r.Context(), s.User.ID, room.ID)
+	a.cfg.Hub.Joined(r.Context(), chat.Membership{UserID: s.User.ID, RoomID: room.ID, New: true})
 	writeJSON(w, http.StatusCreated, room)
 }
 
@@ -59,16 +59,28 @@ func (a *API) publicRooms(w http.ResponseWriter, r *http.Request, _ chat.Session
 }
 
 func (a *API) joinRoom(w http.ResponseWriter, r *http.Request, s chat.Session) {
-	room, err := a.cfg.Store.Join(r.Context(), s.User.ID, r.PathValue("id"))
+	roomID, err := pathID(r)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	a.cfg.Hub.JoinRoom(r.Context(), s.User.ID, room.ID)
+	room, m, err := a.cfg.Store.Join(r.Context(), s.User.ID, roomID)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if m.New {
+		a.cfg.Hub.Joined(r.Context(), m)
+	}
 	writeJSON(w, http.StatusOK, room)
 }
 
 func (a *API) addMember(w http.ResponseWriter, r *http.Request, s chat.Session) {
+	roomID, err := pathID(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
 	var req struct {
 		Username string `json:"username"`
 	}
@@ -84,24 +96,39 @@ func (a *API) addMember(w http.ResponseWriter, r *http.Request, s chat.Session) 
 		a.fail(w, r, chat.Errorf(chat.CodeNotFound, "no user named %q", req.Username))
 		return
 	}
-	roomID := r.PathValue("id")
-	user, err := a.cfg.Store.AddMember(r.Context(), s.User.ID, roomID, req.Username)
+	user, m, err := a.cfg.Store.AddMember(r.Context(), s.User.ID, roomID, req.Username)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	a.cfg.Hub.JoinRoom(r.Context(), user.ID, roomID)
+	if m.New {
+		a.cfg.Hub.Joined(r.Context(), m)
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"room_id": roomID, "user": user})
 }
 
 func (a *API) leaveRoom(w http.ResponseWriter, r *http.Request, s chat.Session) {
-	roomID := r.PathValue("id")
+	roomID, err := pathID(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
 	if err := a.cfg.Store.Leave(r.Context(), s.User.ID, roomID); err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	a.cfg.Hub.LeaveRoom(r.Context(), s.User.ID, roomID)
+	a.cfg.Hub.Left(r.Context(), s.User.ID, roomID, "left")
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// pathID returns the {id} of the request's path if it is exactly an id the
+// server issued; any other spelling names nothing (SPEC §2).
+func pathID(r *http.Request) (string, error) {
+	id := r.PathValue("id")
+	if !chat.ValidID(id) {
+		return "", chat.Errorf(chat.CodeNotFound, "no such id: %q", id)
+	}
+	return id, nil
 }
 
 // nonNil makes an empty list encode as [] rather than null.
@@ -115,7 +142,11 @@ func nonNil[T any](s []T) []T {
 // presence answers GET /api/v1/rooms/{id}/presence: the members online on
 // any node.
 func (a *API) presence(w http.ResponseWriter, r *http.Request, s chat.Session) {
-	roomID := r.PathValue("id")
+	roomID, err := pathID(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
 	if err := a.cfg.Store.CheckMember(r.Context(), s.User.ID, roomID); err != nil {
 		a.fail(w, r, err)
 		return

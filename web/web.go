@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -17,6 +18,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboard-chat/switchboard/auth"
 	"github.com/switchboard-chat/switchboard/chat"
@@ -28,15 +31,23 @@ type Store interface {
 	Credentials(ctx context.Context, username string) (chat.Profile, string, error)
 	Profile(ctx context.Context, userID string) (chat.Profile, error)
 	UpdateProfile(ctx context.Context, userID string, u chat.ProfileUpdate) (chat.Profile, error)
-	SaveRefreshToken(ctx context.Context, userID string, hash []byte, family string, expires time.Time) error
-	RotateRefreshToken(ctx context.Context, old, newHash []byte, expires time.Time) (string, error)
-	RevokeRefreshToken(ctx context.Context, userID string, hash []byte) error
+	PasswordHash(ctx context.Context, userID string) (string, error)
+	SetPasswordHash(ctx context.Context, userID, hash string) error
+
+	NewSession(ctx context.Context, userID string, refreshHash []byte, expires time.Time) (string, error)
+	RotateRefreshToken(ctx context.Context, old, newHash []byte, expires time.Time) (userID, session string, err error)
+	SessionOf(ctx context.Context, userID string, refreshHash []byte) (string, error)
+	LiveSessions(ctx context.Context, userID string) ([]string, error)
+	EndSession(ctx context.Context, session string) error
+	EndSessions(ctx context.Context, userID, except string) ([]string, error)
 
 	CreateRoom(ctx context.Context, creatorID, name, visibility string) (chat.Room, error)
 	RoomsOf(ctx context.Context, userID string) ([]chat.Room, error)
 	PublicRooms(ctx context.Context) ([]chat.Room, error)
-	Join(ctx context.Context, userID, roomID string) (chat.Room, error)
-	AddMember(ctx context.Context, actorID, roomID, username string) (chat.User, error)
+	// Join and AddMember report the membership they made (Joined false:
+	// the user was a member already).
+	Join(ctx context.Context, userID, roomID string) (chat.Room, chat.Membership, error)
+	AddMember(ctx context.Context, actorID, roomID, username string) (chat.User, chat.Membership, error)
 	Leave(ctx context.Context, userID, roomID string) error
 	CheckMember(ctx context.Context, userID, roomID string) error
 	RoomMembers(ctx context.Context, roomID string) ([]chat.User, error)
@@ -48,13 +59,18 @@ type Store interface {
 	Thread(ctx context.Context, userID, messageID string, afterSeq int64, limit int) (chat.EncodedMessage, []chat.EncodedMessage, error)
 }
 
-// Hub is what the API needs from the node's live delivery: posting a
-// message (stored and delivered as a WebSocket send would be) and applying
-// membership changes to open connections.
+// Hub is what the API needs from live delivery: posting a message (stored
+// and delivered as a WebSocket send would be), and applying membership
+// changes and ended sessions to open connections on every node.
 type Hub interface {
 	Post(ctx context.Context, m chat.NewMessage) (chat.Message, bool, error)
-	JoinRoom(ctx context.Context, userID, roomID string)
-	LeaveRoom(ctx context.Context, userID, roomID string)
+	// Joined subscribes the user's open connections to the room, catching
+	// up from m.FromSeq.
+	Joined(ctx context.Context, m chat.Membership)
+	// Left unsubscribes them, telling them why ("left", "removed").
+	Left(ctx context.Context, userID, roomID, reason string)
+	// EndSessions closes the user's connections of those sessions with 4401.
+	EndSessions(ctx context.Context, userID string, sessions []string)
 }
 
 // Authenticator turns a Bearer token into a session.
@@ -80,6 +96,16 @@ type Config struct {
 	// Limiter limits each user's authenticated writes (POST, PATCH and
 	// DELETE under /api/v1, but logout); nil means no limit. See limited.
 	Limiter Limiter
+	// AuthLimiter limits login, register and refresh per client IP, and
+	// LoginBackoff delays logins to a username after failures (SPEC §3);
+	// nil means no limit. See authlimits.go.
+	AuthLimiter  Limiter
+	LoginBackoff Backoff
+	// ClientIP tells the client address of a request (trusted proxies);
+	// nil means the TCP peer.
+	ClientIP func(*http.Request) string
+	// Registerer registers the API's metrics; nil leaves them unregistered.
+	Registerer prometheus.Registerer
 	// Ready reports whether the node can serve (Postgres, Redis); /readyz
 	// answers 503 with its error.
 	Ready func(ctx context.Context) error
@@ -103,6 +129,7 @@ type API struct {
 	// limiterLogged is when a limiter failure was last logged, in Unix
 	// nanoseconds; zero before the first.
 	limiterLogged atomic.Int64
+	authMetrics   *authMetrics
 }
 
 // New returns the API's handler.
@@ -113,7 +140,11 @@ func New(cfg Config) (*API, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &API{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
+	m, err := newAuthMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("web: %w", err)
+	}
+	a := &API{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), authMetrics: m}
 	a.routes()
 	return a, nil
 }
@@ -126,8 +157,10 @@ func (a *API) routes() {
 	// Authenticated writes go through limited; logout does not, so that a
 	// throttled client can still end its session.
 	m.HandleFunc("POST /api/v1/auth/logout", a.authed(a.logout))
+	m.HandleFunc("POST /api/v1/auth/logout-all", a.authed(a.logoutAll))
 	m.HandleFunc("GET /api/v1/me", a.authed(a.me))
 	m.HandleFunc("PATCH /api/v1/me", a.authed(a.limited(a.patchMe)))
+	m.HandleFunc("POST /api/v1/me/password", a.authed(a.limited(a.changePassword)))
 
 	m.HandleFunc("POST /api/v1/rooms", a.authed(a.limited(a.createRoom)))
 	m.HandleFunc("GET /api/v1/rooms", a.authed(a.listRooms))
