@@ -13,7 +13,7 @@ export class APIError extends Error {
   }
 }
 
-/** The stored session: {user, access_token, refresh_token, expires_at} or null. */
+/** The stored session: {user, access_token, refresh_token, expires_at, lifetime_ms} or null. */
 export function session() {
   try {
     return JSON.parse(localStorage.getItem(SESSION_KEY));
@@ -28,6 +28,7 @@ function saveSession(body) {
     access_token: body.access_token,
     refresh_token: body.refresh_token,
     expires_at: Date.now() + body.expires_in * 1000,
+    lifetime_ms: body.expires_in * 1000,
   };
   localStorage.setItem(SESSION_KEY, JSON.stringify(s));
   return s;
@@ -80,6 +81,14 @@ export async function login(username, password) {
   return saveSession(await call("POST", "/api/v1/auth/login", { username, password }));
 }
 
+/**
+ * How long before its expiry an access token is replaced: a minute, or a
+ * quarter of its lifetime when that is shorter.
+ */
+export function refreshMargin(s) {
+  return Math.min(60_000, (s.lifetime_ms || 15 * 60_000) / 4);
+}
+
 let refreshing = null;
 
 // refresh rotates the token pair once, even when several callers (or tabs)
@@ -90,7 +99,7 @@ function refresh(staleAccess) {
     const run = async () => {
       const s = session();
       if (!s) throw new APIError(401, "unauthorized", "Signed out.");
-      if (s.access_token !== staleAccess && s.expires_at - Date.now() > 60_000) {
+      if (s.access_token !== staleAccess && s.expires_at - Date.now() > refreshMargin(s)) {
         return s; // another tab already rotated it
       }
       try {
@@ -109,13 +118,13 @@ function refresh(staleAccess) {
 }
 
 /**
- * A valid access token, refreshed first when it expires within a minute
- * (or when stale names one the server refused).
+ * A valid access token, refreshed first when it expires within
+ * refreshMargin (or when stale names one that must be replaced).
  */
 export async function accessToken(stale) {
   const s = session();
   if (!s) throw new APIError(401, "unauthorized", "Signed out.");
-  if (stale === s.access_token || s.expires_at - Date.now() < 60_000) {
+  if (stale === s.access_token || s.expires_at - Date.now() < refreshMargin(s)) {
     return (await refresh(s.access_token)).access_token;
   }
   return s.access_token;

@@ -1,7 +1,9 @@
 // The /ws connection (SPEC §6): auth frame with resume seqs, frames split on
-// "\n", heartbeats, and reconnects with exponential backoff and jitter.
+// "\n", heartbeats, reconnects with exponential backoff and jitter, and a
+// fresh token sent on the open socket before the last one expires (SPEC §3:
+// the server closes a socket whose token expired).
 
-import { accessToken } from "./api.js";
+import { accessToken, refreshMargin, session } from "./api.js";
 
 const SUBPROTOCOL = "switchboard.v1";
 const BACKOFF_BASE_MS = 500;
@@ -42,6 +44,9 @@ export class Socket {
     this.staleToken = undefined;
     this.connecting = false; // fetching a token before opening
     this.refusals = 0; // 4401 closes since the last ready
+    this.token = null; // the access token this.ws speaks with
+    this.tokenExpiresAt = 0; // when it expires, by this browser's clock
+    this.reauthTimer = 0;
     this.wake = () => this.reconnectNow();
     window.addEventListener("online", this.wake);
   }
@@ -55,6 +60,7 @@ export class Socket {
     this.stopped = true;
     window.removeEventListener("online", this.wake);
     clearTimeout(this.timer);
+    clearTimeout(this.reauthTimer);
     this.clearHeartbeat();
     if (this.ws) this.ws.close(1000);
     this.ws = null;
@@ -102,6 +108,7 @@ export class Socket {
     const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws";
     const ws = new WebSocket(url, SUBPROTOCOL);
     this.ws = ws;
+    this.useToken(token);
     ws.onopen = () => {
       ws.send(JSON.stringify({ type: "auth", token, resume: this.resume() }));
     };
@@ -121,6 +128,10 @@ export class Socket {
           this.attempt = 0;
           this.refusals = 0;
           this.onState("online");
+          this.scheduleReauth();
+        } else if (obj.type === "authed") {
+          this.scheduleReauth();
+          continue;
         } else if (obj.type === "error" && obj.code === "unauthorized" && !this.ready) {
           this.staleToken = token; // refresh before the next attempt
         } else if (obj.type === "pong") {
@@ -133,6 +144,7 @@ export class Socket {
       if (ws !== this.ws) return;
       this.ws = null;
       this.ready = false;
+      clearTimeout(this.reauthTimer);
       this.clearHeartbeat();
       if (this.stopped) return;
       if (ev.code === 4401) {
@@ -147,6 +159,44 @@ export class Socket {
       }
       this.retry();
     };
+  }
+
+  // scheduleReauth arms the sending of a fresh token on the open socket a
+  // little before the current one expires, so that the server never closes
+  // it for an expired token and nothing is reconnected or caught up.
+  scheduleReauth() {
+    clearTimeout(this.reauthTimer);
+    const s = session();
+    if (!s) return;
+    const wait = Math.max(0, this.tokenExpiresAt - Date.now() - refreshMargin(s));
+    this.reauthTimer = setTimeout(() => this.reauth(), wait);
+  }
+
+  // useToken records the token the socket speaks with; accessToken has just
+  // returned it, so it is the stored session's.
+  useToken(token) {
+    const s = session();
+    this.token = token;
+    this.tokenExpiresAt = s && s.access_token === token ? s.expires_at : Date.now();
+  }
+
+  async reauth() {
+    const ws = this.ws;
+    if (!this.open) return;
+    let token;
+    try {
+      token = await accessToken(this.token); // a new one unless another tab just made it
+    } catch (e) {
+      if (e.status === 401 || e.status === 400) {
+        this.onAuthFailed();
+        return;
+      }
+      this.reauthTimer = setTimeout(() => this.reauth(), 5_000);
+      return;
+    }
+    if (ws !== this.ws || !this.open) return;
+    this.useToken(token);
+    this.send({ type: "auth", id: "reauth", token });
   }
 
   retry() {
