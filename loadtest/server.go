@@ -21,10 +21,11 @@ import (
 // the per-connection send limit and the per-user HTTP write limit exist to
 // stop abuse, and a load generator sends from few accounts far faster than
 // any person.
-var serverLimits = []string{"--rate-limit", "1000000", "--rate-burst", "1000000", "--http-rate-limit", "0"}
+var serverLimits = []string{"--rate-limit", "1000000", "--rate-burst", "1000000", "--http-rate-limit", "0",
+	"--auth-rate-limit", "0", "--max-conns-per-user", "1000000"}
 
 // serverLimitsNote says so in every report.
-const serverLimitsNote = "servers started with --rate-limit 1000000 --rate-burst 1000000 --http-rate-limit 0 (abuse limits off)"
+const serverLimitsNote = "servers started with --rate-limit 1000000 --rate-burst 1000000 --http-rate-limit 0 --auth-rate-limit 0 --max-conns-per-user 1000000 (abuse limits off)"
 
 // spawnOptions say how to start one `switchboard serve` process.
 type spawnOptions struct {
