@@ -287,6 +287,7 @@ func validClaims(userID string) jwt.MapClaims {
 		"iat": now.Unix(),
 		"exp": now.Add(5 * time.Minute).Unix(),
 		"jti": fmt.Sprintf("test-jti-%d", userSeq.Add(1)),
+		"sid": fmt.Sprintf("test-session-%d", userSeq.Add(1)),
 	}
 }
 

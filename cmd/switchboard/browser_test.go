@@ -767,3 +767,38 @@ func TestBrowserPhone(t *testing.T) {
 	p.waitJS("room list again", `getComputedStyle(document.getElementById("room-pane")).display === "none"`)
 	require.True(t, shown("sidebar"))
 }
+
+// TestBrowserReauthInPlace: the client sends a fresh token on its open
+// socket before the last one expires (SPEC §3), so the server never closes
+// it and it never reconnects, through several token lifetimes.
+func TestBrowserReauthInPlace(t *testing.T) {
+	t.Parallel()
+	s := newTestServerWith(t, nodeOptions{addr: freePort(t), accessTTL: 6 * time.Second})
+	alice, bob := s.register(t, "alice"), s.register(t, "bob")
+	room := s.createRoom(t, alice, "public")
+	s.addMember(t, alice, room, bob)
+
+	p := newBrowser(t).newTab(t, s.URL)
+	p.login(alice)
+	p.openRoom(room)
+	// From now on, count the sockets the client opens and the fresh tokens
+	// it sends.
+	eval[bool](p, `(() => {
+		window.__opened = 0; window.__reauths = 0;
+		const W = window.WebSocket;
+		window.WebSocket = class extends W { constructor(...a) { super(...a); window.__opened++; } };
+		const send = W.prototype.send;
+		W.prototype.send = function (data) {
+			if (String(data).includes('"reauth"')) window.__reauths++;
+			return send.call(this, data);
+		};
+		return true;
+	})()`)
+	time.Sleep(14 * time.Second) // more than two lifetimes of a token
+	bob = s.login(t, bob.Username, fixturePassword)
+	r := s.do(t, "POST", "/api/v1/rooms/"+room+"/messages", bob.Token, map[string]any{"body": "still live"})
+	require.Equal(t, http.StatusCreated, r.Status, "%s", r.Raw)
+	p.waitMessage("still live")
+	require.Equal(t, 0, eval[int](p, `window.__opened`), "the client reconnected")
+	require.GreaterOrEqual(t, eval[int](p, `window.__reauths`), 2)
+}

@@ -39,6 +39,10 @@ type config struct {
 	RateBurst       int
 	HTTPRateLimit   float64
 	HTTPRateBurst   int
+	AccessTTL       time.Duration
+	AuthRateLimit   int
+	TrustedProxies  string
+	MaxConnsPerUser int
 	ShutdownTimeout time.Duration
 	LogLevel        string
 	NoWorkers       bool
@@ -100,6 +104,8 @@ func (c *config) common(fs *flag.FlagSet) {
 	fs.StringVar(&c.JWTSecretFile, "jwt-secret-file", "",
 		"file holding the HS256 key shared by all nodes (default: env SWITCHBOARD_JWT_SECRET, else random per start)")
 	fs.StringVar(&c.LogLevel, "log-level", cmp.Or(os.Getenv("SWITCHBOARD_LOG_LEVEL"), "info"), "debug, info, warn or error")
+	fs.DurationVar(&c.AccessTTL, "access-ttl", envDuration("SWITCHBOARD_ACCESS_TTL", 15*time.Minute),
+		"access token lifetime; a WebSocket closes with 4401 when its token expires unless the client sends a fresh one (env SWITCHBOARD_ACCESS_TTL)")
 }
 
 // server registers the settings of serve on fs.
@@ -118,6 +124,12 @@ func (c *config) server(fs *flag.FlagSet) {
 		"per-user HTTP writes per second, shared by all nodes; 0 turns the limit off (env SWITCHBOARD_HTTP_RATE_LIMIT)")
 	fs.IntVar(&c.HTTPRateBurst, "http-rate-burst", int(envFloat("SWITCHBOARD_HTTP_RATE_BURST", 20)),
 		"per-user HTTP write burst (env SWITCHBOARD_HTTP_RATE_BURST)")
+	fs.IntVar(&c.AuthRateLimit, "auth-rate-limit", int(envFloat("SWITCHBOARD_AUTH_RATE_LIMIT", 60)),
+		"login, register and refresh attempts per client IP per minute, shared by all nodes; 0 turns the limit off (env SWITCHBOARD_AUTH_RATE_LIMIT)")
+	fs.StringVar(&c.TrustedProxies, "trusted-proxies", os.Getenv("SWITCHBOARD_TRUSTED_PROXIES"),
+		"comma-separated CIDRs of proxies whose X-Forwarded-For names the client (env SWITCHBOARD_TRUSTED_PROXIES)")
+	fs.IntVar(&c.MaxConnsPerUser, "max-conns-per-user", int(envFloat("SWITCHBOARD_MAX_CONNS_PER_USER", 20)),
+		"open WebSockets per user on all nodes together (env SWITCHBOARD_MAX_CONNS_PER_USER)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 25*time.Second, "grace period for SIGTERM: connections and requests drain within it")
 	fs.BoolVar(&c.NoWorkers, "no-workers", false, "do not run job workers (SMS, Slack) in this process; run `switchboard worker` instead")
 	fs.DurationVar(&c.WriteInterval, "write-interval", envDuration("SWITCHBOARD_WRITE_INTERVAL", 50*time.Millisecond),

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
@@ -258,5 +259,60 @@ func setupRemoteSaves(t *testing.T) (s *testServer, room string, bob *wsClient, 
 			saved = append(saved, m)
 		}
 		return saved
+	}
+}
+
+// TestDeliveryOnceOnQuickReconnect: a client that closes right after a
+// message and reconnects within 100 ms, to either node and without resume
+// seqs, is not sent that message again (SPEC §6: what was sent meanwhile,
+// once): the closing connection writes its delivery cursor before its
+// close completes.
+func TestDeliveryOnceOnQuickReconnect(t *testing.T) {
+	t.Parallel()
+	nodes := newTestCluster(t, 2, nil)
+	alice, bob := nodes[0].register(t, "alice"), nodes[0].register(t, "bob")
+	room := nodes[0].createRoom(t, alice, chat.Private)
+	nodes[0].addMember(t, alice, room, bob)
+	wa := nodes[0].subscribedClient(t, alice, 1)
+
+	// Delivery cursors are written once a second (the default), far later
+	// than these reconnects.
+	wb := nodes[0].subscribedClient(t, bob, 1)
+	seq := int64(0)
+	for i := range 10 {
+		seq++
+		sendWS(t, wa, room, fmt.Sprint("message ", seq))
+		expectMessages(t, wb, room, seq, seq)
+		require.NoError(t, wb.ws.Close(websocket.StatusNormalClosure, ""))
+		closed := time.Now()
+		wb = nodes[i%2].dialWS(t, bob.Token)
+		require.Less(t, time.Since(closed), 100*time.Millisecond)
+		wb.ready()
+		wb.nextOf("subscribed")
+		// The next message is the first of the room it gets: no repeat.
+		seq++
+		sendWS(t, wa, room, fmt.Sprint("message ", seq))
+		require.Equal(t, seq, messageSeq(wb.nextOf("message")), "reconnect %d", i)
+	}
+}
+
+// TestTypingRightAfterReady: typing sent by someone on another node just
+// after a connection's ready reaches it (its rooms' broker subscriptions
+// stand before ready is sent).
+func TestTypingRightAfterReady(t *testing.T) {
+	t.Parallel()
+	nodes := newTestCluster(t, 2, func(c *hub.Config) { c.TypingLimit, c.TypingBurst = 100, 100 })
+	a, b := nodes[0], nodes[1]
+	alice, bob := a.register(t, "alice"), a.register(t, "bob")
+	room := a.createRoom(t, alice, chat.Private)
+	a.addMember(t, alice, room, bob)
+	wa := a.subscribedClient(t, alice, 1)
+	for i := range 15 {
+		wb := b.dialWS(t, bob.Token)
+		wb.ready()
+		wa.send(map[string]any{"type": "typing", "room": room})
+		typing := wb.nextOf("typing", "subscribed")
+		require.Equal(t, alice.ID, typing["user"].(map[string]any)["id"], "attempt %d", i)
+		require.NoError(t, wb.ws.Close(websocket.StatusNormalClosure, ""))
 	}
 }

@@ -70,7 +70,12 @@ type nodeOptions struct {
 	// 1000/s with a burst of 1000, high enough that tests of other things
 	// never meet it.
 	httpLimit ratelimit.Limit
-	tune      func(*hub.Config)
+	// authRateLimit is SWITCHBOARD_AUTH_RATE_LIMIT; zero turns it off, so
+	// that tests of other things may log in as often as they like.
+	authRateLimit  int
+	trustedProxies string
+	accessTTL      time.Duration // zero: 15 minutes
+	tune           func(*hub.Config)
 	// twilio and slack, when set, turn the integration on against the
 	// fake; the node then runs job workers unless noWorkers.
 	twilio    *twiliotest.API
@@ -111,6 +116,7 @@ func newTestServerWith(t testing.TB, opts nodeOptions) *testServer {
 		tuneHub:     opts.tune,
 	}
 	cfg.HTTPRateLimit, cfg.HTTPRateBurst = 1000, 1000
+	cfg.AuthRateLimit, cfg.TrustedProxies, cfg.AccessTTL = opts.authRateLimit, opts.trustedProxies, opts.accessTTL
 	if opts.httpLimit != (ratelimit.Limit{}) {
 		cfg.HTTPRateLimit, cfg.HTTPRateBurst = opts.httpLimit.Rate, opts.httpLimit.Burst
 	}
@@ -182,8 +188,19 @@ func (s *testServer) do(t testing.TB, method, path, token string, body any) apiR
 	return doURL(t, method, s.URL+path, token, body)
 }
 
+// doFrom is do with extra request headers (X-Forwarded-For, say).
+func (s *testServer) doFrom(t testing.TB, header http.Header, method, path, token string, body any) apiResponse {
+	t.Helper()
+	return doRequest(t, header, method, s.URL+path, token, body)
+}
+
 // doURL is do against any server.
 func doURL(t testing.TB, method, url, token string, body any) apiResponse {
+	t.Helper()
+	return doRequest(t, nil, method, url, token, body)
+}
+
+func doRequest(t testing.TB, header http.Header, method, url, token string, body any) apiResponse {
 	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
@@ -197,6 +214,9 @@ func doURL(t testing.TB, method, url, token string, body any) apiResponse {
 	}
 	req, err := http.NewRequest(method, url, rd)
 	require.NoError(t, err)
+	for k, v := range header {
+		req.Header[k] = v
+	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}

@@ -91,7 +91,7 @@ func TestPresenceDeadNodeAnnouncedOffline(t *testing.T) {
 	defer client.Close()
 	deadNode, err := presence.New(presence.Config{Client: client, Prefix: prefix, TTL: 300 * time.Millisecond})
 	require.NoError(t, err)
-	_, err = deadNode.Connect(t.Context(), alice.ID, "conn-on-dead-node")
+	_, _, err = deadNode.Connect(t.Context(), alice.ID, "conn-on-dead-node", 0)
 	require.NoError(t, err)
 
 	ev := watcher.nextOf("presence")

@@ -21,6 +21,7 @@ import (
 	"github.com/switchboard-chat/switchboard/auth"
 	"github.com/switchboard-chat/switchboard/broker"
 	"github.com/switchboard-chat/switchboard/cache"
+	"github.com/switchboard-chat/switchboard/clientip"
 	"github.com/switchboard-chat/switchboard/denylist"
 	"github.com/switchboard-chat/switchboard/hub"
 	"github.com/switchboard-chat/switchboard/integrations/jobs"
@@ -70,7 +71,11 @@ func newNode(ctx context.Context, cfg *config, secret []byte, log *slog.Logger) 
 	if err != nil {
 		return nil, err
 	}
-	tokens, err := auth.New(auth.Config{Secret: secret})
+	tokens, err := auth.New(auth.Config{Secret: secret, AccessTTL: cfg.AccessTTL})
+	if err != nil {
+		return nil, err
+	}
+	clients, err := clientip.New(cfg.TrustedProxies)
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +106,7 @@ func newNode(ctx context.Context, cfg *config, secret []byte, log *slog.Logger) 
 	// Both the cache and the broker use the versions key: see package cache.
 	versionsKey := cfg.RedisPrefix + "versions"
 	cached, err := cache.New(cache.Config{
-		Store: store, Redis: n.rdb, Key: versionsKey, RevokedKey: revoked.Key, Metrics: reg,
+		Store: store, Redis: n.rdb, Key: versionsKey, EndedKey: revoked.Key, Metrics: reg,
 		Logger: log.With(slog.String("component", "cache")),
 	})
 	if err != nil {
@@ -122,16 +127,19 @@ func newNode(ctx context.Context, cfg *config, secret []byte, log *slog.Logger) 
 		return nil, err
 	}
 	hubCfg := hub.Config{
-		Store:          store,
-		Presence:       online,
-		Broker:         n.broker,
-		Auth:           authenticator,
-		Logger:         log.With(slog.String("component", "hub")),
-		AllowedOrigins: cfg.allowedOrigins(public),
-		RateLimit:      cfg.RateLimit,
-		RateBurst:      cfg.RateBurst,
-		WriteInterval:  cfg.WriteInterval,
-		Metrics:        hub.NewMetrics(reg),
+		Store:           store,
+		Presence:        online,
+		Sessions:        revoked,
+		Broker:          n.broker,
+		Auth:            authenticator,
+		Logger:          log.With(slog.String("component", "hub")),
+		AllowedOrigins:  cfg.allowedOrigins(public),
+		ClientIP:        clients.IP,
+		MaxConnsPerUser: cfg.MaxConnsPerUser,
+		RateLimit:       cfg.RateLimit,
+		RateBurst:       cfg.RateBurst,
+		WriteInterval:   cfg.WriteInterval,
+		Metrics:         hub.NewMetrics(reg),
 	}
 	if cfg.tuneHub != nil {
 		cfg.tuneHub(&hubCfg)
@@ -159,17 +167,32 @@ func newNode(ctx context.Context, cfg *config, secret []byte, log *slog.Logger) 
 	}
 
 	webCfg := web.Config{
-		Presence:  online,
-		Store:     cached,
-		Hub:       n.hub,
-		Auth:      authenticator,
-		Tokens:    tokens,
-		Denylist:  revoked,
-		Ready:     n.ready,
-		WebSocket: n.hub,
-		Webhooks:  hooks,
-		Metrics:   promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		Logger:    log.With(slog.String("component", "web")),
+		Presence:   online,
+		Store:      cached,
+		Hub:        n.hub,
+		Auth:       authenticator,
+		Tokens:     tokens,
+		Denylist:   revoked,
+		Ready:      n.ready,
+		WebSocket:  n.hub,
+		Webhooks:   hooks,
+		Metrics:    promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Registerer: reg,
+		ClientIP:   clients.IP,
+		Logger:     log.With(slog.String("component", "web")),
+	}
+	webCfg.LoginBackoff, err = ratelimit.NewBackoff(n.rdb, cfg.RedisPrefix, ratelimit.BackoffConfig{})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.AuthRateLimit > 0 {
+		// The budget refills over a minute, with bursts of a minute's worth.
+		rl, err := ratelimit.NewRedis(n.rdb, cfg.RedisPrefix, ratelimit.Limit{
+			Rate: float64(cfg.AuthRateLimit) / 60, Burst: cfg.AuthRateLimit})
+		if err != nil {
+			return nil, fmt.Errorf("auth rate limit: %w", err)
+		}
+		webCfg.AuthLimiter = webLimiter{rl}
 	}
 	if cfg.HTTPRateLimit > 0 {
 		rl, err := ratelimit.NewRedis(n.rdb, cfg.RedisPrefix, ratelimit.Limit{Rate: cfg.HTTPRateLimit, Burst: cfg.HTTPRateBurst})

@@ -221,7 +221,14 @@ func tokenCmd(ctx context.Context, args []string) error {
 		if err != nil {
 			return fmt.Errorf("user %q: %w", fs.Arg(0), err)
 		}
-		token, _, err := tokens.Issue(u.ID)
+		// A session of its own, as a login makes, so that logout ends
+		// this token and nothing else; its refresh token is never shown.
+		_, hash, expires := tokens.NewRefreshToken()
+		session, err := s.NewSession(ctx, u.ID, hash, expires)
+		if err != nil {
+			return err
+		}
+		token, _, err := tokens.Issue(u.ID, session)
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,225 @@
+package main
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-chat/switchboard/chat"
+)
+
+// This file tests sessions (SPEC §3): what ends one, and that its end
+// reaches open sockets on every node.
+
+// requireClosedWithin waits for the server to close c with code, within
+// wait of start.
+func requireClosedWithin(t *testing.T, c *wsClient, code websocket.StatusCode, start time.Time, wait time.Duration) {
+	t.Helper()
+	for {
+		obj, err := c.nextErr(time.Until(start.Add(wait)))
+		if err != nil {
+			require.Equal(t, code, websocket.CloseStatus(err), "closed with %v", err)
+			return
+		}
+		require.NotEqual(t, "message", obj["type"], "the socket got a message after its session ended: %v", obj)
+	}
+}
+
+// requireOpen checks that c still answers.
+func requireOpen(t *testing.T, c *wsClient) {
+	t.Helper()
+	c.send(map[string]any{"type": "ping", "id": "still-open"})
+	require.Equal(t, "still-open", c.nextOf("pong", "subscribed", "message", "typing", "presence")["id"])
+}
+
+// tokenExpiry reads the exp claim of a JWT without verifying it.
+func tokenExpiry(t *testing.T, token string) time.Time {
+	t.Helper()
+	parts := strings.Split(token, ".")
+	require.Len(t, parts, 3)
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	require.NoError(t, err)
+	var claims struct {
+		Exp int64 `json:"exp"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &claims))
+	return time.Unix(claims.Exp, 0)
+}
+
+func (s *testServer) refresh(t *testing.T, u testUser) apiResponse {
+	t.Helper()
+	return s.do(t, "POST", "/api/v1/auth/refresh", "", map[string]any{"refresh_token": u.Refresh})
+}
+
+func TestSessionsEndOnEveryNode(t *testing.T) {
+	t.Parallel()
+	nodes := newTestCluster(t, 2, nil)
+	a, b := nodes[0], nodes[1]
+	first := a.register(t, "bob")
+	room := a.createRoom(t, first, chat.Private)
+
+	t.Run("LogoutWithoutBody", func(t *testing.T) {
+		s1 := a.login(t, first.Username, fixturePassword)
+		s2 := a.login(t, first.Username, fixturePassword)
+		s1a, s1b := a.subscribedClient(t, s1, 1), b.subscribedClient(t, s1, 1)
+		s2b := b.subscribedClient(t, s2, 1)
+
+		start := time.Now()
+		require.Equal(t, http.StatusNoContent, a.do(t, "POST", "/api/v1/auth/logout", s1.Token, nil).Status)
+		requireClosedWithin(t, s1a, 4401, start, time.Second)
+		requireClosedWithin(t, s1b, 4401, start, time.Second)
+		requireAPIError(t, b.do(t, "GET", "/api/v1/me", s1.Token, nil), http.StatusUnauthorized, "unauthorized")
+		requireAPIError(t, b.refresh(t, s1), http.StatusUnauthorized, "unauthorized")
+
+		// The other session of the same user goes on.
+		requireOpen(t, s2b)
+		require.Equal(t, http.StatusOK, b.do(t, "GET", "/api/v1/me", s2.Token, nil).Status)
+		require.Equal(t, http.StatusOK, b.refresh(t, s2).Status)
+	})
+
+	t.Run("LogoutAfterRefreshEndsTheRefreshedTokensToo", func(t *testing.T) {
+		s := a.login(t, first.Username, fixturePassword)
+		r := a.refresh(t, s)
+		require.Equal(t, http.StatusOK, r.Status, "%s", r.Raw)
+		fresh := s
+		fresh.Token, fresh.Refresh = r.Body["access_token"].(string), r.Body["refresh_token"].(string)
+		ws := b.subscribedClient(t, fresh, 1)
+		start := time.Now()
+		require.Equal(t, http.StatusNoContent, a.do(t, "POST", "/api/v1/auth/logout", s.Token, nil).Status,
+			"the old access token of the session logs it out")
+		requireClosedWithin(t, ws, 4401, start, time.Second)
+		requireAPIError(t, b.do(t, "GET", "/api/v1/me", fresh.Token, nil), http.StatusUnauthorized, "unauthorized")
+		requireAPIError(t, b.refresh(t, fresh), http.StatusUnauthorized, "unauthorized")
+	})
+
+	t.Run("LogoutAll", func(t *testing.T) {
+		s1 := a.login(t, first.Username, fixturePassword)
+		s2 := a.login(t, first.Username, fixturePassword)
+		c1, c2 := a.subscribedClient(t, s1, 1), b.subscribedClient(t, s2, 1)
+		start := time.Now()
+		require.Equal(t, http.StatusNoContent, b.do(t, "POST", "/api/v1/auth/logout-all", s2.Token, nil).Status)
+		requireClosedWithin(t, c1, 4401, start, time.Second)
+		requireClosedWithin(t, c2, 4401, start, time.Second)
+		for _, s := range []testUser{s1, s2} {
+			requireAPIError(t, a.do(t, "GET", "/api/v1/me", s.Token, nil), http.StatusUnauthorized, "unauthorized")
+			requireAPIError(t, a.refresh(t, s), http.StatusUnauthorized, "unauthorized")
+		}
+		// A new login starts a new session.
+		s3 := b.login(t, first.Username, fixturePassword)
+		require.Equal(t, http.StatusOK, a.do(t, "GET", "/api/v1/me", s3.Token, nil).Status)
+	})
+
+	t.Run("PasswordChange", func(t *testing.T) {
+		mine := a.login(t, first.Username, fixturePassword)
+		other := a.login(t, first.Username, fixturePassword)
+		myWS, otherWS := a.subscribedClient(t, mine, 1), b.subscribedClient(t, other, 1)
+
+		// A wrong current password changes nothing.
+		r := a.do(t, "POST", "/api/v1/me/password", mine.Token, map[string]any{
+			"current_password": "not the password", "new_password": "a brand new password"})
+		requireAPIError(t, r, http.StatusUnauthorized, "invalid_credentials")
+		requireOpen(t, otherWS)
+		r = a.do(t, "POST", "/api/v1/me/password", mine.Token, map[string]any{
+			"current_password": fixturePassword, "new_password": "short"})
+		requireAPIError(t, r, http.StatusBadRequest, "bad_request")
+		requireOpen(t, otherWS)
+
+		start := time.Now()
+		r = a.do(t, "POST", "/api/v1/me/password", mine.Token, map[string]any{
+			"current_password": fixturePassword, "new_password": "a brand new password"})
+		require.Equal(t, http.StatusNoContent, r.Status, "%s", r.Raw)
+		requireClosedWithin(t, otherWS, 4401, start, time.Second)
+		requireAPIError(t, b.do(t, "GET", "/api/v1/me", other.Token, nil), http.StatusUnauthorized, "unauthorized")
+		requireAPIError(t, b.refresh(t, other), http.StatusUnauthorized, "unauthorized")
+
+		// The session that changed it goes on; the new password is the one.
+		requireOpen(t, myWS)
+		require.Equal(t, http.StatusOK, b.do(t, "GET", "/api/v1/me", mine.Token, nil).Status)
+		require.Equal(t, http.StatusOK, b.refresh(t, mine).Status)
+		r = a.do(t, "POST", "/api/v1/auth/login", "", map[string]any{"username": first.Username, "password": fixturePassword})
+		requireAPIError(t, r, http.StatusUnauthorized, "invalid_credentials")
+		a.login(t, first.Username, "a brand new password")
+	})
+
+	t.Run("RefreshReuseEndsTheSession", func(t *testing.T) {
+		u := a.login(t, first.Username, "a brand new password")
+		ws := b.subscribedClient(t, u, 1)
+		require.Equal(t, http.StatusOK, a.refresh(t, u).Status)
+		start := time.Now()
+		requireAPIError(t, a.refresh(t, u), http.StatusUnauthorized, "unauthorized")
+		requireClosedWithin(t, ws, 4401, start, time.Second)
+		requireAPIError(t, b.do(t, "GET", "/api/v1/me", u.Token, nil), http.StatusUnauthorized, "unauthorized")
+	})
+	_ = room
+}
+
+// TestSocketTokenExpiry: a socket closes with 4401 when its token expires,
+// unless the client sent a fresh one of the same user in an auth frame.
+func TestSocketTokenExpiry(t *testing.T) {
+	t.Parallel()
+	s := newTestServerWith(t, nodeOptions{accessTTL: 2 * time.Second})
+	alice, mallory := s.register(t, "alice"), s.register(t, "mallory")
+	s.createRoom(t, alice, chat.Private)
+
+	t.Run("ClosedAtExpiry", func(t *testing.T) {
+		t.Parallel()
+		u := s.login(t, alice.Username, fixturePassword)
+		exp := tokenExpiry(t, u.Token)
+		c := s.subscribedClient(t, u, 1)
+		objs, code := drainUntilClosed(t, c, 5*time.Second)
+		require.Equal(t, websocket.StatusCode(4401), code)
+		require.WithinDuration(t, exp, time.Now(), 500*time.Millisecond, "closed when the token expires")
+		require.NotEmpty(t, objs)
+		require.Equal(t, "unauthorized", objs[len(objs)-1]["code"], "told why: %v", objs)
+	})
+
+	t.Run("ReauthInPlace", func(t *testing.T) {
+		t.Parallel()
+		u := s.login(t, alice.Username, fixturePassword)
+		c := s.subscribedClient(t, u, 1)
+		for range 3 { // three lifetimes of a token
+			time.Sleep(time.Second)
+			r := s.refresh(t, u)
+			require.Equal(t, http.StatusOK, r.Status, "%s", r.Raw)
+			u.Token, u.Refresh = r.Body["access_token"].(string), r.Body["refresh_token"].(string)
+			c.send(map[string]any{"type": "auth", "id": "re", "token": u.Token})
+			authed := c.nextOf("authed", "subscribed")
+			require.Equal(t, "re", authed["id"])
+			expires := requireUTCTime(t, authed["expires_at"].(string))
+			require.WithinDuration(t, time.Now().Add(2*time.Second), expires, 1500*time.Millisecond)
+		}
+		requireOpen(t, c)
+	})
+
+	for _, tt := range []struct {
+		name  string
+		token func() string
+	}{
+		{"AnotherUsersToken", func() string { return s.login(t, mallory.Username, fixturePassword).Token }},
+		{"GarbageToken", func() string { return "not-a-token" }},
+		{"EndedSessionsToken", func() string {
+			u := s.login(t, alice.Username, fixturePassword)
+			require.Equal(t, http.StatusNoContent, s.do(t, "POST", "/api/v1/auth/logout", u.Token, nil).Status)
+			return u.Token
+		}},
+	} {
+		t.Run("Refused"+tt.name, func(t *testing.T) {
+			t.Parallel()
+			u := s.login(t, alice.Username, fixturePassword)
+			c := s.subscribedClient(t, u, 1)
+			c.send(map[string]any{"type": "auth", "id": "re", "token": tt.token()})
+			objs, code := drainUntilClosed(t, c, time.Second)
+			require.Equal(t, websocket.StatusCode(4401), code)
+			require.NotEmpty(t, objs)
+			last := objs[len(objs)-1]
+			require.Equal(t, "unauthorized", last["code"], "%v", objs)
+			require.Equal(t, "re", last["id"])
+		})
+	}
+}
