@@ -68,6 +68,8 @@ func TestIntegrations(t *testing.T) {
 
 		first := bundle.room(t, alice.ID, "first", chat.Public)
 		second := bundle.room(t, alice.ID, "second", chat.Private)
+		_, err = bundle.store.LastActiveRoom(bundle.ctx, alice.ID)
+		require.ErrorIs(t, err, chat.ErrNotFound, "creating rooms is not posting")
 		requireLastActive := func(want chat.Room) {
 			t.Helper()
 			r, err := bundle.store.LastActiveRoom(bundle.ctx, alice.ID)
@@ -75,8 +77,6 @@ func TestIntegrations(t *testing.T) {
 			require.Equal(t, want.ID, r.ID)
 			require.Equal(t, want.Name, r.Name)
 		}
-		// Joined last, posted nowhere: the newest room.
-		requireLastActive(second)
 
 		// Posting makes a room the most recently active one.
 		bundle.send(t, first.ID, alice.ID, "hello")
@@ -88,6 +88,15 @@ func TestIntegrations(t *testing.T) {
 		_, err = bundle.store.Join(bundle.ctx, bob.ID, first.ID)
 		require.NoError(t, err)
 		bundle.send(t, first.ID, bob.ID, "bob here")
+		requireLastActive(second)
+
+		// Joining a room or being added to one does not either.
+		third := bundle.room(t, bob.ID, "third", chat.Public)
+		_, err = bundle.store.Join(bundle.ctx, alice.ID, third.ID)
+		require.NoError(t, err)
+		fourth := bundle.room(t, bob.ID, "fourth", chat.Private)
+		_, err = bundle.store.AddMember(bundle.ctx, bob.ID, fourth.ID, "alice")
+		require.NoError(t, err)
 		requireLastActive(second)
 
 		// The room comes with alice's cursor: her own posts are read.

@@ -356,13 +356,44 @@ func TestWebhook(t *testing.T) {
 		require.Empty(t, b.stored(t, chat.SourceSMS))
 	})
 
-	t.Run("NoRoomYet", func(t *testing.T) {
+	t.Run("NeverPostedGetsUsage", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
-		b.user(t, "alice", "+14155550100")
-		reply := b.sms(t, "+14155550100", "anyone there?", "SM1").requireTwiML(t)
-		require.Contains(t, reply, "not in any room yet")
+		alice := b.user(t, "alice", "+14155550100")
+		bob := b.user(t, "bob", "")
+		const usage = `Send "#room-name your message" to post in a room you are in. Plain text goes to the room you last posted in.`
+		require.Equal(t, usage, b.sms(t, "+14155550100", "anyone there?", "SM1").requireTwiML(t), "in no room")
+
+		// Creating a room, joining one or being added to one is not posting.
+		b.room(t, alice, "mine", chat.Public)
+		theirs := b.room(t, bob, "theirs", chat.Public)
+		_, err := b.store.Join(b.ctx, alice.ID, theirs.ID)
+		require.NoError(t, err)
+		added := b.room(t, bob, "added", chat.Private)
+		_, err = b.store.AddMember(b.ctx, bob.ID, added.ID, "alice")
+		require.NoError(t, err)
+		b.say(t, added, bob, "welcome")
+		require.Equal(t, usage, b.sms(t, "+14155550100", "anyone there?", "SM2").requireTwiML(t), "in rooms, never posted")
 		require.Empty(t, b.stored(t, chat.SourceSMS))
+	})
+
+	t.Run("BeingAddedDoesNotRedirectPlainText", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		victim := b.user(t, "victim", "+14155550100")
+		mallory := b.user(t, "mallory", "")
+		home := b.room(t, victim, "home", chat.Private)
+		b.say(t, home, victim, "from the web")
+		// Mallory adds the victim to her room and talks there, hoping to
+		// receive the victim's next plain-text SMS.
+		trap := b.room(t, mallory, "trap", chat.Private)
+		_, err := b.store.AddMember(b.ctx, mallory.ID, trap.ID, "victim")
+		require.NoError(t, err)
+		b.say(t, trap, mallory, "hello victim")
+
+		require.Empty(t, b.sms(t, "+14155550100", "private note", "SM1").requireTwiML(t))
+		require.Equal(t, []stored{{Room: "home", Sender: "victim", Body: "private note", Source: "sms", ExternalID: "SM1"}},
+			b.stored(t, chat.SourceSMS))
 	})
 
 	t.Run("RoomNameWithoutText", func(t *testing.T) {
@@ -379,8 +410,9 @@ func TestWebhook(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		alice := b.user(t, "alice", "+14155550100")
-		b.room(t, alice, "general", chat.Public)
+		general := b.room(t, alice, "general", chat.Public)
 		random := b.room(t, alice, "random", chat.Public)
+		b.say(t, general, alice, "hi")
 
 		first := b.sms(t, "+14155550100", "only once", "SMretry")
 		require.Empty(t, first.requireTwiML(t))
@@ -392,7 +424,7 @@ func TestWebhook(t *testing.T) {
 			require.Equal(t, first.Raw, again.Raw)
 			require.Empty(t, again.requireTwiML(t))
 		}
-		require.Equal(t, []stored{{Room: "random", Sender: "alice", Body: "only once", Source: "sms", ExternalID: "SMretry"}},
+		require.Equal(t, []stored{{Room: "general", Sender: "alice", Body: "only once", Source: "sms", ExternalID: "SMretry"}},
 			b.stored(t, chat.SourceSMS))
 	})
 
@@ -400,7 +432,7 @@ func TestWebhook(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		alice := b.user(t, "alice", "+14155550100")
-		b.room(t, alice, "general", chat.Public)
+		b.say(t, b.room(t, alice, "general", chat.Public), alice, "plain text goes here")
 
 		tests := []struct {
 			name, body, reply string
@@ -475,7 +507,7 @@ func TestWebhook(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		alice := b.user(t, "alice", "+14155550100")
-		b.room(t, alice, "general", chat.Public)
+		b.say(t, b.room(t, alice, "general", chat.Public), alice, "plain text goes here")
 
 		// Just under 64 KiB is read (and answered: the text is too long).
 		form := url.Values{"From": {"+14155550100"}, "MessageSid": {"SMbig"}}
