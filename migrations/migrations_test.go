@@ -54,10 +54,27 @@ func TestPhoneVerificationMigration(t *testing.T) {
 	require.True(t, posted.Equal(*lastActive(1, 1)), "alice's last post in the room")
 	require.Nil(t, lastActive(2, 1), "alice was added and never posted")
 	require.Nil(t, lastActive(1, 2), "bob joined and never posted")
+	var verified bool
+	require.NoError(t, pool.QueryRow(ctx, `SELECT phone_verified FROM users WHERE id = 1`).Scan(&verified))
+	require.False(t, verified, "numbers stored before were never verified")
+	_, err = pool.Exec(ctx, `UPDATE users SET phone = '+15550001' WHERE id = 2`)
+	require.NoError(t, err, "several accounts may hold one unverified number")
+	_, err = pool.Exec(ctx, `UPDATE users SET phone_verified = true WHERE id = 1`)
+	require.NoError(t, err)
+	_, err = pool.Exec(ctx, `UPDATE users SET phone_verified = true WHERE id = 2`)
+	require.ErrorContains(t, err, "users_phone_key", "but only one may have it verified")
+	_, err = pool.Exec(ctx, `UPDATE users SET phone = NULL WHERE id = 1`)
+	require.ErrorContains(t, err, "users_phone_verified_check", "a verified number cannot be missing")
 
-	// Down: every membership gets a last_active_at again.
+	// Down: the old schema trusts every number, so unverified ones go; every
+	// membership gets a last_active_at again.
 	_, err = p.DownTo(ctx, 3)
 	require.NoError(t, err)
+	var alicePhone, bobPhone *string
+	require.NoError(t, pool.QueryRow(ctx, `SELECT (SELECT phone FROM users WHERE id = 1), (SELECT phone FROM users WHERE id = 2)`).
+		Scan(&alicePhone, &bobPhone))
+	require.Equal(t, "+15550001", *alicePhone)
+	require.Nil(t, bobPhone)
 	require.True(t, posted.Equal(*lastActive(1, 1)))
 	require.True(t, time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC).Equal(*lastActive(2, 1)), "joined_at")
 

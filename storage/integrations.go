@@ -13,10 +13,10 @@ import (
 // This file holds the look-ups of the inbound webhooks (SPEC §8, §9): who
 // sent an SMS or a Slack message, and into which room it goes.
 
-// UserByPhone returns the account whose phone (E.164, as stored by
-// PATCH /api/v1/me) is phone.
+// UserByPhone returns the account whose verified phone (E.164, as stored by
+// PATCH /api/v1/me) is phone. An unverified number is nobody's.
 func (s *Store) UserByPhone(ctx context.Context, phone string) (chat.User, error) {
-	return s.userWhere(ctx, "user by phone", `phone = $1`, phone)
+	return s.userWhere(ctx, "user by phone", `phone = $1 AND phone_verified`, phone)
 }
 
 // UserBySlackID returns the account whose slack_user_id is slackUserID.

@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-chat/switchboard/chat"
+	"github.com/switchboard-chat/switchboard/storage/storagetest"
 )
 
 func TestIntegrations(t *testing.T) {
@@ -17,9 +18,16 @@ func TestIntegrations(t *testing.T) {
 		bundle := setup(t)
 		alice := bundle.user(t, "alice")
 		bob := bundle.user(t, "bob")
-		_, err := bundle.store.UpdateProfile(bundle.ctx, alice.ID, chat.ProfileUpdate{Phone: ptr("+14155550100")})
+		carol := bundle.user(t, "carol")
+		storagetest.VerifyPhone(t, bundle.pool, alice.ID, "+14155550100")
+		storagetest.VerifyPhone(t, bundle.pool, bob.ID, "+14155550101")
+		// Unverified numbers are nobody's: not carol's own, nor alice's that
+		// carol claims too.
+		_, err := bundle.store.UpdateProfile(bundle.ctx, carol.ID, chat.ProfileUpdate{Phone: ptr("+14155550103")})
 		require.NoError(t, err)
-		_, err = bundle.store.UpdateProfile(bundle.ctx, bob.ID, chat.ProfileUpdate{Phone: ptr("+14155550101")})
+		_, err = bundle.store.UserByPhone(bundle.ctx, "+14155550103")
+		require.ErrorIs(t, err, chat.ErrNotFound)
+		_, err = bundle.store.UpdateProfile(bundle.ctx, carol.ID, chat.ProfileUpdate{Phone: ptr("+14155550100")})
 		require.NoError(t, err)
 
 		u, err := bundle.store.UserByPhone(bundle.ctx, "+14155550100")
@@ -34,10 +42,15 @@ func TestIntegrations(t *testing.T) {
 			require.ErrorIs(t, err, chat.ErrNotFound, "phone %q", phone)
 		}
 
-		// A cleared phone no longer matches.
+		// A cleared phone no longer matches, nor a changed one (unverified
+		// again).
 		_, err = bundle.store.UpdateProfile(bundle.ctx, alice.ID, chat.ProfileUpdate{Phone: ptr("")})
 		require.NoError(t, err)
 		_, err = bundle.store.UserByPhone(bundle.ctx, "+14155550100")
+		require.ErrorIs(t, err, chat.ErrNotFound)
+		_, err = bundle.store.UpdateProfile(bundle.ctx, bob.ID, chat.ProfileUpdate{Phone: ptr("+14155550102")})
+		require.NoError(t, err)
+		_, err = bundle.store.UserByPhone(bundle.ctx, "+14155550101")
 		require.ErrorIs(t, err, chat.ErrNotFound)
 	})
 

@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -28,6 +29,9 @@ type Store interface {
 	Credentials(ctx context.Context, username string) (chat.Profile, string, error)
 	Profile(ctx context.Context, userID string) (chat.Profile, error)
 	UpdateProfile(ctx context.Context, userID string, u chat.ProfileUpdate) (chat.Profile, error)
+	// VerifyPhone checks a phone verification code, given as its hash
+	// (auth.Tokens.HashPhoneCode), and returns the profile it verified.
+	VerifyPhone(ctx context.Context, userID string, codeHash []byte) (chat.Profile, error)
 	SaveRefreshToken(ctx context.Context, userID string, hash []byte, family string, expires time.Time) error
 	RotateRefreshToken(ctx context.Context, old, newHash []byte, expires time.Time) (string, error)
 	RevokeRefreshToken(ctx context.Context, userID string, hash []byte) error
@@ -128,6 +132,7 @@ func (a *API) routes() {
 	m.HandleFunc("POST /api/v1/auth/logout", a.authed(a.logout))
 	m.HandleFunc("GET /api/v1/me", a.authed(a.me))
 	m.HandleFunc("PATCH /api/v1/me", a.authed(a.limited(a.patchMe)))
+	m.HandleFunc("POST /api/v1/me/phone/verify", a.authed(a.limited(a.verifyPhone)))
 
 	m.HandleFunc("POST /api/v1/rooms", a.authed(a.limited(a.createRoom)))
 	m.HandleFunc("GET /api/v1/rooms", a.authed(a.listRooms))
@@ -219,8 +224,11 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 func writeError(w http.ResponseWriter, e *chat.Error) {
-	if e.Code == chat.CodeUnavailable {
+	switch {
+	case e.Code == chat.CodeUnavailable:
 		w.Header().Set("Retry-After", "1")
+	case e.Code == chat.CodeRateLimited && e.RetryAfter > 0:
+		w.Header().Set("Retry-After", strconv.Itoa(max(ceilSeconds(e.RetryAfter), 1)))
 	}
 	writeJSON(w, statusOf[e.Code], map[string]any{"error": map[string]string{"code": string(e.Code), "message": e.Message}})
 }

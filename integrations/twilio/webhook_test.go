@@ -68,14 +68,13 @@ func (b *testBundle) server(t testing.TB, token, publicURL string) *httptest.Ser
 	return srv
 }
 
-// user creates an account; a non-empty phone is set on its profile.
+// user creates an account; a non-empty phone becomes its verified number.
 func (b *testBundle) user(t testing.TB, name, phone string) chat.User {
 	t.Helper()
 	p, err := b.store.CreateUser(b.ctx, name, "hash", strings.ToUpper(name))
 	require.NoError(t, err)
 	if phone != "" {
-		_, err = b.store.UpdateProfile(b.ctx, p.ID, chat.ProfileUpdate{Phone: &phone})
-		require.NoError(t, err)
+		storagetest.VerifyPhone(t, b.pool, p.ID, phone)
 	}
 	return p.User
 }
@@ -92,6 +91,12 @@ func (b *testBundle) say(t testing.TB, room chat.Room, sender chat.User, body st
 	_, _, err := b.store.SaveMessage(b.ctx, chat.NewMessage{RoomID: room.ID, SenderID: sender.ID, Body: body, Source: chat.SourceWeb})
 	require.NoError(t, err)
 }
+
+// notRegistered is the answer to an SMS from a number that is no
+// account's verified phone.
+const notRegistered = "This number is not registered with Switchboard. Add it as the phone of your account and verify it to post by SMS."
+
+func ptr[T any](v T) *T { return &v }
 
 // stored is a row of the messages table as the tests check it.
 type stored = storagetest.StoredMessage
@@ -351,7 +356,28 @@ func TestWebhook(t *testing.T) {
 
 		for _, from := range []string{"+14155550199", "", "14155550100"} {
 			reply := b.sms(t, from, "#general hello", "SM-"+from).requireTwiML(t)
-			require.Equal(t, "This number is not registered with Switchboard. Add it as the phone of your account to post by SMS.", reply)
+			require.Equal(t, notRegistered, reply)
+		}
+		require.Empty(t, b.stored(t, chat.SourceSMS))
+	})
+
+	t.Run("UnverifiedNumberIsUnknown", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		alice := b.user(t, "alice", "")
+		general := b.room(t, alice, "general", chat.Public)
+		b.say(t, general, alice, "from the web")
+		// alice set the number but never entered its code; bob holds it
+		// unverified too.
+		bob := b.user(t, "bob", "")
+		for _, u := range []chat.User{alice, bob} {
+			_, err := b.store.UpdateProfile(b.ctx, u.ID, chat.ProfileUpdate{Phone: ptr("+14155550100")})
+			require.NoError(t, err)
+		}
+
+		for i, body := range []string{"#general hello", "hello", "#general ?"} {
+			reply := b.sms(t, "+14155550100", body, fmt.Sprintf("SM%d", i)).requireTwiML(t)
+			require.Equal(t, notRegistered, reply, body)
 		}
 		require.Empty(t, b.stored(t, chat.SourceSMS))
 	})
