@@ -913,6 +913,7 @@ async function openBrowse() {
 let profile = null;
 
 async function openProfile() {
+  profile = null;
   $("profile-error").textContent = "";
   $("profile-code").value = "";
   $("profile-dialog").showModal();
