@@ -22,11 +22,11 @@ const (
 const (
 	// PhoneCodeDigits is the length of a code.
 	PhoneCodeDigits = 6
-	// PhoneCodesPerWindow codes at most go to one account per
-	// PhoneCodeWindow.
+	// PhoneCodesPerWindow is the most codes one account may ask for
+	// within any PhoneCodeWindow.
 	PhoneCodesPerWindow = 3
 	PhoneCodeWindow     = time.Hour
-	// PhoneCodeTries wrong codes void the code.
+	// PhoneCodeTries is how many wrong codes void a code.
 	PhoneCodeTries = 5
 	// PhoneCodeLifetime is how long a code works once it is sent.
 	PhoneCodeLifetime = 10 * time.Minute
