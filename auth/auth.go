@@ -5,6 +5,7 @@
 package auth
 
 import (
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -34,10 +35,12 @@ type Config struct {
 	Now func() time.Time
 }
 
-// Tokens issues and verifies access tokens.
+// Tokens issues and verifies access tokens, and hashes phone verification
+// codes with a key of its own derived from the same secret.
 type Tokens struct {
-	cfg    Config
-	parser *jwt.Parser
+	cfg     Config
+	parser  *jwt.Parser
+	codeKey []byte // HashPhoneCode's key
 }
 
 // Algorithms is the allow-list of JWT algorithms a token may use. Anything
@@ -65,7 +68,9 @@ func New(cfg Config) (*Tokens, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Tokens{cfg: cfg, parser: jwt.NewParser(
+	codeKey := hmac.New(sha256.New, cfg.Secret)
+	codeKey.Write([]byte("switchboard phone verification codes"))
+	return &Tokens{cfg: cfg, codeKey: codeKey.Sum(nil), parser: jwt.NewParser(
 		jwt.WithValidMethods(Algorithms),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuer(cfg.Issuer),

@@ -245,6 +245,16 @@ func (s *Store) UpdateProfile(ctx context.Context, userID string, u chat.Profile
 	return p, nil
 }
 
+// VerifyPhone verifies the user's phone number and announces it.
+func (s *Store) VerifyPhone(ctx context.Context, userID string, codeHash []byte) (chat.Profile, error) {
+	p, err := s.Store.VerifyPhone(ctx, userID, codeHash)
+	if err != nil {
+		return p, err
+	}
+	s.bump(ctx, userMember(userID))
+	return p, nil
+}
+
 // Leave removes the user from the room and announces it.
 func (s *Store) Leave(ctx context.Context, userID, roomID string) error {
 	if err := s.Store.Leave(ctx, userID, roomID); err != nil {

@@ -17,6 +17,21 @@ const (
 	MinPasswordChars = 8
 )
 
+// Phone verification (SPEC §8): a number gets or sends SMS only after its
+// owner entered a code sent to it.
+const (
+	// PhoneCodeDigits is the length of a code.
+	PhoneCodeDigits = 6
+	// PhoneCodesPerWindow is the most codes one account may ask for
+	// within any PhoneCodeWindow.
+	PhoneCodesPerWindow = 3
+	PhoneCodeWindow     = time.Hour
+	// PhoneCodeTries is how many wrong codes void a code.
+	PhoneCodeTries = 5
+	// PhoneCodeLifetime is how long a code works once it is sent.
+	PhoneCodeLifetime = 10 * time.Minute
+)
+
 // Message sources (SPEC §5).
 const (
 	SourceWeb   = "web"
@@ -35,10 +50,13 @@ type User struct {
 // Profile is the account as its owner sees it (GET /api/v1/me).
 type Profile struct {
 	User
-	Phone       *string   `json:"phone"`
-	SMSNotify   bool      `json:"sms_notify"`
-	SlackUserID *string   `json:"slack_user_id"`
-	CreatedAt   time.Time `json:"created_at"`
+	Phone *string `json:"phone"`
+	// PhoneVerified is set once the owner entered the code sent to Phone;
+	// only a verified number gets or sends SMS.
+	PhoneVerified bool      `json:"phone_verified"`
+	SMSNotify     bool      `json:"sms_notify"`
+	SlackUserID   *string   `json:"slack_user_id"`
+	CreatedAt     time.Time `json:"created_at"`
 }
 
 // Room visibilities.
@@ -147,7 +165,8 @@ type Cursor struct {
 }
 
 // ProfileUpdate holds the fields of PATCH /api/v1/me; nil leaves a field as
-// it is, and a pointer to "" clears phone or slack_user_id.
+// it is, and a pointer to "" clears phone or slack_user_id. A new phone
+// number is stored unverified (see storage.Store.UpdateProfile).
 type ProfileUpdate struct {
 	DisplayName *string
 	Phone       *string

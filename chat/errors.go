@@ -3,6 +3,7 @@ package chat
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Code is one of the error codes of SPEC §2.
@@ -32,6 +33,9 @@ const (
 type Error struct {
 	Code    Code
 	Message string
+	// RetryAfter is, for CodeRateLimited, how long until the request may
+	// succeed; zero when unknown.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }

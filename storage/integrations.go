@@ -13,10 +13,10 @@ import (
 // This file holds the look-ups of the inbound webhooks (SPEC §8, §9): who
 // sent an SMS or a Slack message, and into which room it goes.
 
-// UserByPhone returns the account whose phone (E.164, as stored by
-// PATCH /api/v1/me) is phone.
+// UserByPhone returns the account whose verified phone (E.164, as stored by
+// PATCH /api/v1/me) is phone. An unverified number is nobody's.
 func (s *Store) UserByPhone(ctx context.Context, phone string) (chat.User, error) {
-	return s.userWhere(ctx, "user by phone", `phone = $1`, phone)
+	return s.userWhere(ctx, "user by phone", `phone = $1 AND phone_verified`, phone)
 }
 
 // UserBySlackID returns the account whose slack_user_id is slackUserID.
@@ -38,9 +38,10 @@ func (s *Store) userWhere(ctx context.Context, op, cond string, arg any) (chat.U
 	return u, wrap(op, err)
 }
 
-// LastActiveRoom returns the room userID was most recently active in: the
-// one where they last posted, or joined if they posted nowhere since
-// (room_members.last_active_at). A user in no room gets chat.ErrNotFound.
+// LastActiveRoom returns the room userID most recently posted in, from any
+// client, among the rooms they belong to (room_members.last_active_at, set
+// by posting only: joining or being added does not count). A user who
+// posted in none of their rooms gets chat.ErrNotFound.
 func (s *Store) LastActiveRoom(ctx context.Context, userID string) (chat.Room, error) {
 	uid, err := parseID(userID)
 	if err != nil {
@@ -51,7 +52,7 @@ func (s *Store) LastActiveRoom(ctx context.Context, userID string) (chat.Room, e
 	err = s.db.QueryRow(ctx, `
 		SELECT `+roomColumns+`, m.read_seq
 		FROM room_members m JOIN rooms r ON r.id = m.room_id
-		WHERE m.user_id = $1
+		WHERE m.user_id = $1 AND m.last_active_at IS NOT NULL
 		ORDER BY m.last_active_at DESC, m.room_id DESC LIMIT 1`, uid).
 		Scan(&id, &r.Name, &r.Visibility, &r.LastSeq, &r.LastReadSeq)
 	if errors.Is(err, pgx.ErrNoRows) {

@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-chat/switchboard/chat"
+	"github.com/switchboard-chat/switchboard/storage/storagetest"
 )
 
 func TestIntegrations(t *testing.T) {
@@ -17,9 +18,16 @@ func TestIntegrations(t *testing.T) {
 		bundle := setup(t)
 		alice := bundle.user(t, "alice")
 		bob := bundle.user(t, "bob")
-		_, err := bundle.store.UpdateProfile(bundle.ctx, alice.ID, chat.ProfileUpdate{Phone: ptr("+14155550100")})
+		carol := bundle.user(t, "carol")
+		storagetest.VerifyPhone(t, bundle.pool, alice.ID, "+14155550100")
+		storagetest.VerifyPhone(t, bundle.pool, bob.ID, "+14155550101")
+		// Unverified numbers are nobody's: not carol's own, nor alice's that
+		// carol claims too.
+		_, err := bundle.store.UpdateProfile(bundle.ctx, carol.ID, chat.ProfileUpdate{Phone: ptr("+14155550103")})
 		require.NoError(t, err)
-		_, err = bundle.store.UpdateProfile(bundle.ctx, bob.ID, chat.ProfileUpdate{Phone: ptr("+14155550101")})
+		_, err = bundle.store.UserByPhone(bundle.ctx, "+14155550103")
+		require.ErrorIs(t, err, chat.ErrNotFound)
+		_, err = bundle.store.UpdateProfile(bundle.ctx, carol.ID, chat.ProfileUpdate{Phone: ptr("+14155550100")})
 		require.NoError(t, err)
 
 		u, err := bundle.store.UserByPhone(bundle.ctx, "+14155550100")
@@ -34,10 +42,15 @@ func TestIntegrations(t *testing.T) {
 			require.ErrorIs(t, err, chat.ErrNotFound, "phone %q", phone)
 		}
 
-		// A cleared phone no longer matches.
+		// A cleared phone no longer matches, nor a changed one (unverified
+		// again).
 		_, err = bundle.store.UpdateProfile(bundle.ctx, alice.ID, chat.ProfileUpdate{Phone: ptr("")})
 		require.NoError(t, err)
 		_, err = bundle.store.UserByPhone(bundle.ctx, "+14155550100")
+		require.ErrorIs(t, err, chat.ErrNotFound)
+		_, err = bundle.store.UpdateProfile(bundle.ctx, bob.ID, chat.ProfileUpdate{Phone: ptr("+14155550102")})
+		require.NoError(t, err)
+		_, err = bundle.store.UserByPhone(bundle.ctx, "+14155550101")
 		require.ErrorIs(t, err, chat.ErrNotFound)
 	})
 
@@ -68,6 +81,8 @@ func TestIntegrations(t *testing.T) {
 
 		first := bundle.room(t, alice.ID, "first", chat.Public)
 		second := bundle.room(t, alice.ID, "second", chat.Private)
+		_, err = bundle.store.LastActiveRoom(bundle.ctx, alice.ID)
+		require.ErrorIs(t, err, chat.ErrNotFound, "creating rooms is not posting")
 		requireLastActive := func(want chat.Room) {
 			t.Helper()
 			r, err := bundle.store.LastActiveRoom(bundle.ctx, alice.ID)
@@ -75,8 +90,6 @@ func TestIntegrations(t *testing.T) {
 			require.Equal(t, want.ID, r.ID)
 			require.Equal(t, want.Name, r.Name)
 		}
-		// Joined last, posted nowhere: the newest room.
-		requireLastActive(second)
 
 		// Posting makes a room the most recently active one.
 		bundle.send(t, first.ID, alice.ID, "hello")
@@ -88,6 +101,15 @@ func TestIntegrations(t *testing.T) {
 		_, _, err = bundle.store.Join(bundle.ctx, bob.ID, first.ID)
 		require.NoError(t, err)
 		bundle.send(t, first.ID, bob.ID, "bob here")
+		requireLastActive(second)
+
+		// Joining a room or being added to one does not either.
+		third := bundle.room(t, bob.ID, "third", chat.Public)
+		_, _, err = bundle.store.Join(bundle.ctx, alice.ID, third.ID)
+		require.NoError(t, err)
+		fourth := bundle.room(t, bob.ID, "fourth", chat.Private)
+		_, _, err = bundle.store.AddMember(bundle.ctx, bob.ID, fourth.ID, "alice")
+		require.NoError(t, err)
 		requireLastActive(second)
 
 		// The room comes with alice's cursor: her own posts are read.

@@ -72,7 +72,7 @@ type Notice struct {
 	Message      chat.Message
 	RoomName     string
 	SlackChannel string      // empty: the room is not bridged
-	SMSMembers   []chat.User // other members with a phone and SMS notifications on
+	SMSMembers   []chat.User // other members with a verified phone and SMS notifications on
 }
 
 // Notice loads messageID with its room's Slack channel and the members who
@@ -95,7 +95,7 @@ func (s *Store) Notice(ctx context.Context, messageID string) (Notice, error) {
 	rows, err := s.db.Query(ctx, `
 		SELECT u.id, u.username, u.display_name
 		FROM room_members m JOIN users u ON u.id = m.user_id
-		WHERE m.room_id = $1 AND m.user_id <> $2 AND u.sms_notify AND u.phone IS NOT NULL`,
+		WHERE m.room_id = $1 AND m.user_id <> $2 AND u.sms_notify AND u.phone_verified`,
 		n.Message.RoomID, n.Message.Sender.ID)
 	if err != nil {
 		return Notice{}, wrap("notice members", err)
@@ -146,7 +146,8 @@ type PendingSMS struct {
 // pending for userID about roomID, unless one went out less than gap ago:
 // then it sends nothing and returns when the next one may go. The pending
 // rows and the throttle row stay locked while send runs, so two runs of the
-// same job send once; when send fails nothing changes.
+// same job send once; when send fails nothing changes. A user whose number
+// is gone or not verified gets nothing, and what was pending is dropped.
 func (s *Store) SendPendingSMS(ctx context.Context, userID, roomID string, gap time.Duration, send func(PendingSMS) error) (next time.Time, err error) {
 	uid, err := parseID(userID)
 	if err != nil {
@@ -168,7 +169,8 @@ func (s *Store) SendPendingSMS(ctx context.Context, userID, roomID string, gap t
 		}
 		var sms PendingSMS
 		var phone *string
-		err = tx.QueryRow(ctx, `SELECT u.phone, r.name FROM users u, rooms r WHERE u.id = $1 AND r.id = $2`, uid, rid).Scan(&phone, &sms.RoomName)
+		err = tx.QueryRow(ctx, `SELECT CASE WHEN u.phone_verified THEN u.phone END, r.name FROM users u, rooms r WHERE u.id = $1 AND r.id = $2`,
+			uid, rid).Scan(&phone, &sms.RoomName)
 		if err != nil {
 			return err
 		}
@@ -180,7 +182,8 @@ func (s *Store) SendPendingSMS(ctx context.Context, userID, roomID string, gap t
 			return err
 		}
 		if phone == nil {
-			// The number was removed since: nothing to send it to.
+			// The number was removed or changed (and so is unverified)
+			// since: nothing to send it to.
 			_, err = tx.Exec(ctx, `DELETE FROM sms_pending WHERE user_id = $1 AND room_id = $2`, uid, rid)
 			return err
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/switchboard-chat/switchboard/chat"
 	"github.com/switchboard-chat/switchboard/storage"
+	"github.com/switchboard-chat/switchboard/storage/storagetest"
 )
 
 // withOutbox is setup with the outbox on for both integrations.
@@ -35,10 +36,13 @@ func (b *testBundle) outboxMessages(t *testing.T) []string {
 	return ids
 }
 
+// wantSMS gives the user the verified number phone and turns SMS
+// notifications on.
 func (b *testBundle) wantSMS(t testing.TB, userID, phone string) {
 	t.Helper()
+	storagetest.VerifyPhone(t, b.pool, userID, phone)
 	on := true
-	_, err := b.store.UpdateProfile(b.ctx, userID, chat.ProfileUpdate{Phone: &phone, SMSNotify: &on})
+	_, err := b.store.UpdateProfile(b.ctx, userID, chat.ProfileUpdate{SMSNotify: &on})
 	require.NoError(t, err)
 }
 

@@ -10,12 +10,12 @@ import (
 	"github.com/switchboard-chat/switchboard/chat"
 )
 
-const profileColumns = `id, username, display_name, phone, sms_notify, slack_user_id, created_at`
+const profileColumns = `id, username, display_name, phone, phone_verified, sms_notify, slack_user_id, created_at`
 
 func scanProfile(row pgx.Row) (chat.Profile, error) {
 	var p chat.Profile
 	var id int64
-	err := row.Scan(&id, &p.Username, &p.DisplayName, &p.Phone, &p.SMSNotify, &p.SlackUserID, &p.CreatedAt)
+	err := row.Scan(&id, &p.Username, &p.DisplayName, &p.Phone, &p.PhoneVerified, &p.SMSNotify, &p.SlackUserID, &p.CreatedAt)
 	p.ID = formatID(id)
 	p.CreatedAt = p.CreatedAt.UTC()
 	return p, err
@@ -41,7 +41,7 @@ func (s *Store) Credentials(ctx context.Context, username string) (chat.Profile,
 	var id int64
 	err := s.db.QueryRow(ctx,
 		`SELECT `+profileColumns+`, password_hash FROM users WHERE lower(username) = lower($1)`, username).
-		Scan(&id, &p.Username, &p.DisplayName, &p.Phone, &p.SMSNotify, &p.SlackUserID, &p.CreatedAt, &hash)
+		Scan(&id, &p.Username, &p.DisplayName, &p.Phone, &p.PhoneVerified, &p.SMSNotify, &p.SlackUserID, &p.CreatedAt, &hash)
 	p.ID = formatID(id)
 	p.CreatedAt = p.CreatedAt.UTC()
 	if errors.Is(err, pgx.ErrNoRows) || (err == nil && hash == nil) {
@@ -64,32 +64,6 @@ func (s *Store) Profile(ctx context.Context, userID string) (chat.Profile, error
 		return chat.Profile{}, chat.ErrNotFound
 	}
 	return p, wrap("profile", err)
-}
-
-// UpdateProfile applies u to the account. A phone number or Slack user id
-// that belongs to another account is a conflict.
-func (s *Store) UpdateProfile(ctx context.Context, userID string, u chat.ProfileUpdate) (chat.Profile, error) {
-	id, err := parseID(userID)
-	if err != nil {
-		return chat.Profile{}, err
-	}
-	p, err := scanProfile(s.db.QueryRow(ctx, `
-		UPDATE users SET
-			display_name  = COALESCE($2, display_name),
-			phone         = CASE WHEN $3::text IS NULL THEN phone ELSE NULLIF($3, '') END,
-			sms_notify    = COALESCE($4, sms_notify),
-			slack_user_id = CASE WHEN $5::text IS NULL THEN slack_user_id ELSE NULLIF($5, '') END
-		WHERE id = $1
-		RETURNING `+profileColumns, id, u.DisplayName, u.Phone, u.SMSNotify, u.SlackUserID))
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return chat.Profile{}, chat.ErrNotFound
-	case isUniqueViolation(err, "users_phone_key"):
-		return chat.Profile{}, chat.Errorf(chat.CodeConflict, "that phone number belongs to another account")
-	case isUniqueViolation(err, "users_slack_user_id_key"):
-		return chat.Profile{}, chat.Errorf(chat.CodeConflict, "that Slack user id belongs to another account")
-	}
-	return p, wrap("update profile", err)
 }
 
 // UserByUsername returns the public view of the account named username.

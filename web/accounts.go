@@ -3,6 +3,7 @@ package web
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"regexp"
@@ -17,6 +18,7 @@ var (
 	usernamePattern = regexp.MustCompile(`^[a-z0-9_.-]{3,32}$`)
 	phonePattern    = regexp.MustCompile(`^\+[1-9][0-9]{1,14}$`) // E.164
 	slackIDPattern  = regexp.MustCompile(`^[A-Z0-9]{2,32}$`)
+	codePattern     = regexp.MustCompile(fmt.Sprintf(`^[0-9]{%d}$`, chat.PhoneCodeDigits))
 )
 
 const (
@@ -219,7 +221,8 @@ func (a *API) me(w http.ResponseWriter, r *http.Request, s chat.Session) {
 }
 
 // patchMe sets the fields present in the body; null or "" clears phone and
-// slack_user_id.
+// slack_user_id. A new phone number is stored unverified and a code is sent
+// to it, at most 3 an hour (see storage.Store.UpdateProfile).
 func (a *API) patchMe(w http.ResponseWriter, r *http.Request, s chat.Session) {
 	var req map[string]json.RawMessage
 	if err := decode(w, r, &req); err != nil {
@@ -285,4 +288,28 @@ func optionalString(field string, raw json.RawMessage, pattern *regexp.Regexp, w
 		return nil, chat.Errorf(chat.CodeBadRequest, "%s must be %s", field, want)
 	}
 	return &v, nil
+}
+
+// verifyPhone is POST /api/v1/me/phone/verify {"code"}: the code sent to the
+// account's unverified number verifies it (SPEC §8). Every refusal is 400;
+// one for a number that another account verified reads exactly as a wrong
+// code's.
+func (a *API) verifyPhone(w http.ResponseWriter, r *http.Request, s chat.Session) {
+	var req struct {
+		Code string `json:"code"`
+	}
+	if err := decode(w, r, &req); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if !codePattern.MatchString(req.Code) {
+		a.fail(w, r, chat.Errorf(chat.CodeBadRequest, "code must be the %d digits sent by SMS", chat.PhoneCodeDigits))
+		return
+	}
+	p, err := a.cfg.Store.VerifyPhone(r.Context(), s.User.ID, a.cfg.Tokens.HashPhoneCode(s.User.ID, req.Code))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
 }

@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -31,6 +32,9 @@ type Store interface {
 	Credentials(ctx context.Context, username string) (chat.Profile, string, error)
 	Profile(ctx context.Context, userID string) (chat.Profile, error)
 	UpdateProfile(ctx context.Context, userID string, u chat.ProfileUpdate) (chat.Profile, error)
+	// VerifyPhone checks a phone verification code, given as its hash
+	// (auth.Tokens.HashPhoneCode), and returns the profile it verified.
+	VerifyPhone(ctx context.Context, userID string, codeHash []byte) (chat.Profile, error)
 	PasswordHash(ctx context.Context, userID string) (string, error)
 	SetPasswordHash(ctx context.Context, userID, hash string) error
 
@@ -161,6 +165,7 @@ func (a *API) routes() {
 	m.HandleFunc("GET /api/v1/me", a.authed(a.me))
 	m.HandleFunc("PATCH /api/v1/me", a.authed(a.limited(a.patchMe)))
 	m.HandleFunc("POST /api/v1/me/password", a.authed(a.limited(a.changePassword)))
+	m.HandleFunc("POST /api/v1/me/phone/verify", a.authed(a.limited(a.verifyPhone)))
 
 	m.HandleFunc("POST /api/v1/rooms", a.authed(a.limited(a.createRoom)))
 	m.HandleFunc("GET /api/v1/rooms", a.authed(a.listRooms))
@@ -252,8 +257,11 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 func writeError(w http.ResponseWriter, e *chat.Error) {
-	if e.Code == chat.CodeUnavailable {
+	switch {
+	case e.Code == chat.CodeUnavailable:
 		w.Header().Set("Retry-After", "1")
+	case e.Code == chat.CodeRateLimited && e.RetryAfter > 0:
+		w.Header().Set("Retry-After", strconv.Itoa(max(ceilSeconds(e.RetryAfter), 1)))
 	}
 	writeJSON(w, statusOf[e.Code], map[string]any{"error": map[string]string{"code": string(e.Code), "message": e.Message}})
 }

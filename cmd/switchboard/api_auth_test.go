@@ -444,11 +444,12 @@ func TestAPIMe(t *testing.T) {
 		u := s.register(t, "getme")
 		r := s.do(t, "GET", "/api/v1/me", u.Token, nil)
 		require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Raw)
-		require.Subset(t, jsonKeys(r.Body), []string{"id", "username", "display_name", "phone", "sms_notify", "slack_user_id", "created_at"})
+		require.Subset(t, jsonKeys(r.Body), []string{"id", "username", "display_name", "phone", "phone_verified", "sms_notify", "slack_user_id", "created_at"})
 		p := decodeBody[apiProfile](t, r)
 		require.Equal(t, u.ID, p.ID)
 		require.Equal(t, u.Username, p.Username)
 		require.Nil(t, p.Phone)
+		require.False(t, p.PhoneVerified)
 		require.False(t, p.SMSNotify)
 		require.Nil(t, p.SlackUserID)
 		requireUTCTime(t, p.CreatedAt)
@@ -461,9 +462,8 @@ func TestAPIMe(t *testing.T) {
 			name string
 			body map[string]any
 		}{
-			{"Phone", map[string]any{"phone": *a.before.Phone}},
 			{"SlackUserID", map[string]any{"slack_user_id": *a.before.SlackUserID}},
-			{"PhoneWithOtherFields", map[string]any{"display_name": "Thief", "phone": *a.before.Phone}},
+			{"SlackUserIDWithOtherFields", map[string]any{"display_name": "Thief", "phone": "+14155559999", "slack_user_id": *a.before.SlackUserID}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				b := setup(t)
@@ -472,6 +472,17 @@ func TestAPIMe(t *testing.T) {
 				require.Equal(t, b.before, getMe(t, b.user))
 			})
 		}
+		// An unverified number is nobody's (SPEC §8): another account may
+		// hold it too, unverified, and nothing tells it that a has it.
+		t.Run("UnverifiedPhone", func(t *testing.T) {
+			b := setup(t)
+			r := s.do(t, "PATCH", "/api/v1/me", b.user.Token, map[string]any{"phone": *a.before.Phone})
+			require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Raw)
+			want := b.before
+			want.Phone = a.before.Phone
+			require.Equal(t, want, decodeBody[apiProfile](t, r))
+			require.False(t, want.PhoneVerified)
+		})
 		require.Equal(t, a.before, getMe(t, a.user))
 	})
 

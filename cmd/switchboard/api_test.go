@@ -33,13 +33,14 @@ type (
 		DisplayName string `json:"display_name"`
 	}
 	apiProfile struct {
-		ID          string  `json:"id"`
-		Username    string  `json:"username"`
-		DisplayName string  `json:"display_name"`
-		Phone       *string `json:"phone"`
-		SMSNotify   bool    `json:"sms_notify"`
-		SlackUserID *string `json:"slack_user_id"`
-		CreatedAt   string  `json:"created_at"`
+		ID            string  `json:"id"`
+		Username      string  `json:"username"`
+		DisplayName   string  `json:"display_name"`
+		Phone         *string `json:"phone"`
+		PhoneVerified bool    `json:"phone_verified"`
+		SMSNotify     bool    `json:"sms_notify"`
+		SlackUserID   *string `json:"slack_user_id"`
+		CreatedAt     string  `json:"created_at"`
 	}
 	apiTokens struct {
 		User         apiProfile `json:"user"`

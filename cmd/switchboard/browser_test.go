@@ -348,11 +348,17 @@ func TestBrowserAccount(t *testing.T) {
 		chromedp.SendKeys(chromedp.ID("profile-slack"), "U012AB3CD"),
 		chromedp.Click(chromedp.ID("profile-save")),
 	)
-	p.waitJS("profile saved", `!document.getElementById("profile-dialog").open`)
+	// A new number is saved unverified (SMS is off on this node: no code
+	// comes), and the dialog stays open for its code.
+	p.waitJS("code asked for", `document.getElementById("profile-phone-state").dataset.state === "unverified"`)
+	require.True(t, eval[bool](p, `document.getElementById("profile-dialog").open && !document.getElementById("profile-verify-box").hidden`))
 	me := s.do(t, "GET", "/api/v1/me", token, nil)
 	require.Equal(t, "+14155550123", me.Body["phone"])
+	require.Equal(t, false, me.Body["phone_verified"])
 	require.Equal(t, true, me.Body["sms_notify"])
 	require.Equal(t, "U012AB3CD", me.Body["slack_user_id"])
+	p.do(chromedp.Click(chromedp.ID("profile-cancel")))
+	p.waitJS("profile closed", `!document.getElementById("profile-dialog").open`)
 
 	p.do(chromedp.Click(chromedp.ID("logout")))
 	p.waitJS("login form", `!document.getElementById("auth-view").hidden`)
@@ -728,10 +734,12 @@ func TestBrowserHistoryScroll(t *testing.T) {
 }
 
 // TestBrowserPhone uses the client at phone size: one pane at a time, the
-// room list, the room with a way back, and the thread over the room.
+// room list, the room with a way back, and the thread over the room; then
+// the profile verifies a phone number with the code sent by SMS.
 func TestBrowserPhone(t *testing.T) {
 	t.Parallel()
-	s := newBrowserServer(t, "", "", nil)
+	fake := newFakeTwilio(t)
+	s := newTestServerWith(t, nodeOptions{addr: freePort(t), twilio: fake})
 	alice := s.register(t, "alice")
 	room := s.createRoom(t, alice, "public")
 	p := newBrowser(t).newTab(t, s.URL)
@@ -766,6 +774,47 @@ func TestBrowserPhone(t *testing.T) {
 	p.do(chromedp.Click(chromedp.ID("back")))
 	p.waitJS("room list again", `getComputedStyle(document.getElementById("room-pane")).display === "none"`)
 	require.True(t, shown("sidebar"))
+
+	// The phone number: saved, then a code input and a verify button.
+	const phone = "+14155550188"
+	phoneState := func() string {
+		return eval[string](p, `document.getElementById("profile-phone-state").dataset.state`)
+	}
+	p.do(chromedp.Click(chromedp.ID("profile-open")))
+	p.waitJS("profile loaded", `document.getElementById("profile-display").value === `+js(alice.Username))
+	require.Equal(t, "none", phoneState())
+	require.False(t, shown("profile-verify-box"))
+	p.do(chromedp.SendKeys(chromedp.ID("profile-phone"), phone), chromedp.Click(chromedp.ID("profile-save")))
+	p.waitJS("code asked for", `document.getElementById("profile-phone-state").dataset.state === "unverified"`)
+	require.True(t, shown("profile-code"))
+	require.True(t, shown("profile-verify"))
+	require.Contains(t, eval[string](p, `document.getElementById("profile-phone-state").textContent`), "Not verified")
+	code := nthCode(t, fake, phone, 1)
+
+	// A wrong code is refused and shown; the right one, entered with
+	// Enter, verifies the number.
+	p.do(chromedp.SendKeys(chromedp.ID("profile-code"), otherCode(code)), chromedp.Click(chromedp.ID("profile-verify")))
+	p.waitJS("wrong code shown", `document.getElementById("profile-error").textContent === "wrong code"`)
+	require.Equal(t, "unverified", phoneState())
+	p.clear("profile-code")
+	p.typeAndEnter("profile-code", code)
+	p.waitJS("verified", `document.getElementById("profile-phone-state").dataset.state === "verified"`)
+	require.Equal(t, "✓ Verified", eval[string](p, `document.getElementById("profile-phone-state").textContent`))
+	require.False(t, shown("profile-verify-box"))
+	require.True(t, s.me(t, alice).PhoneVerified)
+
+	// Reopened, the profile shows the number verified; saving another
+	// field sends the number again to no one.
+	p.do(chromedp.Click(chromedp.ID("profile-cancel")))
+	p.do(chromedp.Click(chromedp.ID("profile-open")))
+	p.waitJS("verified on reopening", `document.getElementById("profile-phone-state").dataset.state === "verified" && document.getElementById("profile-phone").value === `+js(phone))
+	p.do(chromedp.Click(chromedp.ID("profile-sms")), chromedp.Click(chromedp.ID("profile-save")))
+	p.waitJS("profile saved", `!document.getElementById("profile-dialog").open`)
+	me := s.me(t, alice)
+	require.True(t, me.SMSNotify)
+	require.True(t, me.PhoneVerified)
+	time.Sleep(300 * time.Millisecond)
+	require.Len(t, fake.Sent(), 1, "one code, no other SMS")
 }
 
 // TestBrowserReauthInPlace: the client sends a fresh token on its open

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/switchboard-chat/switchboard/auth"
 	"github.com/switchboard-chat/switchboard/hub"
 	"github.com/switchboard-chat/switchboard/integrations"
 	"github.com/switchboard-chat/switchboard/integrations/jobs"
@@ -21,7 +22,7 @@ import (
 
 // jobKinds are every job type, whichever integrations are on, so that the
 // jobs CLI sees every queue.
-var jobKinds = []jobs.Kind{integrations.FanoutKind, twilio.SMSKind, slack.PostKind, slack.EventKind}
+var jobKinds = []jobs.Kind{integrations.FanoutKind, twilio.SMSKind, twilio.CodeKind, slack.PostKind, slack.EventKind}
 
 // newQueue returns the job queue on rdb.
 func newQueue(cfg *config, rdb redis.UniversalClient, reg prometheus.Registerer, log *slog.Logger) (*jobs.Queue, error) {
@@ -44,6 +45,16 @@ func newQueue(cfg *config, rdb redis.UniversalClient, reg prometheus.Registerer,
 	return q, nil
 }
 
+// storeOptions turn on what the store does for the integrations that are
+// on: outbox rows for messages, and verification codes for phone numbers.
+func storeOptions(cfg *config, q *jobs.Queue) []storage.Option {
+	opts := []storage.Option{storage.WithOutbox(storage.Outbox{SMS: cfg.smsOn(), Slack: cfg.slackOn()})}
+	if cfg.smsOn() {
+		opts = append(opts, storage.WithPhoneCodes(twilio.EnqueueCode(q)))
+	}
+	return opts
+}
+
 // workers are the job handlers and the outbox relay of the integrations
 // that are on.
 type workers struct {
@@ -53,7 +64,7 @@ type workers struct {
 	log      *slog.Logger
 }
 
-func newWorkers(cfg *config, q *jobs.Queue, store *storage.Store, h *hub.Hub, online *presence.Redis, log *slog.Logger) (*workers, error) {
+func newWorkers(cfg *config, q *jobs.Queue, store *storage.Store, h *hub.Hub, online *presence.Redis, tokens *auth.Tokens, log *slog.Logger) (*workers, error) {
 	w := &workers{
 		queue: q,
 		relay: &integrations.Relay{Store: store, Queue: q, Logger: log.With(slog.String("component", "outbox"))},
@@ -73,7 +84,9 @@ func newWorkers(cfg *config, q *jobs.Queue, store *storage.Store, h *hub.Hub, on
 		if gap == 0 {
 			gap = twilio.Throttle
 		}
-		w.handlers[twilio.SMSKind.Type] = twilio.HandleSMS(store, sender, q.NewBreaker("twilio"), q, gap)
+		breaker := q.NewBreaker("twilio")
+		w.handlers[twilio.SMSKind.Type] = twilio.HandleSMS(store, sender, breaker, q, gap)
+		w.handlers[twilio.CodeKind.Type] = twilio.HandleCode(store, sender, breaker, tokens.HashPhoneCode)
 	}
 	if cfg.slackOn() {
 		api := slack.NewAPI(slack.APIConfig{BotToken: cfg.Slack.BotToken, APIURL: cfg.Slack.APIURL})

@@ -100,6 +100,14 @@ func (s *testServer) setProfile(t *testing.T, u testUser, fields map[string]any)
 	require.Equal(t, http.StatusOK, r.Status, "patch me: %s", r.Raw)
 }
 
+// verifiedPhone gives u the verified number phone in storage, skipping the
+// code by SMS (the phone tests go through it); for tests of what verified
+// numbers do. The node's cache does not hear of it: read no profile after.
+func (s *testServer) verifiedPhone(t *testing.T, u testUser, phone string) {
+	t.Helper()
+	storagetest.VerifyPhone(t, s.node.pool, u.ID, phone)
+}
+
 // roomName returns the name of room id as u sees it.
 func (s *testServer) roomName(t *testing.T, u testUser, id string) string {
 	t.Helper()
@@ -152,11 +160,12 @@ func eventually(t *testing.T, what string, cond func() bool) {
 
 func TestSMSInboundDeliveredLive(t *testing.T) {
 	t.Parallel()
-	s := newTestServerWith(t, nodeOptions{twilio: newFakeTwilio(t)})
+	fake := newFakeTwilio(t)
+	s := newTestServerWith(t, nodeOptions{twilio: fake})
 	alice, bob := s.register(t, "alice"), s.register(t, "bob")
 	room := s.createRoom(t, alice, "public")
 	s.addMember(t, alice, room, bob)
-	s.setProfile(t, alice, map[string]any{"phone": "+15551110001"})
+	s.verifyPhone(t, fake, alice, "+15551110001")
 	bobWS := s.dialWS(t, bob.Token)
 	bobWS.ready()
 
@@ -193,8 +202,10 @@ func TestSMSOutboundToOfflineMembersFoldedPerMinute(t *testing.T) {
 	room := s.createRoom(t, alice, "public")
 	s.addMember(t, alice, room, bob)
 	s.addMember(t, alice, room, carol)
-	s.setProfile(t, bob, map[string]any{"phone": "+15552220002", "sms_notify": true})
-	s.setProfile(t, carol, map[string]any{"phone": "+15553330003", "sms_notify": true})
+	s.verifiedPhone(t, bob, "+15552220002")
+	s.verifiedPhone(t, carol, "+15553330003")
+	s.setProfile(t, bob, map[string]any{"sms_notify": true})
+	s.setProfile(t, carol, map[string]any{"sms_notify": true})
 	carolWS := s.dialWS(t, carol.Token) // carol is online: no SMS for her
 	carolWS.ready()
 	aliceWS := s.dialWS(t, alice.Token)
@@ -222,7 +233,8 @@ func TestSMSRetriesAfterTwilioErrorsAndDeadLettersRefusedNumbers(t *testing.T) {
 	alice, bob, dave := s.register(t, "alice"), s.register(t, "bob"), s.register(t, "dave")
 	room := s.createRoom(t, alice, "public")
 	s.addMember(t, alice, room, bob)
-	s.setProfile(t, bob, map[string]any{"phone": "+15552220002", "sms_notify": true})
+	s.verifiedPhone(t, bob, "+15552220002")
+	s.setProfile(t, bob, map[string]any{"sms_notify": true})
 	aliceWS := s.dialWS(t, alice.Token)
 	aliceWS.ready()
 
@@ -233,7 +245,8 @@ func TestSMSRetriesAfterTwilioErrorsAndDeadLettersRefusedNumbers(t *testing.T) {
 
 	room2 := s.createRoom(t, alice, "public")
 	s.addMember(t, alice, room2, dave)
-	s.setProfile(t, dave, map[string]any{"phone": "+15554440004", "sms_notify": true})
+	s.verifiedPhone(t, dave, "+15554440004")
+	s.setProfile(t, dave, map[string]any{"sms_notify": true})
 	fake.Fail(twiliotest.Failure{Status: 400, Code: 21211})
 	sendWS(t, aliceWS, room2, "to a number Twilio refuses")
 	var dead []jobs.DeadJob
@@ -292,7 +305,8 @@ func TestWorkerKilledMidJobLosesNothing(t *testing.T) {
 	alice, bob := a.register(t, "alice"), a.register(t, "bob")
 	room := a.createRoom(t, alice, "public")
 	a.addMember(t, alice, room, bob)
-	a.setProfile(t, bob, map[string]any{"phone": "+15552220002", "sms_notify": true})
+	a.verifiedPhone(t, bob, "+15552220002")
+	a.setProfile(t, bob, map[string]any{"sms_notify": true})
 
 	release := fake.Hold()
 	defer release()
@@ -400,7 +414,8 @@ func TestIntegrationsOffWithoutCredentials(t *testing.T) {
 	alice, bob := s.register(t, "alice"), s.register(t, "bob")
 	room := s.createRoom(t, alice, "public")
 	s.addMember(t, alice, room, bob)
-	s.setProfile(t, bob, map[string]any{"phone": "+15552220002", "sms_notify": true})
+	s.verifiedPhone(t, bob, "+15552220002")
+	s.setProfile(t, bob, map[string]any{"sms_notify": true})
 	s.bridge(t, room, "C0X")
 	r := s.do(t, "POST", "/api/v1/rooms/"+room+"/messages", alice.Token, map[string]any{"body": "hi"})
 	require.Equal(t, http.StatusCreated, r.Status)
@@ -429,7 +444,8 @@ func TestOutboxSurvivesRelayDownAndRedisOutage(t *testing.T) {
 	alice, bob := a.register(t, "alice"), a.register(t, "bob")
 	room := a.createRoom(t, alice, "public")
 	a.addMember(t, alice, room, bob)
-	a.setProfile(t, bob, map[string]any{"phone": "+15552220002", "sms_notify": true})
+	a.verifiedPhone(t, bob, "+15552220002")
+	a.setProfile(t, bob, map[string]any{"sms_notify": true})
 	aliceWS := a.dialWS(t, alice.Token)
 	aliceWS.ready()
 	sendWS(t, aliceWS, room, "while no relay runs")
@@ -465,7 +481,8 @@ func TestJobMetrics(t *testing.T) {
 	alice, bob := s.register(t, "alice"), s.register(t, "bob")
 	room := s.createRoom(t, alice, "public")
 	s.addMember(t, alice, room, bob)
-	s.setProfile(t, bob, map[string]any{"phone": "+15552220002", "sms_notify": true})
+	s.verifiedPhone(t, bob, "+15552220002")
+	s.setProfile(t, bob, map[string]any{"sms_notify": true})
 	fake.Fail(twiliotest.Failure{Status: 500, Code: 20500})
 	r := s.do(t, "POST", "/api/v1/rooms/"+room+"/messages", alice.Token, map[string]any{"body": "hi"})
 	require.Equal(t, http.StatusCreated, r.Status)

@@ -94,11 +94,14 @@ func newNode(ctx context.Context, cfg *config, secret []byte, log *slog.Logger) 
 			n.close()
 		}
 	}()
-	store := storage.New(n.pool, storage.WithOutbox(storage.Outbox{SMS: cfg.smsOn(), Slack: cfg.slackOn()}))
-
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerPoolMetrics(reg, n.pool, n.rdb)
+	n.queue, err = newQueue(cfg, n.rdb, reg, log)
+	if err != nil {
+		return nil, err
+	}
+	store := storage.New(n.pool, storeOptions(cfg, n.queue)...)
 	revoked, err := denylist.NewRedis(n.rdb, cfg.RedisPrefix)
 	if err != nil {
 		return nil, err
@@ -151,12 +154,8 @@ func newNode(ctx context.Context, cfg *config, secret []byte, log *slog.Logger) 
 	if err := n.broker.Start(n.hub); err != nil {
 		return nil, err
 	}
-	n.queue, err = newQueue(cfg, n.rdb, reg, log)
-	if err != nil {
-		return nil, err
-	}
 	if cfg.smsOn() || cfg.slackOn() {
-		n.workers, err = newWorkers(cfg, n.queue, store, n.hub, online, log)
+		n.workers, err = newWorkers(cfg, n.queue, store, n.hub, online, tokens, log)
 		if err != nil {
 			return nil, err
 		}

@@ -132,7 +132,7 @@ func (h *webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *webhook) handle(ctx context.Context, form url.Values) (string, error) {
 	user, err := h.cfg.Store.UserByPhone(ctx, form.Get("From"))
 	if errors.Is(err, chat.ErrNotFound) {
-		return "This number is not registered with Switchboard. Add it as the phone of your account to post by SMS.", nil
+		return notRegistered, nil
 	}
 	if err != nil {
 		return "", err
@@ -162,7 +162,7 @@ func (h *webhook) handle(ctx context.Context, form url.Values) (string, error) {
 	} else {
 		room, err = h.cfg.Store.LastActiveRoom(ctx, user.ID)
 		if errors.Is(err, chat.ErrNotFound) {
-			return "You are not in any room yet. Join one, then send \"#room-name your message\".", nil
+			return usage, nil
 		}
 		if err != nil {
 			return "", err
@@ -223,6 +223,14 @@ func shorten(s string, n int) string {
 	}
 	return string([]rune(s)[:n-1]) + "…"
 }
+
+// notRegistered answers an SMS from a number that is no account's verified
+// phone: unverified numbers count as unknown (SPEC §8).
+const notRegistered = "This number is not registered with Switchboard. Add it as the phone of your account and verify it to post by SMS."
+
+// usage answers plain text from someone who has posted in none of their
+// rooms: being in a room, or added to one, does not make it the target.
+const usage = `Send "#room-name your message" to post in a room you are in. Plain text goes to the room you last posted in.`
 
 func notInRoom(name string) string { return fmt.Sprintf("You are not in a room named #%s.", name) }
 

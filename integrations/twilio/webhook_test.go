@@ -68,14 +68,13 @@ func (b *testBundle) server(t testing.TB, token, publicURL string) *httptest.Ser
 	return srv
 }
 
-// user creates an account; a non-empty phone is set on its profile.
+// user creates an account; a non-empty phone becomes its verified number.
 func (b *testBundle) user(t testing.TB, name, phone string) chat.User {
 	t.Helper()
 	p, err := b.store.CreateUser(b.ctx, name, "hash", strings.ToUpper(name))
 	require.NoError(t, err)
 	if phone != "" {
-		_, err = b.store.UpdateProfile(b.ctx, p.ID, chat.ProfileUpdate{Phone: &phone})
-		require.NoError(t, err)
+		storagetest.VerifyPhone(t, b.pool, p.ID, phone)
 	}
 	return p.User
 }
@@ -92,6 +91,12 @@ func (b *testBundle) say(t testing.TB, room chat.Room, sender chat.User, body st
 	_, _, err := b.store.SaveMessage(b.ctx, chat.NewMessage{RoomID: room.ID, SenderID: sender.ID, Body: body, Source: chat.SourceWeb})
 	require.NoError(t, err)
 }
+
+// notRegistered is the answer to an SMS from a number that is no
+// account's verified phone.
+const notRegistered = "This number is not registered with Switchboard. Add it as the phone of your account and verify it to post by SMS."
+
+func ptr[T any](v T) *T { return &v }
 
 // stored is a row of the messages table as the tests check it.
 type stored = storagetest.StoredMessage
@@ -351,18 +356,70 @@ func TestWebhook(t *testing.T) {
 
 		for _, from := range []string{"+14155550199", "", "14155550100"} {
 			reply := b.sms(t, from, "#general hello", "SM-"+from).requireTwiML(t)
-			require.Equal(t, "This number is not registered with Switchboard. Add it as the phone of your account to post by SMS.", reply)
+			require.Equal(t, notRegistered, reply)
 		}
 		require.Empty(t, b.stored(t, chat.SourceSMS))
 	})
 
-	t.Run("NoRoomYet", func(t *testing.T) {
+	t.Run("UnverifiedNumberIsUnknown", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
-		b.user(t, "alice", "+14155550100")
-		reply := b.sms(t, "+14155550100", "anyone there?", "SM1").requireTwiML(t)
-		require.Contains(t, reply, "not in any room yet")
+		alice := b.user(t, "alice", "")
+		general := b.room(t, alice, "general", chat.Public)
+		b.say(t, general, alice, "from the web")
+		// alice set the number but never entered its code; bob holds it
+		// unverified too.
+		bob := b.user(t, "bob", "")
+		for _, u := range []chat.User{alice, bob} {
+			_, err := b.store.UpdateProfile(b.ctx, u.ID, chat.ProfileUpdate{Phone: ptr("+14155550100")})
+			require.NoError(t, err)
+		}
+
+		for i, body := range []string{"#general hello", "hello", "#general ?"} {
+			reply := b.sms(t, "+14155550100", body, fmt.Sprintf("SM%d", i)).requireTwiML(t)
+			require.Equal(t, notRegistered, reply, body)
+		}
 		require.Empty(t, b.stored(t, chat.SourceSMS))
+	})
+
+	t.Run("NeverPostedGetsUsage", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		alice := b.user(t, "alice", "+14155550100")
+		bob := b.user(t, "bob", "")
+		const usage = `Send "#room-name your message" to post in a room you are in. Plain text goes to the room you last posted in.`
+		require.Equal(t, usage, b.sms(t, "+14155550100", "anyone there?", "SM1").requireTwiML(t), "in no room")
+
+		// Creating a room, joining one or being added to one is not posting.
+		b.room(t, alice, "mine", chat.Public)
+		theirs := b.room(t, bob, "theirs", chat.Public)
+		_, _, err := b.store.Join(b.ctx, alice.ID, theirs.ID)
+		require.NoError(t, err)
+		added := b.room(t, bob, "added", chat.Private)
+		_, _, err = b.store.AddMember(b.ctx, bob.ID, added.ID, "alice")
+		require.NoError(t, err)
+		b.say(t, added, bob, "welcome")
+		require.Equal(t, usage, b.sms(t, "+14155550100", "anyone there?", "SM2").requireTwiML(t), "in rooms, never posted")
+		require.Empty(t, b.stored(t, chat.SourceSMS))
+	})
+
+	t.Run("BeingAddedDoesNotRedirectPlainText", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		victim := b.user(t, "victim", "+14155550100")
+		mallory := b.user(t, "mallory", "")
+		home := b.room(t, victim, "home", chat.Private)
+		b.say(t, home, victim, "from the web")
+		// Mallory adds the victim to her room and talks there, hoping to
+		// receive the victim's next plain-text SMS.
+		trap := b.room(t, mallory, "trap", chat.Private)
+		_, _, err := b.store.AddMember(b.ctx, mallory.ID, trap.ID, "victim")
+		require.NoError(t, err)
+		b.say(t, trap, mallory, "hello victim")
+
+		require.Empty(t, b.sms(t, "+14155550100", "private note", "SM1").requireTwiML(t))
+		require.Equal(t, []stored{{Room: "home", Sender: "victim", Body: "private note", Source: "sms", ExternalID: "SM1"}},
+			b.stored(t, chat.SourceSMS))
 	})
 
 	t.Run("RoomNameWithoutText", func(t *testing.T) {
@@ -379,8 +436,9 @@ func TestWebhook(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		alice := b.user(t, "alice", "+14155550100")
-		b.room(t, alice, "general", chat.Public)
+		general := b.room(t, alice, "general", chat.Public)
 		random := b.room(t, alice, "random", chat.Public)
+		b.say(t, general, alice, "hi")
 
 		first := b.sms(t, "+14155550100", "only once", "SMretry")
 		require.Empty(t, first.requireTwiML(t))
@@ -392,7 +450,7 @@ func TestWebhook(t *testing.T) {
 			require.Equal(t, first.Raw, again.Raw)
 			require.Empty(t, again.requireTwiML(t))
 		}
-		require.Equal(t, []stored{{Room: "random", Sender: "alice", Body: "only once", Source: "sms", ExternalID: "SMretry"}},
+		require.Equal(t, []stored{{Room: "general", Sender: "alice", Body: "only once", Source: "sms", ExternalID: "SMretry"}},
 			b.stored(t, chat.SourceSMS))
 	})
 
@@ -400,7 +458,7 @@ func TestWebhook(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		alice := b.user(t, "alice", "+14155550100")
-		b.room(t, alice, "general", chat.Public)
+		b.say(t, b.room(t, alice, "general", chat.Public), alice, "plain text goes here")
 
 		tests := []struct {
 			name, body, reply string
@@ -475,7 +533,7 @@ func TestWebhook(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		alice := b.user(t, "alice", "+14155550100")
-		b.room(t, alice, "general", chat.Public)
+		b.say(t, b.room(t, alice, "general", chat.Public), alice, "plain text goes here")
 
 		// Just under 64 KiB is read (and answered: the text is too long).
 		form := url.Values{"From": {"+14155550100"}, "MessageSid": {"SMbig"}}

@@ -866,6 +866,14 @@ function setupChat() {
   $("profile-open").onclick = openProfile;
   $("profile-cancel").onclick = () => $("profile-dialog").close();
   $("profile-form").addEventListener("submit", saveProfile);
+  $("profile-verify").onclick = verifyPhone;
+  $("profile-resend").onclick = resendCode;
+  $("profile-code").addEventListener("keydown", (e) => {
+    if (e.key === "Enter") {
+      e.preventDefault(); // Enter here verifies; it does not save the form
+      verifyPhone();
+    }
+  });
 }
 
 async function openBrowse() {
@@ -900,8 +908,14 @@ async function openBrowse() {
   }
 }
 
+// profile is the account as the server last answered (GET or PATCH /me):
+// what the phone field is compared with, and what the phone state shows.
+let profile = null;
+
 async function openProfile() {
+  profile = null;
   $("profile-error").textContent = "";
+  $("profile-code").value = "";
   $("profile-dialog").showModal();
   try {
     const p = await API.api("GET", "/api/v1/me");
@@ -909,25 +923,76 @@ async function openProfile() {
     $("profile-phone").value = p.phone || "";
     $("profile-sms").checked = p.sms_notify;
     $("profile-slack").value = p.slack_user_id || "";
+    showPhone(p);
   } catch (err) {
     $("profile-error").textContent = err.message;
   }
 }
 
+// showPhone shows whether the number is verified, and the code input while
+// it is not (SPEC §8: a number gets no SMS but its code until verified).
+function showPhone(p, note) {
+  profile = p;
+  const phoneState = !p.phone ? "none" : p.phone_verified ? "verified" : "unverified";
+  const line = $("profile-phone-state");
+  line.dataset.state = phoneState;
+  line.textContent = note || {
+    none: "",
+    verified: "✓ Verified",
+    unverified: `Not verified: enter the code sent by SMS to ${p.phone}.`,
+  }[phoneState];
+  $("profile-verify-box").hidden = phoneState !== "unverified";
+}
+
 async function saveProfile(e) {
   e.preventDefault();
   $("profile-error").textContent = "";
+  const body = {
+    display_name: $("profile-display").value.trim(),
+    sms_notify: $("profile-sms").checked,
+    slack_user_id: $("profile-slack").value.trim() || null,
+  };
+  // Only a changed number is sent: each new number costs a code (3 an hour).
+  const phone = $("profile-phone").value.trim() || null;
+  if (!profile || phone !== profile.phone) body.phone = phone;
   try {
-    const p = await API.api("PATCH", "/api/v1/me", {
-      display_name: $("profile-display").value.trim(),
-      phone: $("profile-phone").value.trim() || null,
-      sms_notify: $("profile-sms").checked,
-      slack_user_id: $("profile-slack").value.trim() || null,
-    });
+    const p = await API.api("PATCH", "/api/v1/me", body);
     state.me = { id: p.id, username: p.username, display_name: p.display_name };
     API.setSessionUser(state.me);
     renderMe();
+    showPhone(p);
+    if (body.phone && !p.phone_verified) {
+      $("profile-code").value = "";
+      $("profile-code").focus(); // the dialog stays open for the code
+      return;
+    }
     $("profile-dialog").close();
+  } catch (err) {
+    $("profile-error").textContent = err.message;
+  }
+}
+
+async function verifyPhone() {
+  $("profile-error").textContent = "";
+  const code = $("profile-code").value.trim();
+  if (!/^[0-9]{6}$/.test(code)) {
+    $("profile-error").textContent = "Enter the 6 digits of the code.";
+    return;
+  }
+  try {
+    showPhone(await API.api("POST", "/api/v1/me/phone/verify", { code }));
+    $("profile-code").value = "";
+  } catch (err) {
+    $("profile-error").textContent = err.message;
+  }
+}
+
+async function resendCode() {
+  $("profile-error").textContent = "";
+  try {
+    const p = await API.api("PATCH", "/api/v1/me", { phone: profile.phone });
+    showPhone(p, `A new code is on its way to ${p.phone}.`);
+    $("profile-code").focus();
   } catch (err) {
     $("profile-error").textContent = err.message;
   }

@@ -1,0 +1,83 @@
+package migrations_test
+
+import (
+	"database/sql"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/pressly/goose/v3"
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-chat/switchboard/storage/storagetest"
+)
+
+// TestPhoneVerificationMigration runs 00004 up and down over rows written
+// under the schema before it.
+func TestPhoneVerificationMigration(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	url := storagetest.NewDatabase(t)
+	db, err := sql.Open("pgx", url)
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	p, err := goose.NewProvider(goose.DialectPostgres, db, os.DirFS("."))
+	require.NoError(t, err)
+	pool, err := pgxpool.New(ctx, url)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+
+	_, err = p.DownTo(ctx, 3)
+	require.NoError(t, err)
+	posted := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	_, err = pool.Exec(ctx, `
+		INSERT INTO users (id, username, display_name, phone) OVERRIDING SYSTEM VALUE VALUES
+			(1, 'alice', 'Alice', '+15550001'), (2, 'bob', 'Bob', NULL);
+		INSERT INTO rooms (id, name, visibility, last_seq) OVERRIDING SYSTEM VALUE VALUES
+			(1, 'posted', 'public', 1), (2, 'added', 'private', 0);
+		-- Under the old schema every membership had a last_active_at.
+		INSERT INTO room_members (room_id, user_id, last_active_at, joined_at) VALUES
+			(1, 1, '2025-01-01Z', '2025-01-01Z'), (2, 1, '2025-06-01Z', '2025-06-01Z'), (1, 2, '2025-02-01Z', '2025-02-01Z');
+		INSERT INTO messages (room_id, seq, sender_id, body, source, created_at) VALUES (1, 1, 1, 'hi', 'web', '2025-03-01 12:00Z');`)
+	require.NoError(t, err)
+
+	_, err = p.UpTo(ctx, 4)
+	require.NoError(t, err)
+	lastActive := func(room, user int) *time.Time {
+		t.Helper()
+		var at *time.Time
+		require.NoError(t, pool.QueryRow(ctx, `SELECT last_active_at FROM room_members WHERE room_id = $1 AND user_id = $2`,
+			room, user).Scan(&at))
+		return at
+	}
+	require.True(t, posted.Equal(*lastActive(1, 1)), "alice's last post in the room")
+	require.Nil(t, lastActive(2, 1), "alice was added and never posted")
+	require.Nil(t, lastActive(1, 2), "bob joined and never posted")
+	var verified bool
+	require.NoError(t, pool.QueryRow(ctx, `SELECT phone_verified FROM users WHERE id = 1`).Scan(&verified))
+	require.False(t, verified, "numbers stored before were never verified")
+	_, err = pool.Exec(ctx, `UPDATE users SET phone = '+15550001' WHERE id = 2`)
+	require.NoError(t, err, "several accounts may hold one unverified number")
+	_, err = pool.Exec(ctx, `UPDATE users SET phone_verified = true WHERE id = 1`)
+	require.NoError(t, err)
+	_, err = pool.Exec(ctx, `UPDATE users SET phone_verified = true WHERE id = 2`)
+	require.ErrorContains(t, err, "users_phone_key", "but only one may have it verified")
+	_, err = pool.Exec(ctx, `UPDATE users SET phone = NULL WHERE id = 1`)
+	require.ErrorContains(t, err, "users_phone_verified_check", "a verified number cannot be missing")
+
+	// Down: the old schema trusts every number, so unverified ones go; every
+	// membership gets a last_active_at again.
+	_, err = p.DownTo(ctx, 3)
+	require.NoError(t, err)
+	var alicePhone, bobPhone *string
+	require.NoError(t, pool.QueryRow(ctx, `SELECT (SELECT phone FROM users WHERE id = 1), (SELECT phone FROM users WHERE id = 2)`).
+		Scan(&alicePhone, &bobPhone))
+	require.Equal(t, "+15550001", *alicePhone)
+	require.Nil(t, bobPhone)
+	require.True(t, posted.Equal(*lastActive(1, 1)))
+	require.True(t, time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC).Equal(*lastActive(2, 1)), "joined_at")
+
+	_, err = p.Up(ctx)
+	require.NoError(t, err)
+}

@@ -1,0 +1,352 @@
+package storage_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-chat/switchboard/chat"
+	"github.com/switchboard-chat/switchboard/storage"
+	"github.com/switchboard-chat/switchboard/storage/storagetest"
+)
+
+// codeRequest is one call of the enqueue function of WithPhoneCodes.
+type codeRequest struct{ UserID, CodeID string }
+
+// phoneBundle is a testBundle whose store asks for codes, recording each
+// request instead of queueing a job.
+type phoneBundle struct {
+	*testBundle
+	mu       sync.Mutex
+	requests []codeRequest
+}
+
+func setupPhone(t *testing.T) *phoneBundle {
+	t.Helper()
+	b := &phoneBundle{testBundle: setup(t)}
+	b.store = storage.New(b.pool, storage.WithOutbox(storage.Outbox{SMS: true}),
+		storage.WithPhoneCodes(func(_ context.Context, userID, codeID string) error {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			b.requests = append(b.requests, codeRequest{userID, codeID})
+			return nil
+		}))
+	return b
+}
+
+func (b *phoneBundle) codeRequests() []codeRequest {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]codeRequest(nil), b.requests...)
+}
+
+// setPhone sets the account's number and returns the code it asked for.
+func (b *phoneBundle) setPhone(t *testing.T, userID, phone string) codeRequest {
+	t.Helper()
+	before := len(b.codeRequests())
+	p, err := b.store.UpdateProfile(b.ctx, userID, chat.ProfileUpdate{Phone: &phone})
+	require.NoError(t, err)
+	require.Equal(t, &phone, p.Phone)
+	require.False(t, p.PhoneVerified)
+	reqs := b.codeRequests()
+	require.Len(t, reqs, before+1, "one code asked for")
+	return reqs[before]
+}
+
+// makeCode runs the job of req with a send that records what it was asked
+// to send and returns hash, and returns that record (nil: send was not
+// called).
+func (b *phoneBundle) makeCode(t *testing.T, req codeRequest, hash string) *storage.PhoneCode {
+	t.Helper()
+	var sent *storage.PhoneCode
+	err := b.store.SendPhoneCode(b.ctx, req.UserID, req.CodeID, func(c storage.PhoneCode) ([]byte, error) {
+		sent = &c
+		return []byte(hash), nil
+	})
+	require.NoError(t, err)
+	return sent
+}
+
+func (b *phoneBundle) verify(userID, hash string) (chat.Profile, error) {
+	return b.store.VerifyPhone(b.ctx, userID, []byte(hash))
+}
+
+func TestPhoneVerification(t *testing.T) {
+	t.Parallel()
+
+	t.Run("CodeMadeSentAndEntered", func(t *testing.T) {
+		t.Parallel()
+		b := setupPhone(t)
+		alice := b.user(t, "alice")
+		req := b.setPhone(t, alice.ID, "+15550100")
+		require.Equal(t, alice.ID, req.UserID)
+
+		sent := b.makeCode(t, req, "hash-1")
+		require.Equal(t, &storage.PhoneCode{UserID: alice.ID, Phone: "+15550100"}, sent)
+		require.Nil(t, b.makeCode(t, req, "hash-2"), "a second run of the job makes no second code")
+		var stored []byte
+		var expires time.Time
+		require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT code_hash, expires_at FROM phone_codes WHERE id = $1::bigint`, req.CodeID).
+			Scan(&stored, &expires))
+		require.Equal(t, []byte("hash-1"), stored, "only what send returned is stored")
+		require.WithinDuration(t, time.Now().Add(chat.PhoneCodeLifetime), expires, 10*time.Second)
+
+		_, err := b.verify(alice.ID, "hash-2")
+		require.ErrorIs(t, err, storage.ErrWrongCode)
+		p, err := b.verify(alice.ID, "hash-1")
+		require.NoError(t, err)
+		require.True(t, p.PhoneVerified)
+		require.Equal(t, ptr("+15550100"), p.Phone)
+		got, err := b.store.Profile(b.ctx, alice.ID)
+		require.NoError(t, err)
+		require.Equal(t, p, got)
+		u, err := b.store.UserByPhone(b.ctx, "+15550100")
+		require.NoError(t, err)
+		require.Equal(t, alice.User, u)
+
+		_, err = b.verify(alice.ID, "hash-1")
+		require.ErrorIs(t, err, storage.ErrNoCode, "nothing left to verify")
+	})
+
+	t.Run("FiveWrongCodesVoidTheCode", func(t *testing.T) {
+		t.Parallel()
+		b := setupPhone(t)
+		alice := b.user(t, "alice")
+		b.makeCode(t, b.setPhone(t, alice.ID, "+15550100"), "right")
+		for i := range chat.PhoneCodeTries {
+			_, err := b.verify(alice.ID, "wrong")
+			require.ErrorIs(t, err, storage.ErrWrongCode, "try %d", i+1)
+		}
+		_, err := b.verify(alice.ID, "right")
+		require.ErrorIs(t, err, storage.ErrCodeVoid, "even the right code is refused")
+		p, err := b.store.Profile(b.ctx, alice.ID)
+		require.NoError(t, err)
+		require.False(t, p.PhoneVerified)
+
+		// Setting the number again sends a new code, which works.
+		b.makeCode(t, b.setPhone(t, alice.ID, "+15550100"), "new")
+		p, err = b.verify(alice.ID, "new")
+		require.NoError(t, err)
+		require.True(t, p.PhoneVerified)
+	})
+
+	t.Run("CodesExpire", func(t *testing.T) {
+		t.Parallel()
+		b := setupPhone(t)
+		alice := b.user(t, "alice")
+		req := b.setPhone(t, alice.ID, "+15550100")
+		_, err := b.verify(alice.ID, "right")
+		require.ErrorIs(t, err, storage.ErrWrongCode, "before the job made it, no code matches")
+		b.makeCode(t, req, "right")
+		_, err = b.pool.Exec(b.ctx, `UPDATE phone_codes SET expires_at = now() - interval '1 second' WHERE id = $1::bigint`, req.CodeID)
+		require.NoError(t, err)
+		_, err = b.verify(alice.ID, "right")
+		require.ErrorIs(t, err, storage.ErrCodeExpired)
+	})
+
+	t.Run("NewerCodeReplacesOlder", func(t *testing.T) {
+		t.Parallel()
+		b := setupPhone(t)
+		alice := b.user(t, "alice")
+		first := b.setPhone(t, alice.ID, "+15550100")
+		b.makeCode(t, first, "first")
+		second := b.setPhone(t, alice.ID, "+15550200")
+		require.Nil(t, b.makeCode(t, first, "again"), "the job of a replaced code sends nothing")
+		_, err := b.verify(alice.ID, "first")
+		require.ErrorIs(t, err, storage.ErrWrongCode, "the code of the old number does not verify the new one")
+		require.Equal(t, "+15550200", b.makeCode(t, second, "second").Phone)
+		p, err := b.verify(alice.ID, "second")
+		require.NoError(t, err)
+		require.Equal(t, ptr("+15550200"), p.Phone)
+	})
+
+	t.Run("AtMostThreeCodesPerHour", func(t *testing.T) {
+		t.Parallel()
+		b := setupPhone(t)
+		alice := b.user(t, "alice")
+		for _, phone := range []string{"+15550101", "+15550102", "+15550103"} {
+			b.setPhone(t, alice.ID, phone)
+		}
+		before, err := b.store.Profile(b.ctx, alice.ID)
+		require.NoError(t, err)
+
+		_, err = b.store.UpdateProfile(b.ctx, alice.ID, chat.ProfileUpdate{DisplayName: ptr("Changed"), Phone: ptr("+15550104")})
+		var ce *chat.Error
+		require.ErrorAs(t, err, &ce)
+		require.Equal(t, chat.CodeRateLimited, ce.Code)
+		require.InDelta(t, time.Hour.Seconds(), ce.RetryAfter.Seconds(), 10, "the oldest of the three leaves the window in an hour")
+		after, err := b.store.Profile(b.ctx, alice.ID)
+		require.NoError(t, err)
+		require.Equal(t, before, after, "the refused update changed nothing")
+		require.Len(t, b.codeRequests(), 3, "and asked for no code")
+
+		// Other fields may still change.
+		_, err = b.store.UpdateProfile(b.ctx, alice.ID, chat.ProfileUpdate{DisplayName: ptr("Changed")})
+		require.NoError(t, err)
+
+		// An hour after the first code, one more may go.
+		_, err = b.pool.Exec(b.ctx, `UPDATE phone_codes SET created_at = created_at - interval '1 hour'
+			WHERE id = (SELECT min(id) FROM phone_codes WHERE user_id = $1::bigint)`, alice.ID)
+		require.NoError(t, err)
+		b.setPhone(t, alice.ID, "+15550104")
+	})
+
+	t.Run("OwnVerifiedNumberAgainChangesNothing", func(t *testing.T) {
+		t.Parallel()
+		b := setupPhone(t)
+		alice := b.user(t, "alice")
+		b.makeCode(t, b.setPhone(t, alice.ID, "+15550100"), "right")
+		_, err := b.verify(alice.ID, "right")
+		require.NoError(t, err)
+
+		p, err := b.store.UpdateProfile(b.ctx, alice.ID, chat.ProfileUpdate{Phone: ptr("+15550100"), SMSNotify: ptr(true)})
+		require.NoError(t, err)
+		require.True(t, p.PhoneVerified)
+		require.True(t, p.SMSNotify)
+		require.Len(t, b.codeRequests(), 1, "no code for the number already verified")
+
+		// Another number is unverified until its code is entered.
+		b.setPhone(t, alice.ID, "+15550200")
+		_, err = b.store.UserByPhone(b.ctx, "+15550100")
+		require.ErrorIs(t, err, chat.ErrNotFound)
+
+		// Clearing removes the number and any verification.
+		p, err = b.store.UpdateProfile(b.ctx, alice.ID, chat.ProfileUpdate{Phone: ptr("")})
+		require.NoError(t, err)
+		require.Nil(t, p.Phone)
+		require.False(t, p.PhoneVerified)
+		_, err = b.verify(alice.ID, "right")
+		require.ErrorIs(t, err, storage.ErrNoCode)
+	})
+
+	t.Run("NumberVerifiedByAnotherAccount", func(t *testing.T) {
+		t.Parallel()
+		b := setupPhone(t)
+		alice, mallory := b.user(t, "alice"), b.user(t, "mallory")
+		b.makeCode(t, b.setPhone(t, alice.ID, "+15550100"), "alices")
+		_, err := b.verify(alice.ID, "alices")
+		require.NoError(t, err)
+
+		// Mallory may set alice's number: she is told nothing.
+		req := b.setPhone(t, mallory.ID, "+15550100")
+		// Its code is made but not to be sent.
+		sent := b.makeCode(t, req, "mallorys")
+		require.Equal(t, &storage.PhoneCode{UserID: mallory.ID, Phone: "+15550100", Taken: true}, sent)
+		// No code verifies it, not even the one made; the answer is a
+		// wrong code's, and it counts as one.
+		for range chat.PhoneCodeTries {
+			_, err = b.verify(mallory.ID, "mallorys")
+			require.ErrorIs(t, err, storage.ErrWrongCode)
+		}
+		_, err = b.verify(mallory.ID, "mallorys")
+		require.ErrorIs(t, err, storage.ErrCodeVoid)
+
+		u, err := b.store.UserByPhone(b.ctx, "+15550100")
+		require.NoError(t, err)
+		require.Equal(t, alice.User, u, "the number stays alice's")
+	})
+
+	t.Run("JobWaitsForTheRequestToCommit", func(t *testing.T) {
+		t.Parallel()
+		b := setupPhone(t)
+		alice := b.user(t, "alice")
+		// The job starts while UpdateProfile's transaction is still open
+		// (as a fast worker would): it must wait and then see the code.
+		var wg sync.WaitGroup
+		var sent *storage.PhoneCode
+		var jobErr error
+		store := storage.New(b.pool, storage.WithPhoneCodes(func(_ context.Context, userID, codeID string) error {
+			wg.Go(func() {
+				jobErr = b.store.SendPhoneCode(b.ctx, userID, codeID, func(c storage.PhoneCode) ([]byte, error) {
+					sent = &c
+					return []byte("right"), nil
+				})
+			})
+			time.Sleep(200 * time.Millisecond) // the job reaches the account's row lock meanwhile
+			return nil
+		}))
+		_, err := store.UpdateProfile(b.ctx, alice.ID, chat.ProfileUpdate{Phone: ptr("+15550100")})
+		require.NoError(t, err)
+		wg.Wait()
+		require.NoError(t, jobErr)
+		require.Equal(t, &storage.PhoneCode{UserID: alice.ID, Phone: "+15550100"}, sent)
+		_, err = b.verify(alice.ID, "right")
+		require.NoError(t, err)
+	})
+
+	t.Run("FailedEnqueueChangesNothing", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		alice := b.user(t, "alice")
+		store := storage.New(b.pool, storage.WithPhoneCodes(func(context.Context, string, string) error {
+			return chat.ErrUnavailable // Redis is down
+		}))
+		_, err := store.UpdateProfile(b.ctx, alice.ID, chat.ProfileUpdate{DisplayName: ptr("Changed"), Phone: ptr("+15550100")})
+		require.ErrorIs(t, err, chat.ErrUnavailable)
+		p, err := b.store.Profile(b.ctx, alice.ID)
+		require.NoError(t, err)
+		require.Equal(t, alice, p)
+		var codes int
+		require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*) FROM phone_codes`).Scan(&codes))
+		require.Zero(t, codes, "no code asked for, none counted")
+	})
+
+	t.Run("WithoutCodesTheNumberStaysUnverified", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t) // SMS off: no WithPhoneCodes
+		alice := b.user(t, "alice")
+		p, err := b.store.UpdateProfile(b.ctx, alice.ID, chat.ProfileUpdate{Phone: ptr("+15550100")})
+		require.NoError(t, err)
+		require.Equal(t, ptr("+15550100"), p.Phone)
+		require.False(t, p.PhoneVerified)
+		_, err = b.store.VerifyPhone(b.ctx, alice.ID, []byte("anything"))
+		require.ErrorIs(t, err, storage.ErrNoCode)
+		var codes int
+		require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*) FROM phone_codes`).Scan(&codes))
+		require.Zero(t, codes)
+	})
+}
+
+// TestUnverifiedNumberGetsNoSMS: a member whose number is not verified is
+// not among those to notify, writes no outbox row, and an SMS pending from
+// before the number changed is dropped instead of sent.
+func TestUnverifiedNumberGetsNoSMS(t *testing.T) {
+	t.Parallel()
+	b := setupPhone(t)
+	alice, bob, carol := b.user(t, "alice"), b.user(t, "bob"), b.user(t, "carol")
+	r := b.room(t, alice.ID, "general", chat.Public)
+	b.join(t, bob.ID, r.ID)
+	b.join(t, carol.ID, r.ID)
+	_, err := b.store.UpdateProfile(b.ctx, bob.ID, chat.ProfileUpdate{Phone: ptr("+15550200"), SMSNotify: ptr(true)})
+	require.NoError(t, err)
+
+	m := b.send(t, r.ID, alice.ID, "bob's number is unverified")
+	require.Empty(t, b.outboxMessages(t), "no SMS to send, so no outbox row")
+	n, err := b.store.Notice(b.ctx, m.ID)
+	require.NoError(t, err)
+	require.Empty(t, n.SMSMembers)
+
+	storagetest.VerifyPhone(t, b.pool, carol.ID, "+15550300")
+	_, err = b.store.UpdateProfile(b.ctx, carol.ID, chat.ProfileUpdate{SMSNotify: ptr(true)})
+	require.NoError(t, err)
+	m = b.send(t, r.ID, alice.ID, "carol's is verified")
+	require.Equal(t, []string{m.ID}, b.outboxMessages(t))
+	n, err = b.store.Notice(b.ctx, m.ID)
+	require.NoError(t, err)
+	require.Equal(t, []chat.User{carol.User}, n.SMSMembers)
+
+	// Carol changes her number before the SMS goes: the new one is
+	// unverified, and gets nothing.
+	require.NoError(t, b.store.AddPendingSMS(b.ctx, m.ID, []string{carol.ID}))
+	b.setPhone(t, carol.ID, "+15550301")
+	sent := 0
+	_, err = b.store.SendPendingSMS(b.ctx, carol.ID, r.ID, time.Minute, func(storage.PendingSMS) error { sent++; return nil })
+	require.NoError(t, err)
+	require.Zero(t, sent)
+	var pending int
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*) FROM sms_pending`).Scan(&pending))
+	require.Zero(t, pending)
+}
