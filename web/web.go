@@ -251,9 +251,13 @@ func decode(w http.ResponseWriter, r *http.Request, v any) error {
 		}
 		return chat.Errorf(chat.CodeBadRequest, "could not read the request body")
 	}
-	// encoding/json would silently turn invalid bytes into U+FFFD.
+	// encoding/json would silently turn invalid bytes and lone surrogate
+	// escapes into U+FFFD.
 	if !utf8.Valid(raw) {
 		return chat.Errorf(chat.CodeBadRequest, "request body is not valid UTF-8")
+	}
+	if err := chat.CheckJSONEscapes(raw); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()

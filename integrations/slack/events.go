@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/slack-go/slack/slackevents"
 
@@ -58,6 +59,12 @@ var newMessageSubtypes = map[string]bool{"": true, "me_message": true, "thread_b
 func (h eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	raw, ok := h.read(w, r)
 	if !ok {
+		return
+	}
+	// encoding/json would store U+FFFD for invalid bytes and lone
+	// surrogate escapes (SPEC §2).
+	if !utf8.Valid(raw) || chat.CheckJSONEscapes(raw) != nil {
+		writeError(w, http.StatusBadRequest, chat.Errorf(chat.CodeBadRequest, "request body is not valid UTF-8"))
 		return
 	}
 	// The signature proved the sender; the deprecated verification token

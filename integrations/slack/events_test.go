@@ -189,6 +189,26 @@ func TestEvents(t *testing.T) {
 		require.Equal(t, "bad_request", requireJSON(t, r)["error"].(map[string]any)["code"])
 	})
 
+	t.Run("NotUTF8", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		alice := b.user(t, "alice", "")
+		general := b.room(t, alice, "general", chat.Public)
+		b.bridge(t, general, "C123ABC456")
+
+		valid := string(messageEvent(t, nil, map[string]any{"text": "TEXT"}))
+		for _, text := range []string{`\ud800`, `a\udc00`, "\xff"} {
+			r := signed(t, b.events, "application/json", []byte(strings.Replace(valid, "TEXT", text, 1)))
+			require.Equal(t, http.StatusBadRequest, r.Status, "%q", text)
+			require.Equal(t, "bad_request", requireJSON(t, r)["error"].(map[string]any)["code"])
+		}
+		require.Empty(t, b.queue.queued(), "nothing queued, so nothing stored with U+FFFD")
+		r := signed(t, b.events, "application/json", []byte(strings.Replace(valid, "TEXT", `\ud83d\ude00`, 1)))
+		require.Equal(t, http.StatusOK, r.Status)
+		require.Equal(t, []error{nil}, b.runJobs(t))
+		require.Equal(t, "😀", b.stored(t, chat.SourceSlack)[0].Body)
+	})
+
 	t.Run("EnqueueFailureAsksForRetry", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
