@@ -12,15 +12,11 @@ import (
 )
 
 var (
-	usernamePattern = regexp.MustCompile(`^[a-z0-9_.-]{3,32}$`)
-	phonePattern    = regexp.MustCompile(`^\+[1-9][0-9]{1,14}$`) // E.164
-	slackIDPattern  = regexp.MustCompile(`^[A-Z0-9]{2,32}$`)
+	phonePattern   = regexp.MustCompile(`^\+[1-9][0-9]{1,14}$`) // E.164
+	slackIDPattern = regexp.MustCompile(`^[A-Z0-9]{2,32}$`)
 )
 
-const (
-	maxPasswordBytes    = 72 // bcrypt ignores what comes after
-	maxDisplayNameChars = 64
-)
+const maxPasswordBytes = 72 // bcrypt ignores what comes after
 
 type tokenResponse struct {
 	User         chat.Profile `json:"user"`
@@ -52,11 +48,12 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	username := strings.ToLower(req.Username)
-	switch {
-	case !usernamePattern.MatchString(username):
-		a.fail(w, r, chat.Errorf(chat.CodeBadRequest, "username must be 3-32 characters of a-z, 0-9, _ . -"))
+	username, err := chat.NewUsername(req.Username)
+	if err != nil {
+		a.fail(w, r, err)
 		return
+	}
+	switch {
 	case utf8.RuneCountInString(req.Password) < chat.MinPasswordChars:
 		a.fail(w, r, chat.Errorf(chat.CodeBadRequest, "password must have at least %d characters", chat.MinPasswordChars))
 		return
@@ -64,10 +61,13 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, chat.Errorf(chat.CodeBadRequest, "password must be at most %d bytes", maxPasswordBytes))
 		return
 	}
-	display, err := displayName(req.DisplayName, username)
-	if err != nil {
-		a.fail(w, r, err)
-		return
+	// No display name (or ""): the username.
+	display := username
+	if req.DisplayName != "" {
+		if display, err = chat.NormalizeDisplayName(req.DisplayName); err != nil {
+			a.fail(w, r, err)
+			return
+		}
 	}
 	hash, err := auth.HashPassword(req.Password)
 	if err != nil {
@@ -87,17 +87,6 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, resp)
 }
 
-func displayName(name, fallback string) (string, error) {
-	name = strings.TrimSpace(name)
-	if name == "" {
-		return fallback, nil
-	}
-	if !utf8.ValidString(name) || strings.ContainsRune(name, 0) || utf8.RuneCountInString(name) > maxDisplayNameChars {
-		return "", chat.Errorf(chat.CodeBadRequest, "display_name must be 1-%d characters", maxDisplayNameChars)
-	}
-	return name, nil
-}
-
 var errInvalidCredentials = chat.Errorf(chat.CodeInvalidCredentials, "wrong username or password")
 
 func (a *API) login(w http.ResponseWriter, r *http.Request) {
@@ -109,7 +98,7 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	if !usernamePattern.MatchString(strings.ToLower(req.Username)) {
+	if !chat.ValidUsername(strings.ToLower(req.Username)) {
 		auth.CheckNoPassword(req.Password) // no such account can exist
 		a.fail(w, r, errInvalidCredentials)
 		return
@@ -217,10 +206,7 @@ func (a *API) patchMe(w http.ResponseWriter, r *http.Request, s chat.Session) {
 		case "display_name":
 			var name string
 			if err = unmarshalField(field, raw, &name); err == nil {
-				name, err = displayName(name, "")
-				if err == nil && name == "" {
-					err = chat.Errorf(chat.CodeBadRequest, "display_name must not be empty")
-				}
+				name, err = chat.NormalizeDisplayName(name)
 				u.DisplayName = &name
 			}
 		case "phone":

@@ -80,7 +80,7 @@ func (a *API) addMember(w http.ResponseWriter, r *http.Request, s chat.Session) 
 		a.fail(w, r, chat.Errorf(chat.CodeBadRequest, "username is required"))
 		return
 	}
-	if !usernamePattern.MatchString(strings.ToLower(req.Username)) {
+	if !chat.ValidUsername(strings.ToLower(req.Username)) {
 		a.fail(w, r, chat.Errorf(chat.CodeNotFound, "no user named %q", req.Username))
 		return
 	}

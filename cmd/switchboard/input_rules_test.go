@@ -1,7 +1,9 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -108,4 +110,112 @@ func getProfile(t *testing.T, s *apiServer, u testUser) apiProfile {
 	r := s.do(t, "GET", "/api/v1/me", u.Token, nil)
 	require.Equal(t, http.StatusOK, r.Status, "me: %s", r.Raw)
 	return decodeBody[apiProfile](t, r)
+}
+
+// badDisplayNames break one rule of SPEC §3 each.
+var badDisplayNames = []struct{ name, display string }{
+	{"SixtyFiveCharacters", strings.Repeat("é", 65)},
+	{"OnlySpaces", "   "},
+	{"Tab", "tab\there"},
+	{"Newline", "two\nlines"},
+	{"Escape", "\x1b[2Jhi"},
+	{"RightToLeftOverride", "\u202egnp.exe"},
+	{"LeftToRightEmbedding", "x\u202ay"},
+	{"RightToLeftIsolate", "\u2067x\u2069"},
+	{"PopDirectionalIsolate", "x\u2069"},
+	{"OnlyZeroWidthSpace", "\u200b"},
+	{"OnlyInvisibles", "\u200c\u200d\u2060\u00ad\ufeff"},
+	{"OnlyInvisiblesAndSpaces", " \u200b \u3000 "},
+}
+
+// TestAPIDisplayNameRules: each display-name rule of SPEC §3 is a 400 at
+// register (no account made) and at PATCH /me (the name unchanged).
+func TestAPIDisplayNameRules(t *testing.T) {
+	t.Parallel()
+	s := newAPIServer(t)
+
+	for i, tc := range badDisplayNames {
+		t.Run("Register"+tc.name, func(t *testing.T) {
+			t.Parallel()
+			username := fmt.Sprintf("dn_reg_%d", i)
+			r := s.do(t, "POST", "/api/v1/auth/register", "", map[string]any{
+				"username": username, "password": "correct horse", "display_name": tc.display})
+			requireAPIError(t, r, http.StatusBadRequest, "bad_request")
+			r = s.do(t, "POST", "/api/v1/auth/login", "", map[string]any{"username": username, "password": "correct horse"})
+			requireAPIError(t, r, http.StatusUnauthorized, "invalid_credentials")
+		})
+		t.Run("Patch"+tc.name, func(t *testing.T) {
+			t.Parallel()
+			u := s.register(t, "dn")
+			s.setProfile(t, u, map[string]any{"display_name": "Before"})
+			r := s.do(t, "PATCH", "/api/v1/me", u.Token, map[string]any{"display_name": tc.display})
+			requireAPIError(t, r, http.StatusBadRequest, "bad_request")
+			require.Equal(t, "Before", getProfile(t, s, u).DisplayName)
+		})
+	}
+
+	for _, tc := range []struct{ name, display, want string }{
+		{"Trimmed", "  Ana María \u00a0", "Ana María"},
+		{"EmojiWithZeroWidthJoiner", "👩\u200d💻", "👩\u200d💻"},
+		{"RightToLeftMarkIsNoOverride", "\u05e9\u05e8\u05d4\u200f", "\u05e9\u05e8\u05d4\u200f"},
+		{"SixtyFourCharacters", strings.Repeat("é", 64), strings.Repeat("é", 64)},
+	} {
+		t.Run("PatchAccepted"+tc.name, func(t *testing.T) {
+			t.Parallel()
+			u := s.register(t, "dn")
+			r := s.do(t, "PATCH", "/api/v1/me", u.Token, map[string]any{"display_name": tc.display})
+			require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Raw)
+			require.Equal(t, tc.want, getProfile(t, s, u).DisplayName)
+		})
+	}
+}
+
+// TestAPIRegisterSlackPrefixReserved: usernames beginning "slack-", in any
+// letter case, belong to Slack guests (SPEC §3): register answers 400 and
+// makes no account.
+func TestAPIRegisterSlackPrefixReserved(t *testing.T) {
+	t.Parallel()
+	s := newAPIServer(t)
+	for _, name := range []string{"slack-x", "Slack-U0123ABC"} {
+		r := s.do(t, "POST", "/api/v1/auth/register", "", map[string]any{"username": name, "password": "correct horse"})
+		requireAPIError(t, r, http.StatusBadRequest, "bad_request")
+		require.Contains(t, r.Body["error"].(map[string]any)["message"], "reserved for Slack guests")
+		r = s.do(t, "POST", "/api/v1/auth/login", "", map[string]any{"username": name, "password": "correct horse"})
+		requireAPIError(t, r, http.StatusUnauthorized, "invalid_credentials")
+	}
+}
+
+// TestAPIInvisibleBody: a body made only of characters that show nothing is
+// a 400 and stores nothing (SPEC §5); one with a visible character among
+// them is stored.
+func TestAPIInvisibleBody(t *testing.T) {
+	t.Parallel()
+	s := newAPIServer(t)
+	u := s.register(t, "inv")
+	room := s.createRoom(t, u, "public")
+	for _, body := range []string{"\u200b", "\u200b\u200c\u200d", " \u2060\u00ad\ufeff\n", "\u3000\u200b"} {
+		r := s.do(t, "POST", "/api/v1/rooms/"+room+"/messages", u.Token, map[string]any{"body": body})
+		requireAPIError(t, r, http.StatusBadRequest, "bad_request")
+	}
+	require.Empty(t, s.history(t, u, room, "").Messages, "nothing stored")
+	require.Equal(t, "\u200bok", s.say(t, u, room, "\u200bok").Body)
+}
+
+// TestWSInvisibleBody: the same over WebSocket: error bad_request with the
+// request's id, nothing stored, the connection still serves.
+func TestWSInvisibleBody(t *testing.T) {
+	t.Parallel()
+	b := setupInput(t, nil)
+	c := b.s.dialWS(t, b.alice.Token)
+	c.ready()
+	for i, body := range []string{"\u200b", "\ufeff\u200d", " \u00ad "} {
+		id := fmt.Sprintf("inv-%d", i)
+		c.send(map[string]any{"type": "send", "id": id, "room": b.room, "body": body})
+		e := c.nextOf("error", "subscribed")
+		require.Equal(t, "bad_request", e["code"], "%v", e)
+		require.Equal(t, id, e["id"])
+	}
+	require.Empty(t, b.history(t, b.alice.Token, b.room), "nothing stored")
+	require.Equal(t, "visible", sendWS(t, c, b.room, "visible")["body"])
+	b.requireNodeWorks(t)
 }

@@ -107,14 +107,21 @@ func usersCmd(ctx context.Context, args []string) error {
 	})
 }
 
-// createUser stores an account with a hashed password; display "" means
-// the username. users create and dev's demo account use it.
+// createUser stores an account with a hashed password, under the rules of
+// register (SPEC §3); display "" means the username. users create and dev's
+// demo account use it.
 func createUser(ctx context.Context, s *storage.Store, username, password, display string) (chat.Profile, error) {
+	username, err := chat.NewUsername(username)
+	if err != nil {
+		return chat.Profile{}, err
+	}
 	if len([]rune(password)) < chat.MinPasswordChars {
 		return chat.Profile{}, fmt.Errorf("password must have at least %d characters", chat.MinPasswordChars)
 	}
 	if display == "" {
 		display = username
+	} else if display, err = chat.NormalizeDisplayName(display); err != nil {
+		return chat.Profile{}, err
 	}
 	hash, err := auth.HashPassword(password)
 	if err != nil {
