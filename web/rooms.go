@@ -1,6 +1,7 @@
 package web
 
 import (
+	"fmt"
 	"net/http"
 	"regexp"
 	"strings"
@@ -112,6 +113,10 @@ func nonNil[T any](s []T) []T {
 	return s
 }
 
+// errPresenceUnavailable is what a client is told when presence cannot be
+// read; the cause goes to the log.
+var errPresenceUnavailable = chat.Errorf(chat.CodeUnavailable, "presence is unavailable; try again")
+
 // presence answers GET /api/v1/rooms/{id}/presence: the members online on
 // any node.
 func (a *API) presence(w http.ResponseWriter, r *http.Request, s chat.Session) {
@@ -131,7 +136,7 @@ func (a *API) presence(w http.ResponseWriter, r *http.Request, s chat.Session) {
 	}
 	online, err := a.cfg.Presence.Online(r.Context(), ids)
 	if err != nil {
-		a.fail(w, r, chat.Errorf(chat.CodeUnavailable, "presence is unavailable: %v", err))
+		a.fail(w, r, fmt.Errorf("%w: %w", errPresenceUnavailable, err))
 		return
 	}
 	isOnline := make(map[string]bool, len(online))

@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -80,8 +81,10 @@ type Config struct {
 	// Limiter limits each user's authenticated writes (POST, PATCH and
 	// DELETE under /api/v1, but logout); nil means no limit. See limited.
 	Limiter Limiter
-	// Ready reports whether the node can serve (Postgres, Redis); /readyz
-	// answers 503 with its error.
+	// Ready reports whether the node can serve (Postgres, Redis). On an
+	// error /readyz answers 503 in the error shape with the message of the
+	// *chat.Error it wraps ("postgres unreachable"), or a generic one, and
+	// logs the error whole: driver text and addresses stay in the log.
 	Ready func(ctx context.Context) error
 	// Webhooks maps route patterns ("POST /webhooks/twilio/sms") to the
 	// handlers of the integrations that are on; any other path under
@@ -170,11 +173,16 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if err := a.cfg.Ready(ctx); err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
+		if chat.ErrorOf(err).Code != chat.CodeUnavailable {
+			err = fmt.Errorf("%w: %w", errNotReady, err)
+		}
+		a.fail(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
+
+var errNotReady = chat.Errorf(chat.CodeUnavailable, "not ready")
 
 // authed wraps h so that it runs only with a valid Bearer token, and gives
 // it the session.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -21,6 +20,7 @@ import (
 	"github.com/switchboard-chat/switchboard/auth"
 	"github.com/switchboard-chat/switchboard/broker"
 	"github.com/switchboard-chat/switchboard/cache"
+	"github.com/switchboard-chat/switchboard/chat"
 	"github.com/switchboard-chat/switchboard/denylist"
 	"github.com/switchboard-chat/switchboard/hub"
 	"github.com/switchboard-chat/switchboard/integrations/jobs"
@@ -168,8 +168,14 @@ func newNode(ctx context.Context, cfg *config, secret []byte, log *slog.Logger) 
 		Ready:     n.ready,
 		WebSocket: n.hub,
 		Webhooks:  hooks,
-		Metrics:   promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		Logger:    log.With(slog.String("component", "web")),
+		// A collector that fails (the queue depths while Redis is down)
+		// is logged and left out: the rest is served, and no error text
+		// reaches the scraper.
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+			ErrorHandling: promhttp.ContinueOnError,
+			ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}),
+		Logger: log.With(slog.String("component", "web")),
 	}
 	if cfg.HTTPRateLimit > 0 {
 		rl, err := ratelimit.NewRedis(n.rdb, cfg.RedisPrefix, ratelimit.Limit{Rate: cfg.HTTPRateLimit, Burst: cfg.HTTPRateBurst})
@@ -216,16 +222,23 @@ func (n *node) startWorkers(cfg *config, log *slog.Logger) (stop func()) {
 	}
 }
 
+// What /readyz tells a client is wrong; the causes go to the log.
+var (
+	errShuttingDown        = chat.Errorf(chat.CodeUnavailable, "shutting down")
+	errPostgresUnreachable = chat.Errorf(chat.CodeUnavailable, "postgres unreachable")
+	errRedisUnreachable    = chat.Errorf(chat.CodeUnavailable, "redis unreachable")
+)
+
 // ready is /readyz: not shutting down, Postgres and Redis answer.
 func (n *node) ready(ctx context.Context) error {
 	if n.shuttingDown.Load() {
-		return errors.New("shutting down")
+		return errShuttingDown
 	}
 	if err := n.pool.Ping(ctx); err != nil {
-		return fmt.Errorf("postgres: %w", err)
+		return fmt.Errorf("%w: %w", errPostgresUnreachable, err)
 	}
 	if err := n.rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("redis: %w", err)
+		return fmt.Errorf("%w: %w", errRedisUnreachable, err)
 	}
 	return nil
 }
