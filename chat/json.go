@@ -1,6 +1,9 @@
 package chat
 
-import "unicode/utf16"
+import (
+	"bytes"
+	"unicode/utf16"
+)
 
 // CheckJSONEscapes returns a bad_request *Error when the JSON text data
 // holds a \u escape of an unpaired UTF-16 surrogate: a high surrogate
@@ -16,9 +19,11 @@ import "unicode/utf16"
 // afterwards.
 func CheckJSONEscapes(data []byte) error {
 	for i := 0; i < len(data); i++ {
-		if data[i] != '\\' {
-			continue
+		next := bytes.IndexByte(data[i:], '\\') // most text has no escape at all
+		if next < 0 {
+			return nil
 		}
+		i += next
 		r, ok := unicodeEscape(data[i:])
 		if !ok {
 			i++ // the escaped character, whatever it is, is not an escape itself
