@@ -225,6 +225,8 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
+// errNotReady is what /readyz says of a Ready error that names no cause a
+// client may see.
 var errNotReady = chat.Errorf(chat.CodeUnavailable, "not ready")
 
 // authed wraps h so that it runs only with a valid Bearer token, and gives
