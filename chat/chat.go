@@ -111,8 +111,10 @@ type NewMessage struct {
 	ExternalID string // SMS MessageSid or Slack event_id; empty for web/api
 }
 
-// NormalizeBody trims the body and checks the SPEC §5 rules: valid UTF-8 and
-// 1–4000 characters (code points, not bytes) after trimming.
+// NormalizeBody trims the body and checks the SPEC §5 rules: valid UTF-8,
+// 1–4000 characters (code points, not bytes) after trimming, and not made
+// only of characters that show nothing (the display names' rule, see
+// invisible).
 func NormalizeBody(body string) (string, error) {
 	if !utf8.ValidString(body) {
 		return "", Errorf(CodeBadRequest, "body is not valid UTF-8")
@@ -125,6 +127,8 @@ func NormalizeBody(body string) (string, error) {
 	switch {
 	case n == 0:
 		return "", Errorf(CodeBadRequest, "body is empty")
+	case onlyInvisible(body):
+		return "", Errorf(CodeBadRequest, "body has no visible character")
 	case n > MaxBodyChars:
 		return "", Errorf(CodeTooLarge, "body has %d characters; the limit is %d", n, MaxBodyChars)
 	}

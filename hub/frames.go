@@ -56,6 +56,9 @@ func decodeFrame(data []byte) (clientFrame, error) {
 	if len(bytes.TrimLeft(data[dec.InputOffset():], " \t\r\n")) > 0 {
 		return f, chat.Errorf(chat.CodeBadRequest, "one JSON object per frame")
 	}
+	if err := chat.CheckJSONEscapes(data); err != nil {
+		return f, err
+	}
 	need := func(ok bool, field string) error {
 		if !ok {
 			return chat.Errorf(chat.CodeBadRequest, "%s needs %q", f.Type, field)

@@ -78,20 +78,25 @@ func (s *Store) RoomBySlackChannel(ctx context.Context, channelID string) (chat.
 }
 
 // SlackGuest returns the guest account that speaks for the Slack user
-// slackUserID (username "slack-" + the id in lower case, no password, so it
-// cannot log in), creating it on first use, and makes it a member of
-// roomID. Concurrent calls for the same Slack user end with one account. A
-// username of that form taken by an account that can log in is a conflict:
-// the guest never borrows a real account.
+// slackUserID (username "slack-" + the id in lower case, display name the
+// id and " (Slack)", no password, so it cannot log in), creating it on
+// first use, and makes it a member of roomID. Concurrent calls for the same
+// Slack user end with one account. An id that makes no valid username is a
+// bad request. A username of that form taken by an account that can log in
+// is a conflict: the guest never borrows a real account.
 func (s *Store) SlackGuest(ctx context.Context, slackUserID, roomID string) (chat.User, error) {
 	rid, err := parseID(roomID)
 	if err != nil {
 		return chat.User{}, err
 	}
-	if slackUserID == "" {
-		return chat.User{}, chat.Errorf(chat.CodeBadRequest, "empty Slack user id")
+	username := chat.SlackGuestPrefix + strings.ToLower(slackUserID)
+	if slackUserID == "" || !chat.ValidUsername(username) {
+		return chat.User{}, chat.Errorf(chat.CodeBadRequest, "Slack user id %q makes no valid guest username", slackUserID)
 	}
-	username := "slack-" + strings.ToLower(slackUserID)
+	display, err := chat.NormalizeDisplayName(slackUserID + " (Slack)")
+	if err != nil {
+		return chat.User{}, err
+	}
 	var u chat.User
 	err = pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		var id int64
@@ -101,7 +106,7 @@ func (s *Store) SlackGuest(ctx context.Context, slackUserID, roomID string) (cha
 		err := tx.QueryRow(ctx, `
 			INSERT INTO users (username, display_name) VALUES ($1, $2)
 			ON CONFLICT ((lower(username))) DO NOTHING
-			RETURNING id, username, display_name`, username, slackUserID+" (Slack)").
+			RETURNING id, username, display_name`, username, display).
 			Scan(&id, &u.Username, &u.DisplayName)
 		if errors.Is(err, pgx.ErrNoRows) {
 			var hash *string

@@ -1,6 +1,7 @@
 package storage_test
 
 import (
+	"strings"
 	"sync"
 	"testing"
 
@@ -183,8 +184,10 @@ func TestIntegrations(t *testing.T) {
 
 		_, err = bundle.store.SlackGuest(bundle.ctx, "U777", "999999")
 		require.ErrorIs(t, err, chat.ErrNotFound, "no such room")
-		_, err = bundle.store.SlackGuest(bundle.ctx, "", general.ID)
-		requireCode(t, err, chat.CodeBadRequest)
+		for _, id := range []string{"", "U<script>", "U 1", strings.Repeat("U", 27)} {
+			_, err = bundle.store.SlackGuest(bundle.ctx, id, general.ID)
+			requireCode(t, err, chat.CodeBadRequest)
+		}
 
 		var users int
 		require.NoError(t, bundle.pool.QueryRow(bundle.ctx, `SELECT count(*) FROM users`).Scan(&users))

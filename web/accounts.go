@@ -15,16 +15,12 @@ import (
 )
 
 var (
-	usernamePattern = regexp.MustCompile(`^[a-z0-9_.-]{3,32}$`)
-	phonePattern    = regexp.MustCompile(`^\+[1-9][0-9]{1,14}$`) // E.164
-	slackIDPattern  = regexp.MustCompile(`^[A-Z0-9]{2,32}$`)
-	codePattern     = regexp.MustCompile(fmt.Sprintf(`^[0-9]{%d}$`, chat.PhoneCodeDigits))
+	phonePattern   = regexp.MustCompile(`^\+[1-9][0-9]{1,14}$`) // E.164
+	slackIDPattern = regexp.MustCompile(`^[A-Z0-9]{2,32}$`)
+	codePattern    = regexp.MustCompile(fmt.Sprintf(`^[0-9]{%d}$`, chat.PhoneCodeDigits))
 )
 
-const (
-	maxPasswordBytes    = 72 // bcrypt ignores what comes after
-	maxDisplayNameChars = 64
-)
+const maxPasswordBytes = 72 // bcrypt ignores what comes after
 
 type tokenResponse struct {
 	User         chat.Profile `json:"user"`
@@ -67,19 +63,22 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	username := strings.ToLower(req.Username)
-	if !usernamePattern.MatchString(username) {
-		a.fail(w, r, chat.Errorf(chat.CodeBadRequest, "username must be 3-32 characters of a-z, 0-9, _ . -"))
+	username, err := chat.NewUsername(req.Username)
+	if err != nil {
+		a.fail(w, r, err)
 		return
 	}
 	if err := checkNewPassword(req.Password); err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	display, err := displayName(req.DisplayName, username)
-	if err != nil {
-		a.fail(w, r, err)
-		return
+	// No display name (or ""): the username.
+	display := username
+	if req.DisplayName != "" {
+		if display, err = chat.NormalizeDisplayName(req.DisplayName); err != nil {
+			a.fail(w, r, err)
+			return
+		}
 	}
 	hash, err := a.hashPassword(req.Password)
 	if err != nil {
@@ -110,17 +109,6 @@ func checkNewPassword(password string) error {
 	return nil
 }
 
-func displayName(name, fallback string) (string, error) {
-	name = strings.TrimSpace(name)
-	if name == "" {
-		return fallback, nil
-	}
-	if !utf8.ValidString(name) || strings.ContainsRune(name, 0) || utf8.RuneCountInString(name) > maxDisplayNameChars {
-		return "", chat.Errorf(chat.CodeBadRequest, "display_name must be 1-%d characters", maxDisplayNameChars)
-	}
-	return name, nil
-}
-
 var errInvalidCredentials = chat.Errorf(chat.CodeInvalidCredentials, "wrong username or password")
 
 func (a *API) login(w http.ResponseWriter, r *http.Request) {
@@ -136,7 +124,7 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	username := strings.ToLower(req.Username)
-	if !usernamePattern.MatchString(username) {
+	if !chat.ValidUsername(username) {
 		a.checkNoPassword(req.Password) // no such account can exist
 		a.fail(w, r, errInvalidCredentials)
 		return
@@ -236,10 +224,7 @@ func (a *API) patchMe(w http.ResponseWriter, r *http.Request, s chat.Session) {
 		case "display_name":
 			var name string
 			if err = unmarshalField(field, raw, &name); err == nil {
-				name, err = displayName(name, "")
-				if err == nil && name == "" {
-					err = chat.Errorf(chat.CodeBadRequest, "display_name must not be empty")
-				}
+				name, err = chat.NormalizeDisplayName(name)
 				u.DisplayName = &name
 			}
 		case "phone":

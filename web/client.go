@@ -16,10 +16,18 @@ import (
 //go:embed client
 var clientFiles embed.FS
 
-// clientHandler serves the browser client at / with a Content-Security-Policy
+// client serves the browser client's files with a Content-Security-Policy
 // that allows only the client's own scripts and styles and connections back
-// to this server (HTTP API and /ws).
-func clientHandler() http.Handler {
+// to this server (HTTP API and /ws). It answers GET and HEAD of the paths it
+// has; the API answers the rest.
+type client struct {
+	files http.Handler
+	// etags holds every file's ETag by path ("/" is index.html's); it is
+	// also the list of paths served.
+	etags map[string]string
+}
+
+func newClient() *client {
 	sub, err := fs.Sub(clientFiles, "client")
 	if err != nil {
 		panic(err) // the directory is embedded at build time
@@ -43,26 +51,28 @@ func clientHandler() http.Handler {
 		panic(err)
 	}
 	etags["/"] = etags["/index.html"]
-	files := http.FileServerFS(sub)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
-		h := w.Header()
-		h.Set("Content-Security-Policy", clientCSP(r.Host))
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("X-Frame-Options", "DENY")
-		// Revalidate on every load, so a new server's client is picked up at
-		// once; an unchanged file answers 304.
-		h.Set("Cache-Control", "no-cache")
-		if etag, ok := etags[path.Clean(r.URL.Path)]; ok {
-			h.Set("ETag", etag)
-		}
-		files.ServeHTTP(w, r)
-	})
+	return &client{files: http.FileServerFS(sub), etags: etags}
+}
+
+// has reports whether the client serves urlPath.
+func (c *client) has(urlPath string) bool {
+	_, ok := c.etags[path.Clean(urlPath)]
+	return ok
+}
+
+func (c *client) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", clientCSP(r.Host))
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("X-Frame-Options", "DENY")
+	// Revalidate on every load, so a new server's client is picked up at
+	// once; an unchanged file answers 304.
+	h.Set("Cache-Control", "no-cache")
+	if etag, ok := c.etags[path.Clean(r.URL.Path)]; ok {
+		h.Set("ETag", etag)
+	}
+	c.files.ServeHTTP(w, r)
 }
 
 // clientCSP is the client's policy. connect-src names the WebSocket

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"fmt"
 	"net/http"
 	"regexp"
 	"strings"
@@ -92,7 +93,7 @@ func (a *API) addMember(w http.ResponseWriter, r *http.Request, s chat.Session) 
 		a.fail(w, r, chat.Errorf(chat.CodeBadRequest, "username is required"))
 		return
 	}
-	if !usernamePattern.MatchString(strings.ToLower(req.Username)) {
+	if !chat.ValidUsername(strings.ToLower(req.Username)) {
 		a.fail(w, r, chat.Errorf(chat.CodeNotFound, "no user named %q", req.Username))
 		return
 	}
@@ -139,6 +140,10 @@ func nonNil[T any](s []T) []T {
 	return s
 }
 
+// errPresenceUnavailable is what a client is told when presence cannot be
+// read; the cause goes to the log.
+var errPresenceUnavailable = chat.Errorf(chat.CodeUnavailable, "presence is unavailable; try again")
+
 // presence answers GET /api/v1/rooms/{id}/presence: the members online on
 // any node.
 func (a *API) presence(w http.ResponseWriter, r *http.Request, s chat.Session) {
@@ -162,7 +167,7 @@ func (a *API) presence(w http.ResponseWriter, r *http.Request, s chat.Session) {
 	}
 	online, err := a.cfg.Presence.Online(r.Context(), ids)
 	if err != nil {
-		a.fail(w, r, chat.Errorf(chat.CodeUnavailable, "presence is unavailable: %v", err))
+		a.fail(w, r, fmt.Errorf("%w: %w", errPresenceUnavailable, err))
 		return
 	}
 	isOnline := make(map[string]bool, len(online))

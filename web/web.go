@@ -7,6 +7,7 @@ package web
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -110,12 +111,14 @@ type Config struct {
 	ClientIP func(*http.Request) string
 	// Registerer registers the API's metrics; nil leaves them unregistered.
 	Registerer prometheus.Registerer
-	// Ready reports whether the node can serve (Postgres, Redis); /readyz
-	// answers 503 with its error.
+	// Ready reports whether the node can serve (Postgres, Redis). On an
+	// error /readyz answers 503 in the error shape with the message of the
+	// *chat.Error it wraps ("postgres unreachable"), or a generic one, and
+	// logs the error whole: driver text and addresses stay in the log.
 	Ready func(ctx context.Context) error
-	// Webhooks maps route patterns ("POST /webhooks/twilio/sms") to the
-	// handlers of the integrations that are on; any other path under
-	// /webhooks/ answers 404.
+	// Webhooks maps route patterns ("POST /webhooks/twilio/sms"; each
+	// names its method) to the handlers of the integrations that are on;
+	// another method answers 405, any other path under /webhooks/ 404.
 	Webhooks map[string]http.Handler
 	// WebSocket serves /ws; Metrics serves /metrics. Nil leaves them out.
 	WebSocket http.Handler
@@ -126,9 +129,10 @@ type Config struct {
 
 // API serves the HTTP endpoints.
 type API struct {
-	cfg Config
-	log *slog.Logger
-	mux *http.ServeMux
+	cfg    Config
+	log    *slog.Logger
+	mux    *http.ServeMux
+	client *client
 
 	// limiterLogged is when a limiter failure was last logged, in Unix
 	// nanoseconds; zero before the first.
@@ -148,7 +152,7 @@ func New(cfg Config) (*API, error) {
 	if err != nil {
 		return nil, fmt.Errorf("web: %w", err)
 	}
-	a := &API{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), authMetrics: m}
+	a := &API{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), client: newClient(), authMetrics: m}
 	a.routes()
 	return a, nil
 }
@@ -186,20 +190,61 @@ func (a *API) routes() {
 	})
 	m.HandleFunc("GET /readyz", a.readyz)
 	if a.cfg.WebSocket != nil {
-		m.Handle("GET /ws", a.cfg.WebSocket)
+		m.Handle("GET /ws", a.errorShape(a.cfg.WebSocket))
 	}
 	if a.cfg.Metrics != nil {
-		m.Handle("GET /metrics", a.cfg.Metrics)
+		m.Handle("GET /metrics", a.errorShape(a.cfg.Metrics))
 	}
 	for pattern, h := range a.cfg.Webhooks {
 		m.Handle(pattern, h)
 	}
-	notFound := func(w http.ResponseWriter, r *http.Request) {
+	// Every route above names its method; what none of them takes falls
+	// through to a pattern without one.
+	m.HandleFunc("/api/", a.noRoute)
+	m.HandleFunc("/webhooks/", a.noRoute)
+	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if (r.Method == http.MethodGet || r.Method == http.MethodHead) && a.client.has(r.URL.Path) {
+			a.client.ServeHTTP(w, r)
+			return
+		}
+		a.noRoute(w, r)
+	})
+}
+
+// noRoute answers a request that no route takes, in the error shape: 405
+// with Allow when its path has routes for other methods (SPEC §2 has no
+// code for it: bad_request), else 404. ServeMux's own answer would be
+// plain text.
+func (a *API) noRoute(w http.ResponseWriter, r *http.Request) {
+	allow := a.allowed(r)
+	if len(allow) == 0 {
 		writeError(w, chat.Errorf(chat.CodeNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
+		return
 	}
-	m.HandleFunc("/api/", notFound)
-	m.HandleFunc("/webhooks/", notFound)
-	m.Handle("/", clientHandler())
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	writeErrorStatus(w, http.StatusMethodNotAllowed,
+		chat.Errorf(chat.CodeBadRequest, "%s is not allowed on %s; use %s", r.Method, r.URL.Path, strings.Join(allow, " or ")))
+}
+
+// probedMethods are the methods allowed tries, in the order Allow lists
+// them.
+var probedMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+
+// allowed lists the methods that a route (one whose pattern names its
+// method) or the browser client serves on r's path, asking the mux as if r
+// came with each method.
+func (a *API) allowed(r *http.Request) []string {
+	var allow []string
+	for _, method := range probedMethods {
+		probe := *r
+		probe.Method = method
+		_, pattern := a.mux.Handler(&probe)
+		client := pattern == "/" && (method == http.MethodGet || method == http.MethodHead) && a.client.has(r.URL.Path)
+		if strings.Contains(pattern, " ") || client {
+			allow = append(allow, method)
+		}
+	}
+	return allow
 }
 
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
@@ -208,11 +253,18 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if err := a.cfg.Ready(ctx); err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
+		if chat.ErrorOf(err).Code != chat.CodeUnavailable {
+			err = fmt.Errorf("%w: %w", errNotReady, err)
+		}
+		a.fail(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
+
+// errNotReady is what /readyz says of a Ready error that names no cause a
+// client may see.
+var errNotReady = chat.Errorf(chat.CodeUnavailable, "not ready")
 
 // authed wraps h so that it runs only with a valid Bearer token, and gives
 // it the session.
@@ -263,7 +315,12 @@ func writeError(w http.ResponseWriter, e *chat.Error) {
 	case e.Code == chat.CodeRateLimited && e.RetryAfter > 0:
 		w.Header().Set("Retry-After", strconv.Itoa(max(ceilSeconds(e.RetryAfter), 1)))
 	}
-	writeJSON(w, statusOf[e.Code], map[string]any{"error": map[string]string{"code": string(e.Code), "message": e.Message}})
+	writeErrorStatus(w, statusOf[e.Code], e)
+}
+
+// writeErrorStatus answers e in the error shape with a status of its own.
+func writeErrorStatus(w http.ResponseWriter, status int, e *chat.Error) {
+	writeJSON(w, status, map[string]any{"error": map[string]string{"code": string(e.Code), "message": e.Message}})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -276,6 +333,76 @@ func writeJSONHeader(w http.ResponseWriter, status int) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
+}
+
+// errorShape wraps h, a handler from another package (the /ws upgrade,
+// whose refusals coder/websocket writes with http.Error, and /metrics), so
+// that its error answers take the error shape too: a status of 400 or more
+// written without a JSON Content-Type is answered {"error":{"code",
+// "message"}} with the same status, the message being the first line of
+// the text h wrote, and a 405 gets an Allow header if h set none. Answers
+// below 400, and a hijacked connection, pass through untouched.
+func (a *API) errorShape(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &shapedWriter{ResponseWriter: w}
+		h.ServeHTTP(sw, r)
+		if sw.status == 0 {
+			return
+		}
+		hdr := w.Header()
+		hdr.Del("Content-Length")
+		hdr.Del("Content-Type")
+		if sw.status == http.StatusMethodNotAllowed && hdr.Get("Allow") == "" {
+			hdr.Set("Allow", strings.Join(a.allowed(r), ", "))
+		}
+		msg, _, _ := strings.Cut(strings.TrimSpace(sw.text.String()), "\n")
+		writeErrorStatus(w, sw.status, &chat.Error{Code: codeOfStatus(sw.status), Message: cmp.Or(msg, http.StatusText(sw.status))})
+	})
+}
+
+// shapedWriter holds back an error answer that is not JSON; errorShape
+// writes it in the error shape once the handler is done.
+type shapedWriter struct {
+	http.ResponseWriter
+	status int             // the status held back; 0 while none is
+	text   strings.Builder // what the handler wrote after it, up to maxShapedText bytes
+}
+
+// maxShapedText bounds what shapedWriter keeps of an error's text.
+const maxShapedText = 512
+
+func (w *shapedWriter) WriteHeader(status int) {
+	if status >= 400 && w.status == 0 && !strings.HasPrefix(w.Header().Get("Content-Type"), "application/json") {
+		w.status = status
+		return
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *shapedWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		return w.ResponseWriter.Write(b)
+	}
+	w.text.Write(b[:min(len(b), max(maxShapedText-w.text.Len(), 0))])
+	return len(b), nil
+}
+
+// Unwrap lets http.ResponseController reach the connection (the /ws
+// upgrade hijacks it).
+func (w *shapedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// codeOfStatus is the error code of an HTTP error status (SPEC §2); a
+// status with no code of its own (405, 426, ...) is bad_request or internal.
+func codeOfStatus(status int) chat.Code {
+	for code, s := range statusOf {
+		if s == status && code != chat.CodeInvalidCredentials {
+			return code
+		}
+	}
+	if status >= 500 {
+		return chat.CodeInternal
+	}
+	return chat.CodeBadRequest
 }
 
 // maxRequestBytes bounds JSON request bodies.
@@ -292,9 +419,13 @@ func decode(w http.ResponseWriter, r *http.Request, v any) error {
 		}
 		return chat.Errorf(chat.CodeBadRequest, "could not read the request body")
 	}
-	// encoding/json would silently turn invalid bytes into U+FFFD.
+	// encoding/json would silently turn invalid bytes and lone surrogate
+	// escapes into U+FFFD.
 	if !utf8.Valid(raw) {
 		return chat.Errorf(chat.CodeBadRequest, "request body is not valid UTF-8")
+	}
+	if err := chat.CheckJSONEscapes(raw); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()

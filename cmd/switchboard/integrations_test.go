@@ -275,13 +275,20 @@ func TestSMSRetriesAfterTwilioErrorsAndDeadLettersRefusedNumbers(t *testing.T) {
 	require.Equal(t, "+15554440004", fake.Sent()[1].To)
 }
 
+// cliCommand is the binary run with args (no spaces within one) against
+// s's database and Redis prefix.
+func cliCommand(s *testServer, args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "SWITCHBOARD_TEST_MAIN=1", "SWITCHBOARD_TEST_ARGS="+strings.Join(args, " "),
+		"REDIS_URL="+brokertest.RedisURL(), "SWITCHBOARD_REDIS_PREFIX="+s.prefix, "DATABASE_URL="+s.database)
+	return cmd
+}
+
 // runCLI runs the binary with args against s's database and Redis prefix
 // and returns its standard output.
 func runCLI(t *testing.T, s *testServer, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), "SWITCHBOARD_TEST_MAIN=1", "SWITCHBOARD_TEST_ARGS="+strings.Join(args, " "),
-		"REDIS_URL="+brokertest.RedisURL(), "SWITCHBOARD_REDIS_PREFIX="+s.prefix, "DATABASE_URL="+s.database)
+	cmd := cliCommand(s, args...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

@@ -22,7 +22,8 @@ commands:
   dev                           serve for development: local or embedded Postgres and Redis, a demo
                                 account (--embedded, --no-seed, --data-dir)
   migrate up|down|status        apply, roll back or list database migrations
-  users create USERNAME         create an account (--password, --display-name)
+  users create USERNAME         create an account (--display-name; the password is asked for without echo,
+                                read from standard input or --password-file, or made up and printed)
   rooms create NAME             create a room (--owner USERNAME, --private)
   rooms bridge-slack ROOM CHANNEL_ID   link a room (name or id) to a Slack channel
   rooms unbridge-slack ROOM     unlink it

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -21,6 +20,7 @@ import (
 	"github.com/switchboard-chat/switchboard/auth"
 	"github.com/switchboard-chat/switchboard/broker"
 	"github.com/switchboard-chat/switchboard/cache"
+	"github.com/switchboard-chat/switchboard/chat"
 	"github.com/switchboard-chat/switchboard/clientip"
 	"github.com/switchboard-chat/switchboard/denylist"
 	"github.com/switchboard-chat/switchboard/hub"
@@ -166,16 +166,22 @@ func newNode(ctx context.Context, cfg *config, secret []byte, log *slog.Logger) 
 	}
 
 	webCfg := web.Config{
-		Presence:   online,
-		Store:      cached,
-		Hub:        n.hub,
-		Auth:       authenticator,
-		Tokens:     tokens,
-		Denylist:   revoked,
-		Ready:      n.ready,
-		WebSocket:  n.hub,
-		Webhooks:   hooks,
-		Metrics:    promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Presence:  online,
+		Store:     cached,
+		Hub:       n.hub,
+		Auth:      authenticator,
+		Tokens:    tokens,
+		Denylist:  revoked,
+		Ready:     n.ready,
+		WebSocket: n.hub,
+		Webhooks:  hooks,
+		// A collector that fails (the queue depths while Redis is down)
+		// is logged and left out: the rest is served, and no error text
+		// reaches the scraper.
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+			ErrorHandling: promhttp.ContinueOnError,
+			ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}),
 		Registerer: reg,
 		ClientIP:   clients.IP,
 		Logger:     log.With(slog.String("component", "web")),
@@ -238,16 +244,23 @@ func (n *node) startWorkers(cfg *config, log *slog.Logger) (stop func()) {
 	}
 }
 
+// What /readyz tells a client is wrong; the causes go to the log.
+var (
+	errShuttingDown        = chat.Errorf(chat.CodeUnavailable, "shutting down")
+	errPostgresUnreachable = chat.Errorf(chat.CodeUnavailable, "postgres unreachable")
+	errRedisUnreachable    = chat.Errorf(chat.CodeUnavailable, "redis unreachable")
+)
+
 // ready is /readyz: not shutting down, Postgres and Redis answer.
 func (n *node) ready(ctx context.Context) error {
 	if n.shuttingDown.Load() {
-		return errors.New("shutting down")
+		return errShuttingDown
 	}
 	if err := n.pool.Ping(ctx); err != nil {
-		return fmt.Errorf("postgres: %w", err)
+		return fmt.Errorf("%w: %w", errPostgresUnreachable, err)
 	}
 	if err := n.rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("redis: %w", err)
+		return fmt.Errorf("%w: %w", errRedisUnreachable, err)
 	}
 	return nil
 }

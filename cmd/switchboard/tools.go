@@ -1,15 +1,21 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
+	"golang.org/x/term"
 
 	"github.com/switchboard-chat/switchboard/auth"
 	"github.com/switchboard-chat/switchboard/chat"
@@ -48,9 +54,8 @@ func migrate(ctx context.Context, args []string) error {
 	return fmt.Errorf("migrate: unknown action %q (up, down or status)", fs.Arg(0))
 }
 
-// withStore runs fn on a migrated store for the CLI commands.
 // parseArgs parses fs's flags wherever they stand among the positional
-// arguments (`users create alice --password x`); flag.Parse alone stops at
+// arguments (`users create alice --display-name x`); flag.Parse alone stops at
 // the first positional one. The positional ones end up in fs.Args().
 func parseArgs(fs *flag.FlagSet, args []string) error {
 	var positional []string
@@ -67,6 +72,7 @@ func parseArgs(fs *flag.FlagSet, args []string) error {
 	return fs.Parse(append([]string{"--"}, positional...))
 }
 
+// withStore runs fn on a migrated store for the CLI commands.
 func withStore(ctx context.Context, cfg *config, fn func(*storage.Store) error) error {
 	pool, err := openStore(ctx, cfg.DatabaseURL)
 	if err != nil {
@@ -76,45 +82,113 @@ func withStore(ctx context.Context, cfg *config, fn func(*storage.Store) error) 
 	return fn(storage.New(pool))
 }
 
+// usersCmd is `switchboard users create USERNAME`. The password never
+// comes from the command line, where ps shows it to everyone: see
+// readPassword.
 func usersCmd(ctx context.Context, args []string) error {
+	const use = "usage: switchboard users create USERNAME [--password-file PATH] [--display-name NAME]"
 	if len(args) == 0 || args[0] != "create" {
-		return fmt.Errorf("usage: switchboard users create USERNAME [--password P] [--display-name N]")
+		return errors.New(use)
 	}
 	var cfg config
 	fs := flag.NewFlagSet("users create", flag.ContinueOnError)
 	cfg.common(fs)
-	password := fs.String("password", "", "password (default: a random one, printed)")
+	passwordFile := fs.String("password-file", "", "file whose first line is the password (default: typed at a prompt, "+
+		"not echoed, or the first line of standard input when that is not a terminal; none given: a random one, printed)")
 	display := fs.String("display-name", "", "display name (default: the username)")
 	if err := parseArgs(fs, args[1:]); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return fmt.Errorf("usage: switchboard users create USERNAME [--password P] [--display-name N]")
+		return errors.New(use)
 	}
-	if *password == "" {
+	password, err := readPassword(*passwordFile, os.Stdin, os.Stderr)
+	if err != nil {
+		return err
+	}
+	random := password == ""
+	if random {
 		b := make([]byte, 12)
 		_, _ = rand.Read(b)
-		*password = base64.RawURLEncoding.EncodeToString(b)
-		fmt.Printf("password: %s\n", *password)
+		password = base64.RawURLEncoding.EncodeToString(b)
 	}
 	return withStore(ctx, &cfg, func(s *storage.Store) error {
-		p, err := createUser(ctx, s, fs.Arg(0), *password, *display)
+		p, err := createUser(ctx, s, fs.Arg(0), password, *display)
 		if err != nil {
 			return err
 		}
 		fmt.Printf("created user %s (id %s)\n", p.Username, p.ID)
+		if random {
+			fmt.Printf("password: %s\n", password)
+		}
 		return nil
 	})
 }
 
-// createUser stores an account with a hashed password; display "" means
-// the username. users create and dev's demo account use it.
+// readPassword reads the password of users create: the first line of file
+// when one is named; else, when in is a terminal, typed twice after a
+// prompt on prompt, without echo; else the first line of in (a pipe or a
+// redirected file). "" means none was given.
+func readPassword(file string, in *os.File, prompt io.Writer) (string, error) {
+	if file != "" {
+		f, err := os.Open(file)
+		if err != nil {
+			return "", fmt.Errorf("password file: %w", err)
+		}
+		defer f.Close()
+		return firstLine(f)
+	}
+	fd := int(in.Fd())
+	if !term.IsTerminal(fd) {
+		return firstLine(in)
+	}
+	ask := func(text string) ([]byte, error) {
+		fmt.Fprint(prompt, text)
+		defer fmt.Fprintln(prompt) // the Enter typed was not echoed
+		return term.ReadPassword(fd)
+	}
+	password, err := ask("Password (empty for a random one): ")
+	if err != nil || len(password) == 0 {
+		return "", err
+	}
+	again, err := ask("Password again: ")
+	if err != nil {
+		return "", err
+	}
+	if !bytes.Equal(password, again) {
+		return "", errors.New("the two passwords differ")
+	}
+	return string(password), nil
+}
+
+// maxPasswordLine bounds what firstLine reads: far more than a password
+// can be (bcrypt takes 72 bytes).
+const maxPasswordLine = 4 << 10
+
+// firstLine returns the first line of r without its line ending.
+func firstLine(r io.Reader) (string, error) {
+	line, err := bufio.NewReader(io.LimitReader(r, maxPasswordLine)).ReadString('\n')
+	if err != nil && err != io.EOF {
+		return "", fmt.Errorf("read password: %w", err)
+	}
+	return strings.TrimRight(line, "\r\n"), nil
+}
+
+// createUser stores an account with a hashed password, under the rules of
+// register (SPEC §3); display "" means the username. users create and dev's
+// demo account use it.
 func createUser(ctx context.Context, s *storage.Store, username, password, display string) (chat.Profile, error) {
+	username, err := chat.NewUsername(username)
+	if err != nil {
+		return chat.Profile{}, err
+	}
 	if len([]rune(password)) < chat.MinPasswordChars {
 		return chat.Profile{}, fmt.Errorf("password must have at least %d characters", chat.MinPasswordChars)
 	}
 	if display == "" {
 		display = username
+	} else if display, err = chat.NormalizeDisplayName(display); err != nil {
+		return chat.Profile{}, err
 	}
 	hash, err := auth.HashPassword(password)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/slack-go/slack/slackevents"
 
@@ -58,6 +59,12 @@ var newMessageSubtypes = map[string]bool{"": true, "me_message": true, "thread_b
 func (h eventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	raw, ok := h.read(w, r)
 	if !ok {
+		return
+	}
+	// encoding/json would store U+FFFD for invalid bytes and lone
+	// surrogate escapes (SPEC §2).
+	if !utf8.Valid(raw) || chat.CheckJSONEscapes(raw) != nil {
+		writeError(w, http.StatusBadRequest, chat.Errorf(chat.CodeBadRequest, "request body is not valid UTF-8"))
 		return
 	}
 	// The signature proved the sender; the deprecated verification token
@@ -116,9 +123,11 @@ func (h eventsHandler) enqueue(ctx context.Context, cb *slackevents.EventsAPICal
 // stores once) in the room the channel was bridged to. The sender is the
 // Switchboard user whose slack_user_id it is, if they are a member of the
 // room, else the Slack user's guest account (created and added to the room
-// on first use). A message Switchboard refuses (over 4000 characters, say)
-// fails with a *chat.Error of code bad_request or too_large: retrying cannot
-// help.
+// on first use). A sender that cannot be mapped (the guest's username
+// belongs to a real account, or the Slack id makes no username) and a
+// message Switchboard refuses (over 4000 characters, say) fail with
+// jobs.Permanent and the reason: retrying cannot help, so the job goes to
+// the dead-letter set at once (SPEC §9).
 func HandleEventTask(store Store, poster Poster) jobs.Handler {
 	return func(ctx context.Context, payload []byte) error {
 		var t eventTask
@@ -127,7 +136,7 @@ func HandleEventTask(store Store, poster Poster) jobs.Handler {
 		}
 		sender, err := eventSender(ctx, store, t.SlackUser, t.RoomID)
 		if err != nil {
-			return fmt.Errorf("slack event %s: sender: %w", t.EventID, err)
+			return refused(fmt.Errorf("slack event %s: Slack user %s cannot be mapped to a sender: %w", t.EventID, t.SlackUser, err))
 		}
 		_, _, err = poster.Post(ctx, chat.NewMessage{
 			RoomID: t.RoomID, SenderID: sender.ID, Body: plainText(ctx, store, t.Text),
@@ -140,8 +149,10 @@ func HandleEventTask(store Store, poster Poster) jobs.Handler {
 	}
 }
 
-// refused marks an error that is the message's own fault (too long, not
-// valid text, the room gone) as permanent: no retry can store it.
+// refused marks an error that is the event's own fault (a sender with no
+// possible account, a body too long or not valid text, the room gone) as
+// permanent: no retry can store it. Outages (unavailable) and failures of
+// Switchboard (anything not a *chat.Error) are retried.
 func refused(err error) error {
 	var ce *chat.Error
 	if errors.As(err, &ce) && ce.Code != chat.CodeUnavailable && ce.Code != chat.CodeInternal {

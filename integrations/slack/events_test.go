@@ -3,6 +3,7 @@ package slack_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -189,6 +190,26 @@ func TestEvents(t *testing.T) {
 		require.Equal(t, "bad_request", requireJSON(t, r)["error"].(map[string]any)["code"])
 	})
 
+	t.Run("NotUTF8", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		alice := b.user(t, "alice", "")
+		general := b.room(t, alice, "general", chat.Public)
+		b.bridge(t, general, "C123ABC456")
+
+		valid := string(messageEvent(t, nil, map[string]any{"text": "TEXT"}))
+		for _, text := range []string{`\ud800`, `a\udc00`, "\xff"} {
+			r := signed(t, b.events, "application/json", []byte(strings.Replace(valid, "TEXT", text, 1)))
+			require.Equal(t, http.StatusBadRequest, r.Status, "%q", text)
+			require.Equal(t, "bad_request", requireJSON(t, r)["error"].(map[string]any)["code"])
+		}
+		require.Empty(t, b.queue.queued(), "nothing queued, so nothing stored with U+FFFD")
+		r := signed(t, b.events, "application/json", []byte(strings.Replace(valid, "TEXT", `\ud83d\ude00`, 1)))
+		require.Equal(t, http.StatusOK, r.Status)
+		require.Equal(t, []error{nil}, b.runJobs(t))
+		require.Equal(t, "😀", b.stored(t, chat.SourceSlack)[0].Body)
+	})
+
 	t.Run("EnqueueFailureAsksForRetry", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
@@ -231,6 +252,36 @@ func TestEvents(t *testing.T) {
 		require.Equal(t, chat.CodeTooLarge, ce.Code)
 		require.True(t, jobs.IsPermanent(errs[0]), "straight to the dead set")
 		require.Contains(t, errs[0].Error(), "Ev123ABC456")
+		require.Empty(t, b.stored(t, chat.SourceSlack))
+	})
+
+	t.Run("SenderCannotBeMapped", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		alice := b.user(t, "alice", "")
+		b.user(t, "slack-u0taken", "") // registered before the prefix was reserved
+		general := b.room(t, alice, "general", chat.Public)
+		b.bridge(t, general, "C123ABC456")
+
+		cases := []struct {
+			user string
+			code chat.Code
+		}{
+			{"U0TAKEN", chat.CodeConflict},
+			{"U<nope>", chat.CodeBadRequest},
+		}
+		for i, tc := range cases {
+			id := fmt.Sprintf("EvS%d", i)
+			r := signed(t, b.events, "application/json", messageEvent(t, map[string]any{"event_id": id}, map[string]any{"user": tc.user}))
+			require.Equal(t, http.StatusOK, r.Status, "the webhook queues it: mapping happens in the job")
+		}
+		errs := b.runJobs(t)
+		require.Len(t, errs, len(cases))
+		for i, tc := range cases {
+			require.True(t, jobs.IsPermanent(errs[i]), "straight to the dead set: %v", errs[i])
+			require.Equal(t, tc.code, chat.ErrorOf(errs[i]).Code, "%v", errs[i])
+			require.Contains(t, errs[i].Error(), "cannot be mapped")
+		}
 		require.Empty(t, b.stored(t, chat.SourceSlack))
 	})
 }
