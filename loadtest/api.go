@@ -54,6 +54,11 @@ func (e *apiError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.Status, 
 // do sends a JSON request and decodes a JSON answer into out when the status
 // is want; any other status is an *apiError.
 func (n *node) do(ctx context.Context, method, path, token string, body, out any, want ...int) error {
+	return n.doHeader(ctx, nil, method, path, token, body, out, want...)
+}
+
+// doHeader is do with extra request headers.
+func (n *node) doHeader(ctx context.Context, header http.Header, method, path, token string, body, out any, want ...int) error {
 	var rd io.Reader
 	if body != nil {
 		raw, err := json.Marshal(body)
@@ -65,6 +70,9 @@ func (n *node) do(ctx context.Context, method, path, token string, body, out any
 	req, err := http.NewRequestWithContext(ctx, method, n.base+path, rd)
 	if err != nil {
 		return err
+	}
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")

@@ -9,7 +9,9 @@
 // Scenarios: reads, writes (-http for HTTP POST), mixed, fanout,
 // connections, and suite, which starts fresh servers (one node, then two)
 // and runs a short version of each, then writes a Markdown report and an
-// SVG latency chart.
+// SVG latency chart. authflood starts its own servers too: a real user's
+// login and /me latencies under a password-guessing flood, with the auth
+// limits off and then on.
 package main
 
 import (
@@ -53,6 +55,7 @@ type flags struct {
 	sourceIPs   int
 	maxCount    int
 	seed        int
+	attackers   int
 	// suite
 	serverBin   string
 	out         string
@@ -67,7 +70,7 @@ type flags struct {
 func run(ctx context.Context, args []string) error {
 	var f flags
 	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
-	fs.StringVar(&f.scenario, "scenario", "", "reads, writes, mixed, fanout, connections or suite")
+	fs.StringVar(&f.scenario, "scenario", "", "reads, writes, mixed, fanout, connections, authflood or suite")
 	fs.StringVar(&f.nodes, "nodes", "http://127.0.0.1:8080", "comma-separated base URLs of the nodes to spread clients over (loopback only)")
 	fs.StringVar(&f.jsonPath, "json", "", "write the result as JSON to this file")
 	fs.DurationVar(&f.duration, "duration", 10*time.Second, "how long to read, write or send")
@@ -82,6 +85,7 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&f.sourceIPs, "source-ips", 1, "dial from 127.0.0.1..127.0.0.N, to hold more than ~28k connections")
 	fs.IntVar(&f.maxCount, "max", 0, "bound on requests (reads) or messages (writes; fanout: per room); 0: only -duration")
 	fs.IntVar(&f.seed, "seed", 500, "reads: messages stored before reading")
+	fs.IntVar(&f.attackers, "attackers", 40, "authflood: concurrent wrong-password logins")
 	fs.StringVar(&f.serverBin, "server", "bin/switchboard", "suite and -spawn: the switchboard binary to start")
 	fs.StringVar(&f.out, "out", "docs/performance", "suite: directory for results.json, report.md and latency.svg")
 	fs.StringVar(&f.profiles, "profiles", "", "suite and -spawn: directory for 4 s CPU and heap profiles of the (first) server in each scenario's measured phase (off when empty)")
@@ -95,8 +99,22 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	raiseFileLimit()
-	if f.scenario == "suite" {
+	switch f.scenario {
+	case "suite":
 		return runSuite(ctx, &f)
+	case "authflood":
+		results, err := runAuthFlood(ctx, &f, authFloodParams{Attackers: f.attackers, Duration: f.duration,
+			LoginEvery: 500 * time.Millisecond, ReadMeEvery: 100 * time.Millisecond})
+		if err != nil {
+			return err
+		}
+		for _, r := range results {
+			r.print(os.Stdout)
+		}
+		if f.jsonPath != "" {
+			return writeJSON(f.jsonPath, results)
+		}
+		return nil
 	}
 	var nodes []*node
 	var profileStart, profileWait func()

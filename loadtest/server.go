@@ -33,8 +33,9 @@ type spawnOptions struct {
 	DatabaseURL string
 	RedisURL    string // "" means the server's default
 	RedisPrefix string
-	SecretFile  string // JWT key shared by the nodes of a cluster
-	LogPath     string // the server's stderr goes here
+	SecretFile  string   // JWT key shared by the nodes of a cluster
+	LogPath     string   // the server's stderr goes here
+	Args        []string // more flags, after (so overriding) the load-test limits
 }
 
 // server is a running switchboard process.
@@ -52,6 +53,7 @@ func startServer(ctx context.Context, o spawnOptions) (*server, error) {
 	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--debug-addr", "127.0.0.1:0",
 		"--database-url", o.DatabaseURL, "--redis-prefix", o.RedisPrefix,
 		"--jwt-secret-file", o.SecretFile, "--log-level", "info"}, serverLimits...)
+	args = append(args, o.Args...)
 	if o.RedisURL != "" {
 		args = append(args, "--redis-url", o.RedisURL)
 	}

@@ -106,9 +106,9 @@ type cluster struct {
 }
 
 // startCluster starts nodeCount nodes on a database and Redis prefix of
-// their own (named after run), sharing the JWT key in secretFile; logs go
-// to logDir.
-func startCluster(ctx context.Context, f *flags, run, logDir, secretFile string, nodeCount int) (*cluster, error) {
+// their own (named after run), sharing the JWT key in secretFile, with
+// args after the load-test limits; logs go to logDir.
+func startCluster(ctx context.Context, f *flags, run, logDir, secretFile string, nodeCount int, args ...string) (*cluster, error) {
 	u, err := url.Parse(f.databaseURL)
 	if err != nil {
 		return nil, err
@@ -120,6 +120,7 @@ func startCluster(ctx context.Context, f *flags, run, logDir, secretFile string,
 			Binary: f.serverBin, DatabaseURL: c.dbURL, RedisURL: f.redisURL,
 			RedisPrefix: fmt.Sprintf("loadtest:%s:%d:", run, nodeCount), SecretFile: secretFile,
 			LogPath: filepath.Join(logDir, fmt.Sprintf("server-%d-%d.log", nodeCount, i)),
+			Args:    args,
 		})
 		if err != nil {
 			c.stop()
