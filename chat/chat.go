@@ -5,6 +5,7 @@
 package chat
 
 import (
+	"encoding/json"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -15,6 +16,10 @@ const (
 	MaxBodyChars     = 4000
 	MaxClientIDChars = 64
 	MinPasswordChars = 8
+	// DefaultPageSize and MaxPageSize bound the pages of history and
+	// replies.
+	DefaultPageSize = 50
+	MaxPageSize     = 200
 )
 
 // Phone verification (SPEC §8): a number gets or sends SMS only after its
@@ -178,22 +183,52 @@ type ProfileUpdate struct {
 	SlackUserID *string
 }
 
-// HistoryQuery selects one page of a room's history (SPEC §5).
+// HistoryQuery selects one page of a room's history (SPEC §5). At most one
+// of BeforeSeq, AfterSeq, Since and Cursor is set; none means the newest.
 type HistoryQuery struct {
-	// After pages forward: the Limit oldest messages with a seq greater
-	// than Seq. Otherwise the Limit newest with a seq smaller than Seq.
-	After bool
-	Seq   int64
-	// Since, when not zero, makes the query After the last message created
-	// at or before Since (Seq is then ignored).
-	Since time.Time
-	Limit int
+	BeforeSeq *int64 // the Limit newest with a smaller seq (paging back)
+	AfterSeq  *int64 // the Limit oldest with a greater seq (catching up)
+	// Since: the Limit oldest created strictly after that instant.
+	Since *time.Time
+	// Cursor: the next page of an earlier query (its Page.NextCursor).
+	Cursor string
+	Limit  *int // nil means the default, 50; the cursor's own with Cursor
 }
 
-// EncodedMessage is a message's JSON encoding as the HTTP API sends it,
-// with its seq. Caches share one encoding among every reader: never modify
-// JSON.
+// Page is one page of history, ascending by seq. NextCursor is "" when
+// there is no more.
+type Page struct {
+	Messages   []EncodedMessage
+	NextCursor string
+}
+
+// EncodedMessage is a message with its JSON encoding (SPEC §5), made once
+// where the message is read or stored and shared by every answer and frame
+// that carries it, on every connection: never modify JSON. It encodes as
+// JSON, as is.
 type EncodedMessage struct {
-	Seq  int64
+	Message
 	JSON []byte
 }
+
+// Encode returns m with its encoding.
+func Encode(m Message) EncodedMessage {
+	b, err := json.Marshal(&m)
+	if err != nil {
+		// A Message holds strings, numbers and a time: nothing that fails.
+		panic("chat: encode message: " + err.Error())
+	}
+	return EncodedMessage{Message: m, JSON: b}
+}
+
+// EncodeAll encodes each of msgs.
+func EncodeAll(msgs []Message) []EncodedMessage {
+	out := make([]EncodedMessage, len(msgs))
+	for i := range msgs {
+		out[i] = Encode(msgs[i])
+	}
+	return out
+}
+
+// MarshalJSON returns the encoding.
+func (e EncodedMessage) MarshalJSON() ([]byte, error) { return e.JSON, nil }

@@ -58,6 +58,11 @@ var (
 	ErrRefreshInvalid = &Error{Code: CodeUnauthorized, Message: "invalid refresh token"}
 )
 
+// ErrRevocationUnknown marks a failure to learn whether a session ended
+// (the denylist could not be read): whoever checks a token must refuse it
+// as unavailable rather than accept it.
+var ErrRevocationUnknown = errors.New("cannot tell whether the session ended")
+
 // ErrorOf returns the client-visible error for err: err itself when it is an
 // *Error (possibly wrapped), else an internal error.
 func ErrorOf(err error) *Error {

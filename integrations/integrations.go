@@ -189,12 +189,12 @@ var ErrNotMember = errors.New("not a member of that room")
 // RecentStore is what Recent reads.
 type RecentStore interface {
 	CheckMember(ctx context.Context, userID, roomID string) error
-	MessagesBefore(ctx context.Context, roomID string, beforeSeq int64, limit int) ([]chat.Message, error)
+	MessagesBefore(ctx context.Context, roomID string, beforeSeq int64, limit int) ([]chat.EncodedMessage, error)
 }
 
 // Recent returns the newest n messages of roomID, oldest first, for its
 // member userID: what `#room ?` by SMS and `/switchboard recent` answer.
-func Recent(ctx context.Context, store RecentStore, userID, roomID string, n int) ([]chat.Message, error) {
+func Recent(ctx context.Context, store RecentStore, userID, roomID string, n int) ([]chat.EncodedMessage, error) {
 	if err := store.CheckMember(ctx, userID, roomID); err != nil {
 		if errors.Is(err, chat.ErrForbidden) || errors.Is(err, chat.ErrNotFound) {
 			return nil, ErrNotMember

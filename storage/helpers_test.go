@@ -29,6 +29,12 @@ func setup(t testing.TB) *testBundle {
 	return &testBundle{ctx: t.Context(), pool: pool, store: storage.New(pool)}
 }
 
+// message reads one message, decoded.
+func (b *testBundle) message(id string) (chat.Message, error) {
+	m, err := b.store.Message(b.ctx, id)
+	return m.Message, err
+}
+
 // user creates an account that can log in.
 func (b *testBundle) user(t testing.TB, username string) chat.Profile {
 	t.Helper()
@@ -106,7 +112,7 @@ func requireCode(t *testing.T, err error, code chat.Code) {
 	require.Equal(t, code, ce.Code, "error: %v", err)
 }
 
-func seqsOf(ms []chat.Message) []int64 {
+func seqsOf(ms []chat.EncodedMessage) []int64 {
 	seqs := make([]int64, len(ms))
 	for i, m := range ms {
 		seqs[i] = m.Seq

@@ -80,10 +80,11 @@ type Notice struct {
 func (s *Store) Notice(ctx context.Context, messageID string) (Notice, error) {
 	var n Notice
 	var err error
-	n.Message, err = s.Message(ctx, messageID)
+	m, err := s.Message(ctx, messageID)
 	if err != nil {
 		return Notice{}, err
 	}
+	n.Message = m.Message
 	var channel *string
 	err = s.db.QueryRow(ctx, `SELECT name, slack_channel_id FROM rooms WHERE id = $1`, n.Message.RoomID).Scan(&n.RoomName, &channel)
 	if err != nil {

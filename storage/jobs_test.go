@@ -189,7 +189,7 @@ func TestSendPendingSMSFoldsAndThrottles(t *testing.T) {
 	require.Len(t, sent, 1, "a failed send changes nothing: the retry sends both")
 	require.Equal(t, "+15550005", sent[0].Phone)
 	require.Equal(t, "general", sent[0].RoomName)
-	require.Equal(t, []int64{m1.Seq, m2.Seq}, seqsOf(sent[0].Messages))
+	require.Equal(t, []int64{m1.Seq, m2.Seq}, seqsOf(chat.EncodeAll(sent[0].Messages)))
 
 	next, err = b.store.SendPendingSMS(b.ctx, bob.ID, r.ID, time.Minute, record)
 	require.NoError(t, err)
@@ -208,7 +208,7 @@ func TestSendPendingSMSFoldsAndThrottles(t *testing.T) {
 	_, err = b.store.SendPendingSMS(b.ctx, bob.ID, r.ID, time.Minute, record)
 	require.NoError(t, err)
 	require.Len(t, sent, 2)
-	require.Equal(t, []int64{m3.Seq}, seqsOf(sent[1].Messages))
+	require.Equal(t, []int64{m3.Seq}, seqsOf(chat.EncodeAll(sent[1].Messages)))
 }
 
 func TestSendPendingSMSConcurrentRunsSendOnce(t *testing.T) {

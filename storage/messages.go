@@ -96,41 +96,56 @@ func nullable(s string) *string {
 	return &s
 }
 
+// The reads of messages return them encoded (chat.Encode): their readers
+// (history answers, catch-up frames) send them as JSON, and a cache keeps
+// one encoding for every reader.
+
 // Message returns one message by id.
-func (s *Store) Message(ctx context.Context, id string) (chat.Message, error) {
+func (s *Store) Message(ctx context.Context, id string) (chat.EncodedMessage, error) {
 	mid, err := parseID(id)
 	if err != nil {
-		return chat.Message{}, err
+		return chat.EncodedMessage{}, err
 	}
 	m, err := scanMessage(s.db.QueryRow(ctx, `SELECT `+messageColumns+messageFrom+`WHERE m.id = $1`, mid))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return chat.Message{}, chat.ErrNotFound
+		return chat.EncodedMessage{}, chat.ErrNotFound
 	}
-	return m, wrap("message", err)
+	if err != nil {
+		return chat.EncodedMessage{}, wrap("message", err)
+	}
+	return chat.Encode(m), nil
 }
 
 // MessagesAfter returns up to limit messages of roomID with seq > afterSeq,
 // ascending.
-func (s *Store) MessagesAfter(ctx context.Context, roomID string, afterSeq int64, limit int) ([]chat.Message, error) {
+func (s *Store) MessagesAfter(ctx context.Context, roomID string, afterSeq int64, limit int) ([]chat.EncodedMessage, error) {
 	rid, err := parseID(roomID)
 	if err != nil {
 		return nil, err
 	}
 	ms, err := collectMessages(s.db.Query(ctx, `SELECT `+messageColumns+messageFrom+`
 		WHERE m.room_id = $1 AND m.seq > $2 ORDER BY m.seq LIMIT $3`, rid, afterSeq, limit))
-	return ms, wrap("messages after", err)
+	return encodedMessages("messages after", ms, err)
 }
 
 // MessagesBefore returns the limit newest messages of roomID with
 // seq < beforeSeq, ascending.
-func (s *Store) MessagesBefore(ctx context.Context, roomID string, beforeSeq int64, limit int) ([]chat.Message, error) {
+func (s *Store) MessagesBefore(ctx context.Context, roomID string, beforeSeq int64, limit int) ([]chat.EncodedMessage, error) {
 	rid, err := parseID(roomID)
 	if err != nil {
 		return nil, err
 	}
 	ms, err := collectMessages(s.db.Query(ctx, `SELECT * FROM (SELECT `+messageColumns+messageFrom+`
 		WHERE m.room_id = $1 AND m.seq < $2 ORDER BY m.seq DESC LIMIT $3) page ORDER BY 3`, rid, beforeSeq, limit))
-	return ms, wrap("messages before", err)
+	return encodedMessages("messages before", ms, err)
+}
+
+// encodedMessages encodes the messages a query collected.
+func encodedMessages(op string, ms []chat.Message, err error) ([]chat.EncodedMessage, error) {
+	if err != nil {
+		return nil, wrap(op, err)
+	}
+	return chat.EncodeAll(ms), nil
 }
 
 // SeqBefore returns the seq just before the first message of roomID created
@@ -157,12 +172,12 @@ func (s *Store) SeqBefore(ctx context.Context, roomID string, since time.Time) (
 
 // Replies returns up to limit replies to parentID with seq > afterSeq,
 // ascending.
-func (s *Store) Replies(ctx context.Context, parentID string, afterSeq int64, limit int) ([]chat.Message, error) {
+func (s *Store) Replies(ctx context.Context, parentID string, afterSeq int64, limit int) ([]chat.EncodedMessage, error) {
 	pid, err := parseID(parentID)
 	if err != nil {
 		return nil, err
 	}
 	ms, err := collectMessages(s.db.Query(ctx, `SELECT `+messageColumns+messageFrom+`
 		WHERE m.parent_id = $1 AND m.seq > $2 ORDER BY m.seq LIMIT $3`, pid, afterSeq, limit))
-	return ms, wrap("replies", err)
+	return encodedMessages("replies", ms, err)
 }

@@ -1,6 +1,7 @@
 package storage_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"strings"
@@ -47,7 +48,7 @@ func TestSaveMessage(t *testing.T) {
 		// Every room counts on its own.
 		require.Equal(t, int64(1), bundle.send(t, other.ID, alice.ID, "elsewhere").Seq)
 
-		got, err := bundle.store.Message(bundle.ctx, first.ID)
+		got, err := bundle.message(first.ID)
 		require.NoError(t, err)
 		require.Equal(t, first, got)
 	})
@@ -84,13 +85,13 @@ func TestSaveMessage(t *testing.T) {
 		require.Equal(t, &parent.ID, r1.ParentID)
 		require.Equal(t, &parent.ID, r2.ParentID)
 
-		got, err := bundle.store.Message(bundle.ctx, parent.ID)
+		got, err := bundle.message(parent.ID)
 		require.NoError(t, err)
 		require.Equal(t, 2, got.ReplyCount)
-		got, err = bundle.store.Message(bundle.ctx, top.ID)
+		got, err = bundle.message(top.ID)
 		require.NoError(t, err)
 		require.Zero(t, got.ReplyCount)
-		got, err = bundle.store.Message(bundle.ctx, r1.ID)
+		got, err = bundle.message(r1.ID)
 		require.NoError(t, err)
 		require.Zero(t, got.ReplyCount)
 	})
@@ -126,7 +127,7 @@ func TestSaveMessage(t *testing.T) {
 				// A refused send changes nothing.
 				require.Equal(t, int64(2), bundle.lastSeq(t, room.ID))
 				require.Equal(t, 2, bundle.messageCount(t, room.ID))
-				got, err := bundle.store.Message(bundle.ctx, parent.ID)
+				got, err := bundle.message(parent.ID)
 				require.NoError(t, err)
 				require.Equal(t, 1, got.ReplyCount)
 			})
@@ -205,7 +206,7 @@ func TestSaveMessage(t *testing.T) {
 		require.NoError(t, err)
 		require.False(t, created)
 		require.Equal(t, r.ID, again.ID)
-		parent, err := bundle.store.Message(bundle.ctx, first.ID)
+		parent, err := bundle.message(first.ID)
 		require.NoError(t, err)
 		require.Equal(t, 1, parent.ReplyCount)
 		require.Equal(t, int64(3), bundle.lastSeq(t, room.ID))
@@ -264,7 +265,7 @@ func TestSaveMessage(t *testing.T) {
 				m := bundle.send(t, room.ID, alice.ID, tt.body)
 				require.Equal(t, tt.body, m.Body)
 
-				got, err := bundle.store.Message(bundle.ctx, m.ID)
+				got, err := bundle.message(m.ID)
 				require.NoError(t, err)
 				require.Equal(t, tt.body, got.Body)
 
@@ -513,6 +514,11 @@ func TestHistory(t *testing.T) {
 			got, err := h.store.Message(h.ctx, m.ID)
 			require.NoError(t, err)
 			require.Equal(t, got, m)
+			// The encoding is the message's, as clients get it.
+			require.JSONEq(t, string(chat.Encode(m.Message).JSON), string(got.JSON))
+			var decoded chat.Message
+			require.NoError(t, json.Unmarshal(got.JSON, &decoded))
+			require.Equal(t, m.Message, decoded)
 		}
 		require.Equal(t, 2, after[1].ReplyCount, "m2 has two replies")
 		require.Equal(t, 1, after[4].ReplyCount, "m5 has one reply")
@@ -628,7 +634,7 @@ func TestHistory(t *testing.T) {
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				t.Parallel()
-				_, err := bundle.store.Message(bundle.ctx, tt.id)
+				_, err := bundle.message(tt.id)
 				require.ErrorIs(t, err, chat.ErrNotFound)
 			})
 		}

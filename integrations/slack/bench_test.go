@@ -36,7 +36,7 @@ func BenchmarkEventTask(b *testing.B) {
 	alice := bundle.user(b, "alice", "")
 	general := bundle.room(b, alice, "general", chat.Public)
 	bundle.bridge(b, general, "C123ABC456")
-	handle := slack.HandleEventTask(bundle.store, storagetest.Poster{Store: bundle.store})
+	handle := slack.HandleEventTask(bundle.store, storagetest.NewPoster(b, bundle.store))
 	n := 0
 	for b.Loop() {
 		// The webhook makes the job's payload, off the clock.

@@ -43,7 +43,7 @@ func messageEvent(t testing.TB, outer, inner map[string]any) []byte {
 // would, and returns their errors.
 func (b *testBundle) runJobs(t testing.TB) []error {
 	t.Helper()
-	handle := slack.HandleEventTask(b.store, storagetest.Poster{Store: b.store})
+	handle := slack.HandleEventTask(b.store, storagetest.NewPoster(t, b.store))
 	var errs []error
 	for _, j := range b.queue.queued() {
 		require.Equal(t, slack.EventTaskType, j.Type)
@@ -238,7 +238,7 @@ func TestEvents(t *testing.T) {
 		alice := b.user(t, "alice", "")
 		general := b.room(t, alice, "general", chat.Public)
 		b.bridge(t, general, "C123ABC456")
-		handle := slack.HandleEventTask(b.store, storagetest.Poster{Store: b.store})
+		handle := slack.HandleEventTask(b.store, storagetest.NewPoster(t, b.store))
 
 		require.True(t, jobs.IsPermanent(handle(b.ctx, []byte(`not json`))))
 

@@ -22,9 +22,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-chat/switchboard/chat"
-	"github.com/switchboard-chat/switchboard/hub"
 	"github.com/switchboard-chat/switchboard/integrations/slack"
 	"github.com/switchboard-chat/switchboard/internal/testvectors"
+	"github.com/switchboard-chat/switchboard/poster"
 	"github.com/switchboard-chat/switchboard/storage"
 	"github.com/switchboard-chat/switchboard/storage/storagetest"
 )
@@ -87,7 +87,7 @@ func (b *testBundle) servers(t testing.TB, secret string, now func() time.Time) 
 	cfg := slack.WebhookConfig{
 		SigningSecret: secret,
 		Store:         b.store,
-		Poster:        storagetest.Poster{Store: b.store},
+		Poster:        storagetest.NewPoster(t, b.store),
 		Queue:         b.queue,
 		Now:           now,
 		Logger:        slog.New(slog.NewTextHandler(t.Output(), nil)),
@@ -310,7 +310,7 @@ func TestLimits(t *testing.T) {
 func TestConfig(t *testing.T) {
 	t.Parallel()
 	store := storage.New(nil)
-	good := slack.WebhookConfig{SigningSecret: "s", Store: store, Poster: storagetest.Poster{Store: store}, Queue: &recorder{}}
+	good := slack.WebhookConfig{SigningSecret: "s", Store: store, Poster: storagetest.NewPoster(t, store), Queue: &recorder{}}
 	_, err := slack.NewCommandsHandler(good)
 	require.NoError(t, err)
 	_, err = slack.NewEventsHandler(good)
@@ -349,5 +349,5 @@ func requireJSON(t testing.TB, r response) map[string]any {
 // The server wires the real store and hub into the handlers.
 var (
 	_ slack.Store  = (*storage.Store)(nil)
-	_ slack.Poster = (*hub.Hub)(nil)
+	_ slack.Poster = (*poster.Poster)(nil)
 )

@@ -30,7 +30,7 @@ type Store interface {
 	LastActiveRoom(ctx context.Context, userID string) (chat.Room, error)
 	RoomByName(ctx context.Context, name string) (chat.Room, error)
 	CheckMember(ctx context.Context, userID, roomID string) error
-	MessagesBefore(ctx context.Context, roomID string, beforeSeq int64, limit int) ([]chat.Message, error)
+	MessagesBefore(ctx context.Context, roomID string, beforeSeq int64, limit int) ([]chat.EncodedMessage, error)
 }
 
 // Poster stores a message and delivers it live (hub.Hub implements it).

@@ -23,9 +23,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-chat/switchboard/chat"
-	"github.com/switchboard-chat/switchboard/hub"
 	"github.com/switchboard-chat/switchboard/integrations/twilio"
 	"github.com/switchboard-chat/switchboard/internal/testvectors"
+	"github.com/switchboard-chat/switchboard/poster"
 	"github.com/switchboard-chat/switchboard/storage"
 	"github.com/switchboard-chat/switchboard/storage/storagetest"
 )
@@ -59,7 +59,7 @@ func (b *testBundle) server(t testing.TB, token, publicURL string) *httptest.Ser
 		AuthToken: token,
 		URL:       publicURL,
 		Store:     b.store,
-		Poster:    storagetest.Poster{Store: b.store},
+		Poster:    storagetest.NewPoster(t, b.store),
 		Logger:    slog.New(slog.NewTextHandler(t.Output(), nil)),
 	})
 	require.NoError(t, err)
@@ -565,7 +565,7 @@ func TestWebhook(t *testing.T) {
 	t.Run("Config", func(t *testing.T) {
 		t.Parallel()
 		store := storage.New(nil)
-		good := twilio.WebhookConfig{AuthToken: "t", URL: testURL, Store: store, Poster: storagetest.Poster{Store: store}}
+		good := twilio.WebhookConfig{AuthToken: "t", URL: testURL, Store: store, Poster: storagetest.NewPoster(t, store)}
 		_, err := twilio.NewWebhook(good)
 		require.NoError(t, err)
 		for name, mutate := range map[string]func(*twilio.WebhookConfig){
@@ -586,5 +586,5 @@ func TestWebhook(t *testing.T) {
 // The server wires the real store and hub into the webhook.
 var (
 	_ twilio.Store  = (*storage.Store)(nil)
-	_ twilio.Poster = (*hub.Hub)(nil)
+	_ twilio.Poster = (*poster.Poster)(nil)
 )
