@@ -1,26 +1,31 @@
-// Package cache serves the HTTP API's reads (profiles, memberships, room
-// history and threads) from the node's memory and keeps them correct
-// across a cluster.
+// Package cache keeps storage's reads that every request makes (profiles,
+// memberships, the newest messages of each room and their threads) in the
+// node's memory, and keeps them correct across a cluster. It is a
+// read-through cache: its reads have storage's own signatures, so either
+// can serve a reader.
 //
 // Every cached answer depends on counters kept in one Redis sorted set
-// (Config.Key), read with a single ZMSCORE per request:
+// (Config.Key), read with a single ZMSCORE per read. This package alone
+// writes them, when told of a change:
 //
-//   - member <room id>: the highest seq stored in the room. The broker
-//     raises it (ZADD GT) in the same round trip as each publish, before
-//     the sender's ack, so a node that reads it after an ack sees the
+//   - member <room id>: the highest seq stored in the room, raised by
+//     MessageStored (ZADD GT) after a message is stored and before its
+//     sender is answered, so a node that reads it after an ack sees the
 //     message. A room's cached window is used only while it holds that seq.
-//   - member "u:<user id>": bumped after the user's profile changes or the
-//     user leaves a room; cached profiles and memberships are tagged with it.
-//   - member "names": bumped after any display name changes, since every
-//     cached message carries its sender's name; windows are tagged with it.
+//   - member "u:<user id>": raised by UserChanged after the user's profile
+//     or memberships change; cached profiles and memberships are tagged
+//     with it.
+//   - member "names": raised by UserChanged when a display name changes,
+//     since every cached message carries its sender's name; windows are
+//     tagged with it.
 //
 // A tag is always a value read before the Postgres read it guards, and
-// every bump follows the Postgres commit it announces, so a change on any
-// node makes older entries unusable everywhere before it is acknowledged.
-// Two failures can leave an entry stale for at most Config.MaxAge: a node
-// that commits while it cannot reach Redis (its bump or publish fails; the
-// broker publishes the room's head again once Redis is back), and Redis
-// losing the sorted set. When Redis cannot be read, requests go to Postgres.
+// every raise follows the Postgres commit it announces, so a change made
+// on any node makes older entries unusable everywhere before it is
+// acknowledged. Two failures can leave an entry stale for at most
+// Config.MaxAge: a node that cannot reach Redis when it announces (a room
+// head is announced again until Redis takes it), and Redis losing the
+// sorted set. When Redis cannot be read, reads go to Postgres.
 package cache
 
 import (
@@ -29,6 +34,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"sync"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -36,17 +42,26 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/singleflight"
 
-	"github.com/switchboard-chat/switchboard/auth"
 	"github.com/switchboard-chat/switchboard/chat"
-	"github.com/switchboard-chat/switchboard/storage"
 )
 
-// Config configures a Store. Store, Redis and Key are required.
+// Backing is what the cache reads through to: storage's reads.
+type Backing interface {
+	Profile(ctx context.Context, userID string) (chat.Profile, error)
+	CheckMember(ctx context.Context, userID, roomID string) error
+	SeqBefore(ctx context.Context, roomID string, since time.Time) (int64, error)
+	MessagesAfter(ctx context.Context, roomID string, afterSeq int64, limit int) ([]chat.EncodedMessage, error)
+	MessagesBefore(ctx context.Context, roomID string, beforeSeq int64, limit int) ([]chat.EncodedMessage, error)
+	Message(ctx context.Context, id string) (chat.EncodedMessage, error)
+	Replies(ctx context.Context, parentID string, afterSeq int64, limit int) ([]chat.EncodedMessage, error)
+}
+
+// Config configures a Cache. Store, Redis and Key are required.
 type Config struct {
-	Store *storage.Store
+	Store Backing
 	Redis redis.UniversalClient
-	// Key is the sorted set of versions; the broker's RoomHeadsKey must
-	// name the same key.
+	// Key is the sorted set of versions (see the package comment); every
+	// node of a cluster names the same.
 	Key string
 	// EndedKey, when set, names the key that exists while a session is
 	// ended (the denylist's), so that ProfileUnlessEnded reads it with the
@@ -68,11 +83,9 @@ type Config struct {
 	Logger  *slog.Logger
 }
 
-// Store is a *storage.Store whose reads for the HTTP API come from memory
-// when they can, and whose writes that would make them wrong bump the
-// versions. Its other methods are storage's.
-type Store struct {
-	*storage.Store
+// Cache is a read-through cache of storage's reads.
+type Cache struct {
+	store   Backing
 	cfg     Config
 	log     *slog.Logger
 	rdb     redis.UniversalClient
@@ -84,6 +97,9 @@ type Store struct {
 	threads  *lru.Cache[string, *thread]
 	roomOf   *lru.Cache[string, string] // message id → room id; never changes
 	loads    singleflight.Group         // one Postgres load per room at a time
+
+	headsMu sync.Mutex
+	heads   map[string]int64 // room heads whose announcement failed, retried by retryHeads
 }
 
 // stamp is what an entry was checked against: a version, and when it was
@@ -104,8 +120,9 @@ const namesMember = "names"
 
 func userMember(userID string) string { return "u:" + userID }
 
-// New returns a Store on cfg.
-func New(cfg Config) (*Store, error) {
+// New returns a Cache on cfg. Its context, when cancelled, stops the
+// announcements it retries (see MessageStored).
+func New(ctx context.Context, cfg Config) (*Cache, error) {
 	if cfg.Store == nil || cfg.Redis == nil || cfg.Key == "" {
 		return nil, errors.New("cache: Config needs Store, Redis and Key")
 	}
@@ -130,336 +147,343 @@ func New(cfg Config) (*Store, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{
-		Store: cfg.Store, cfg: cfg, log: cfg.Logger, rdb: cfg.Redis,
+	c := &Cache{
+		store: cfg.Store, cfg: cfg, log: cfg.Logger, rdb: cfg.Redis,
 		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_cache_lookups_total",
-			Help: "Reads of the HTTP API's cache, by cache (profile, membership, history) and result (hit, miss).",
+			Help: "Reads of the cache, by cache (profile, membership, history) and result (hit, miss).",
 		}, []string{"cache", "result"}),
+		heads: make(map[string]int64),
 	}
-	s.profiles, _ = lru.New[string, profileEntry](cfg.Entries)
-	s.members, _ = lru.New[memberKey, stamp](cfg.Entries)
-	s.windows, _ = lru.New[string, *window](cfg.Rooms)
-	s.threads, _ = lru.New[string, *thread](cfg.Threads)
-	s.roomOf, _ = lru.New[string, string](cfg.Entries)
+	c.profiles, _ = lru.New[string, profileEntry](cfg.Entries)
+	c.members, _ = lru.New[memberKey, stamp](cfg.Entries)
+	c.windows, _ = lru.New[string, *window](cfg.Rooms)
+	c.threads, _ = lru.New[string, *thread](cfg.Threads)
+	c.roomOf, _ = lru.New[string, string](cfg.Entries)
 	if cfg.Metrics != nil {
-		if err := cfg.Metrics.Register(s.lookups); err != nil {
+		if err := cfg.Metrics.Register(c.lookups); err != nil {
 			return nil, fmt.Errorf("cache: %w", err)
 		}
 	}
-	return s, nil
+	go c.retryHeads(ctx)
+	return c, nil
 }
 
-func (s *Store) count(cache string, hit bool) {
+func (c *Cache) count(cache string, hit bool) {
 	result := "miss"
 	if hit {
 		result = "hit"
 	}
-	s.lookups.WithLabelValues(cache, result).Inc()
+	c.lookups.WithLabelValues(cache, result).Inc()
 }
 
-func (s *Store) fresh(st stamp, version float64) bool {
-	return st.version == version && time.Since(st.loaded) < s.cfg.MaxAge
+func (c *Cache) fresh(st stamp, version float64) bool {
+	return st.version == version && time.Since(st.loaded) < c.cfg.MaxAge
 }
 
 // versions reads the given members of the sorted set in one round trip; a
 // missing member reads as 0.
-func (s *Store) versions(ctx context.Context, members ...string) ([]float64, error) {
-	return s.rdb.ZMScore(ctx, s.cfg.Key, members...).Result()
+func (c *Cache) versions(ctx context.Context, members ...string) ([]float64, error) {
+	return c.rdb.ZMScore(ctx, c.cfg.Key, members...).Result()
 }
 
-// bump raises the version of each member by one, after a change to what
-// they guard has been committed. A failure is logged, not returned: the
+// MessageStored announces a stored message: its room's head becomes seq if
+// higher. Call it after the commit and before the sender is answered. If
+// Redis cannot take it now, it is announced again every second until it
+// can (other nodes may answer without the message meanwhile, for at most
+// MaxAge), and the error is returned for the caller to log.
+func (c *Cache) MessageStored(ctx context.Context, roomID string, seq int64) error {
+	err := c.rdb.ZAddGT(ctx, c.cfg.Key, redis.Z{Score: float64(seq), Member: roomID}).Err()
+	if err != nil {
+		c.headsMu.Lock()
+		c.heads[roomID] = max(c.heads[roomID], seq)
+		c.headsMu.Unlock()
+		return fmt.Errorf("cache: announce room head: %w", err)
+	}
+	return nil
+}
+
+// retryHeads announces again, every second, the room heads whose
+// announcement failed, until ctx ends.
+func (c *Cache) retryHeads(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		c.headsMu.Lock()
+		heads := c.heads
+		c.heads = make(map[string]int64)
+		c.headsMu.Unlock()
+		for room, seq := range heads {
+			if err := c.MessageStored(ctx, room, seq); err != nil {
+				break // kept again by MessageStored; the rest too
+			}
+		}
+	}
+}
+
+// UserChanged announces, after the commit, that userID's profile or
+// memberships changed (names: the display name too, which every cached
+// message of theirs carries). A failure is logged, not returned: the
 // change is made, and MaxAge bounds how long other nodes may miss it.
-func (s *Store) bump(ctx context.Context, members ...string) {
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+func (c *Cache) UserChanged(ctx context.Context, userID string, names bool) {
+	members := []string{userMember(userID)}
+	if names {
+		members = append(members, namesMember)
+	}
+	_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, m := range members {
-			p.ZIncrBy(ctx, s.cfg.Key, 1, m)
+			p.ZIncrBy(ctx, c.cfg.Key, 1, m)
 		}
 		return nil
 	})
 	if err != nil {
-		s.log.WarnContext(ctx, "cache: cannot announce a change to other nodes; their cached reads may lag",
-			slog.Any("members", members), slog.Duration("for at most", s.cfg.MaxAge), slog.Any("error", err))
+		c.log.WarnContext(ctx, "cache: cannot announce a change to other nodes; their cached reads may lag",
+			slog.Any("members", members), slog.Duration("at_most", c.cfg.MaxAge), slog.Any("error", err))
 	}
 }
 
 // Profile returns the user's profile.
-func (s *Store) Profile(ctx context.Context, userID string) (chat.Profile, error) {
-	vs, err := s.versions(ctx, userMember(userID))
+func (c *Cache) Profile(ctx context.Context, userID string) (chat.Profile, error) {
+	vs, err := c.versions(ctx, userMember(userID))
 	if err != nil {
-		return s.Store.Profile(ctx, userID)
+		return c.store.Profile(ctx, userID)
 	}
-	return s.profile(ctx, userID, vs[0])
+	return c.profile(ctx, userID, vs[0])
 }
 
 // ProfileUnlessEnded returns the user's profile unless the session
 // sessionID ended, reading both from Redis in one round trip (auth uses it
 // for every request). Without Config.EndedKey it cannot tell, and says so.
-func (s *Store) ProfileUnlessEnded(ctx context.Context, userID, sessionID string) (chat.Profile, bool, error) {
-	if s.cfg.EndedKey == nil {
-		return chat.Profile{}, false, fmt.Errorf("%w: cache has no EndedKey", auth.ErrRevocationUnknown)
+func (c *Cache) ProfileUnlessEnded(ctx context.Context, userID, sessionID string) (chat.Profile, bool, error) {
+	if c.cfg.EndedKey == nil {
+		return chat.Profile{}, false, fmt.Errorf("%w: cache has no EndedKey", chat.ErrRevocationUnknown)
 	}
-	var revoked *redis.IntCmd
+	var ended *redis.IntCmd
 	var vs *redis.FloatSliceCmd
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		revoked = p.Exists(ctx, s.cfg.EndedKey(sessionID))
-		vs = p.ZMScore(ctx, s.cfg.Key, userMember(userID))
+	_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		ended = p.Exists(ctx, c.cfg.EndedKey(sessionID))
+		vs = p.ZMScore(ctx, c.cfg.Key, userMember(userID))
 		return nil
 	})
 	if err != nil {
-		return chat.Profile{}, false, fmt.Errorf("%w: %w", auth.ErrRevocationUnknown, err)
+		return chat.Profile{}, false, fmt.Errorf("%w: %w", chat.ErrRevocationUnknown, err)
 	}
-	if revoked.Val() > 0 {
+	if ended.Val() > 0 {
 		return chat.Profile{}, true, nil
 	}
-	p, err := s.profile(ctx, userID, vs.Val()[0])
+	p, err := c.profile(ctx, userID, vs.Val()[0])
 	return p, false, err
 }
 
 // profile returns the user's profile, checked against version.
-func (s *Store) profile(ctx context.Context, userID string, version float64) (chat.Profile, error) {
-	if e, ok := s.profiles.Get(userID); ok && s.fresh(e.stamp, version) {
-		s.count("profile", true)
+func (c *Cache) profile(ctx context.Context, userID string, version float64) (chat.Profile, error) {
+	if e, ok := c.profiles.Get(userID); ok && c.fresh(e.stamp, version) {
+		c.count("profile", true)
 		return e.profile, nil
 	}
-	s.count("profile", false)
-	p, err := s.Store.Profile(ctx, userID)
+	c.count("profile", false)
+	p, err := c.store.Profile(ctx, userID)
 	if err == nil {
-		s.profiles.Add(userID, profileEntry{stamp{version, time.Now()}, p})
+		c.profiles.Add(userID, profileEntry{stamp{version, time.Now()}, p})
 	}
 	return p, err
 }
 
-// UpdateProfile changes the user's profile and announces it.
-func (s *Store) UpdateProfile(ctx context.Context, userID string, u chat.ProfileUpdate) (chat.Profile, error) {
-	p, err := s.Store.UpdateProfile(ctx, userID, u)
-	if err != nil {
-		return p, err
-	}
-	if u.DisplayName != nil {
-		s.bump(ctx, userMember(userID), namesMember)
-	} else {
-		s.bump(ctx, userMember(userID))
-	}
-	return p, nil
-}
-
-// VerifyPhone verifies the user's phone number and announces it.
-func (s *Store) VerifyPhone(ctx context.Context, userID string, codeHash []byte) (chat.Profile, error) {
-	p, err := s.Store.VerifyPhone(ctx, userID, codeHash)
-	if err != nil {
-		return p, err
-	}
-	s.bump(ctx, userMember(userID))
-	return p, nil
-}
-
-// Leave removes the user from the room and announces it.
-func (s *Store) Leave(ctx context.Context, userID, roomID string) error {
-	if err := s.Store.Leave(ctx, userID, roomID); err != nil {
-		return err
-	}
-	s.bump(ctx, userMember(userID))
-	return nil
-}
-
-// checkMember is storage's CheckMember, with a member (never a refusal)
+// CheckMember is storage's CheckMember, with a member (never a refusal)
 // remembered under the user's version.
-func (s *Store) checkMember(ctx context.Context, userID, roomID string, version float64) error {
+func (c *Cache) CheckMember(ctx context.Context, userID, roomID string) error {
+	vs, err := c.versions(ctx, userMember(userID))
+	if err != nil {
+		return c.store.CheckMember(ctx, userID, roomID)
+	}
 	k := memberKey{userID, roomID}
-	if st, ok := s.members.Get(k); ok && s.fresh(st, version) {
-		s.count("membership", true)
+	if st, ok := c.members.Get(k); ok && c.fresh(st, vs[0]) {
+		c.count("membership", true)
 		return nil
 	}
-	s.count("membership", false)
-	if err := s.Store.CheckMember(ctx, userID, roomID); err != nil {
+	c.count("membership", false)
+	if err := c.store.CheckMember(ctx, userID, roomID); err != nil {
 		return err
 	}
-	s.members.Add(k, stamp{version, time.Now()})
+	c.members.Add(k, stamp{vs[0], time.Now()})
 	return nil
 }
 
-// roomVersions reads what a read of roomID by userID depends on.
-func (s *Store) roomVersions(ctx context.Context, roomID, userID string) (head, user, names float64, err error) {
-	vs, err := s.versions(ctx, roomID, userMember(userID), namesMember)
+// roomWindow returns roomID's window, usable for the versions read now;
+// nil when Redis or Postgres cannot tell.
+func (c *Cache) roomWindow(ctx context.Context, roomID string) (w *window, head, names float64) {
+	vs, err := c.versions(ctx, roomID, namesMember)
 	if err != nil {
-		return 0, 0, 0, err
+		return nil, 0, 0
 	}
-	return vs[0], vs[1], vs[2], nil
+	return c.window(ctx, roomID, vs[0], vs[1]), vs[0], vs[1]
 }
 
-// History returns the page q of roomID's history if userID may read it.
-func (s *Store) History(ctx context.Context, userID, roomID string, q chat.HistoryQuery) ([]chat.EncodedMessage, error) {
-	head, user, names, err := s.roomVersions(ctx, roomID, userID)
-	if err != nil {
-		return s.historyFromStore(ctx, userID, roomID, q)
+// SeqBefore is storage's SeqBefore, from the room's window when it reaches
+// back far enough.
+func (c *Cache) SeqBefore(ctx context.Context, roomID string, since time.Time) (int64, error) {
+	if w, _, _ := c.roomWindow(ctx, roomID); w != nil {
+		if seq, ok := w.seqBefore(since); ok {
+			c.count("history", true)
+			return seq, nil
+		}
 	}
-	if err := s.checkMember(ctx, userID, roomID, user); err != nil {
-		return nil, err
-	}
-	if w := s.window(ctx, roomID, head, names); w != nil {
-		if page, ok := w.page(q); ok {
-			s.count("history", true)
+	c.count("history", false)
+	return c.store.SeqBefore(ctx, roomID, since)
+}
+
+// MessagesAfter is storage's MessagesAfter, from the room's window when it
+// holds the page.
+func (c *Cache) MessagesAfter(ctx context.Context, roomID string, afterSeq int64, limit int) ([]chat.EncodedMessage, error) {
+	if w, _, _ := c.roomWindow(ctx, roomID); w != nil && afterSeq < math.MaxInt64-int64(limit) {
+		if page, ok := w.between(afterSeq+1, afterSeq+int64(limit)); ok {
+			c.count("history", true)
 			return page, nil
 		}
 	}
-	s.count("history", false)
-	return s.page(ctx, roomID, q)
+	c.count("history", false)
+	return c.store.MessagesAfter(ctx, roomID, afterSeq, limit)
 }
 
-// historyFromStore is History without the cache.
-func (s *Store) historyFromStore(ctx context.Context, userID, roomID string, q chat.HistoryQuery) ([]chat.EncodedMessage, error) {
-	if err := s.Store.CheckMember(ctx, userID, roomID); err != nil {
-		return nil, err
+// MessagesBefore is storage's MessagesBefore, from the room's window when
+// it holds the page.
+func (c *Cache) MessagesBefore(ctx context.Context, roomID string, beforeSeq int64, limit int) ([]chat.EncodedMessage, error) {
+	if w, _, _ := c.roomWindow(ctx, roomID); w != nil {
+		hi := min(beforeSeq-1, w.last())
+		if page, ok := w.between(hi-int64(limit)+1, hi); ok {
+			c.count("history", true)
+			return page, nil
+		}
 	}
-	return s.page(ctx, roomID, q)
+	c.count("history", false)
+	return c.store.MessagesBefore(ctx, roomID, beforeSeq, limit)
 }
 
-// page reads q from Postgres.
-func (s *Store) page(ctx context.Context, roomID string, q chat.HistoryQuery) ([]chat.EncodedMessage, error) {
-	if !q.Since.IsZero() {
-		seq, err := s.Store.SeqBefore(ctx, roomID, q.Since)
+// Message is storage's Message, from its room's window or cached thread
+// when they hold it.
+func (c *Cache) Message(ctx context.Context, id string) (chat.EncodedMessage, error) {
+	if roomID, ok := c.roomOf.Get(id); ok {
+		w, head, names := c.roomWindow(ctx, roomID)
+		if w != nil {
+			if m, ok := w.message(id); ok {
+				c.count("history", true)
+				return m, nil
+			}
+		}
+		if th, ok := c.threads.Get(id); ok && th.usable(head, names, c.cfg.MaxAge) {
+			c.count("history", true)
+			return th.parent, nil
+		}
+	}
+	c.count("history", false)
+	m, err := c.store.Message(ctx, id)
+	if err == nil {
+		c.roomOf.Add(id, m.RoomID)
+	}
+	return m, err
+}
+
+// Replies is storage's Replies, from the window of the parent's room or a
+// cached thread.
+func (c *Cache) Replies(ctx context.Context, parentID string, afterSeq int64, limit int) ([]chat.EncodedMessage, error) {
+	roomID, known := c.roomOf.Get(parentID)
+	if !known {
+		m, err := c.store.Message(ctx, parentID)
 		if err != nil {
 			return nil, err
 		}
-		q.After, q.Seq = true, seq
+		roomID = m.RoomID
+		c.roomOf.Add(parentID, roomID)
 	}
-	var msgs []chat.Message
-	var err error
-	if q.After {
-		msgs, err = s.Store.MessagesAfter(ctx, roomID, q.Seq, q.Limit)
-	} else {
-		msgs, err = s.Store.MessagesBefore(ctx, roomID, q.Seq, q.Limit)
-	}
+	vs, err := c.versions(ctx, roomID, namesMember)
 	if err != nil {
-		return nil, err
+		return c.store.Replies(ctx, parentID, afterSeq, limit)
 	}
-	return encodeAll(msgs)
-}
-
-// Thread returns the message messageID and up to limit of its replies with
-// a seq greater than afterSeq, if userID may read its room. A message one
-// may not read is chat.ErrNotFound, or what the room's rule says.
-func (s *Store) Thread(ctx context.Context, userID, messageID string, afterSeq int64, limit int) (chat.EncodedMessage, []chat.EncodedMessage, error) {
-	roomID, known := s.roomOf.Get(messageID)
-	var parent *chat.Message
-	if !known {
-		m, err := s.Store.Message(ctx, messageID)
-		if err != nil {
-			return chat.EncodedMessage{}, nil, err
-		}
-		roomID, parent = m.RoomID, &m
-		s.roomOf.Add(messageID, roomID)
-	}
-	head, user, names, err := s.roomVersions(ctx, roomID, userID)
-	if err != nil {
-		if err := s.Store.CheckMember(ctx, userID, roomID); err != nil {
-			return chat.EncodedMessage{}, nil, err
-		}
-		return s.threadFromStore(ctx, messageID, parent, afterSeq, limit)
-	}
-	if err := s.checkMember(ctx, userID, roomID, user); err != nil {
-		return chat.EncodedMessage{}, nil, err
-	}
-	if w := s.window(ctx, roomID, head, names); w != nil {
-		if p, replies, ok := w.thread(messageID, afterSeq, limit); ok {
-			s.count("history", true)
-			return p, replies, nil
+	head, names := vs[0], vs[1]
+	if w := c.window(ctx, roomID, head, names); w != nil {
+		if replies, ok := w.replies(parentID, afterSeq, limit); ok {
+			c.count("history", true)
+			return replies, nil
 		}
 	}
-	th, ok := s.threads.Get(messageID)
-	hit := ok && th.usable(head, names, s.cfg.MaxAge)
+	th, ok := c.threads.Get(parentID)
+	hit := ok && th.usable(head, names, c.cfg.MaxAge)
 	if !hit {
 		// Tagged with the versions read before it is read from Postgres.
 		th = &thread{head: head, names: names, loaded: time.Now()}
-		if err := s.loadThread(ctx, th, messageID, parent); err != nil {
-			return chat.EncodedMessage{}, nil, err
+		if err := c.loadThread(ctx, th, parentID); err != nil {
+			return nil, err
 		}
-		s.threads.Add(messageID, th)
+		c.threads.Add(parentID, th)
 	}
-	s.count("history", hit)
+	c.count("history", hit)
 	if replies, ok := th.replies(afterSeq, limit); ok {
-		return th.parent, replies, nil
+		return replies, nil
 	}
-	return s.threadFromStore(ctx, messageID, parent, afterSeq, limit)
+	return c.store.Replies(ctx, parentID, afterSeq, limit)
 }
 
 // loadThread reads a thread whole (up to maxThreadReplies) into th.
-func (s *Store) loadThread(ctx context.Context, th *thread, messageID string, parent *chat.Message) error {
+func (c *Cache) loadThread(ctx context.Context, th *thread, parentID string) error {
 	var err error
-	th.parent, th.all, err = s.threadFromStore(ctx, messageID, parent, 0, maxThreadReplies)
+	if th.parent, err = c.store.Message(ctx, parentID); err != nil {
+		return err
+	}
+	th.all, err = c.store.Replies(ctx, parentID, 0, maxThreadReplies)
 	th.complete = len(th.all) < maxThreadReplies
 	return err
-}
-
-// threadFromStore reads a thread from Postgres; parent, when not nil, is
-// the message already read.
-func (s *Store) threadFromStore(ctx context.Context, messageID string, parent *chat.Message, afterSeq int64, limit int) (chat.EncodedMessage, []chat.EncodedMessage, error) {
-	if parent == nil {
-		m, err := s.Store.Message(ctx, messageID)
-		if err != nil {
-			return chat.EncodedMessage{}, nil, err
-		}
-		parent = &m
-	}
-	replies, err := s.Store.Replies(ctx, messageID, afterSeq, limit)
-	if err != nil {
-		return chat.EncodedMessage{}, nil, err
-	}
-	p, err := encode(parent)
-	if err != nil {
-		return chat.EncodedMessage{}, nil, err
-	}
-	rs, err := encodeAll(replies)
-	return p, rs, err
 }
 
 // window returns roomID's window if it holds every message up to head
 // with the display names of version names, loading or extending it from
 // Postgres when needed; nil when that fails.
-func (s *Store) window(ctx context.Context, roomID string, head, names float64) *window {
-	if w, ok := s.windows.Get(roomID); ok && w.usable(head, names, s.cfg.MaxAge) {
+func (c *Cache) window(ctx context.Context, roomID string, head, names float64) *window {
+	if w, ok := c.windows.Get(roomID); ok && w.usable(head, names, c.cfg.MaxAge) {
 		return w
 	}
-	v, err, _ := s.loads.Do(roomID, func() (any, error) {
-		old, ok := s.windows.Get(roomID)
-		if ok && old.usable(head, names, s.cfg.MaxAge) {
+	v, err, _ := c.loads.Do(roomID, func() (any, error) {
+		old, ok := c.windows.Get(roomID)
+		if ok && old.usable(head, names, c.cfg.MaxAge) {
 			return old, nil
 		}
 		var w *window
-		if ok && old.names == names && time.Since(old.loaded) < s.cfg.MaxAge {
-			newer, err := s.Store.MessagesAfter(ctx, roomID, old.last(), s.cfg.Window)
+		if ok && old.names == names && time.Since(old.loaded) < c.cfg.MaxAge {
+			newer, err := c.store.MessagesAfter(ctx, roomID, old.last(), c.cfg.Window)
 			if err != nil {
 				return nil, err
 			}
-			if len(newer) < s.cfg.Window {
-				if w, err = old.extend(newer, s.cfg.Window); err != nil {
+			if len(newer) < c.cfg.Window {
+				if w, err = old.extend(newer, c.cfg.Window); err != nil {
 					return nil, err
 				}
 			}
 		}
 		if w == nil {
-			msgs, err := s.Store.MessagesBefore(ctx, roomID, math.MaxInt64, s.cfg.Window)
+			msgs, err := c.store.MessagesBefore(ctx, roomID, math.MaxInt64, c.cfg.Window)
 			if err != nil {
 				return nil, err
 			}
-			if w, err = newWindow(msgs, names, s.cfg.Window, time.Now()); err != nil {
+			if w, err = newWindow(msgs, names, c.cfg.Window, time.Now()); err != nil {
 				return nil, err
 			}
 		}
-		s.windows.Add(roomID, w)
-		for _, e := range w.msgs {
-			s.roomOf.Add(e.msg.ID, roomID)
+		c.windows.Add(roomID, w)
+		for _, m := range w.msgs {
+			c.roomOf.Add(m.ID, roomID)
 		}
 		return w, nil
 	})
 	if err != nil {
-		s.log.WarnContext(ctx, "cache: cannot load a room's history", slog.String("room", roomID), slog.Any("error", err))
+		c.log.WarnContext(ctx, "cache: cannot load a room's history", slog.String("room", roomID), slog.Any("error", err))
 		return nil
 	}
 	// A load another request started may predate this request's versions.
-	if w := v.(*window); w.usable(head, names, s.cfg.MaxAge) {
+	if w := v.(*window); w.usable(head, names, c.cfg.MaxAge) {
 		return w
 	}
 	return nil

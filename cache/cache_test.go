@@ -12,7 +12,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/switchboard-chat/switchboard/auth"
 	"github.com/switchboard-chat/switchboard/broker/brokertest"
 	"github.com/switchboard-chat/switchboard/cache"
 	"github.com/switchboard-chat/switchboard/chat"
@@ -49,14 +48,16 @@ func newCluster(t *testing.T) *cluster {
 
 // node is one node's cache; reg holds its hit and miss counters.
 type node struct {
-	*cache.Store
+	*cache.Cache
 	reg *prometheus.Registry
 }
+
+var _ cache.Backing = (*cache.Cache)(nil) // a cache can stand where storage does
 
 func (c *cluster) node(t *testing.T, rdb *redis.Client) node {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	s, err := cache.New(cache.Config{Store: c.store, Redis: rdb, Key: c.key, EndedKey: c.revoked.Key, Metrics: reg})
+	s, err := cache.New(t.Context(), cache.Config{Store: c.store, Redis: rdb, Key: c.key, EndedKey: c.revoked.Key, Metrics: reg})
 	require.NoError(t, err)
 	return node{s, reg}
 }
@@ -93,40 +94,15 @@ func (c *cluster) room(t *testing.T, creatorID, name, visibility string) chat.Ro
 	return r
 }
 
-// post stores a message and raises its room's head as the broker does with
-// each publish, before the sender is answered.
-func (c *cluster) post(t *testing.T, roomID, senderID, parentID, body string) chat.Message {
+// post stores a message and announces it through announcer, as the poster
+// does before the sender is answered.
+func (c *cluster) post(t *testing.T, announcer node, roomID, senderID, parentID, body string) chat.Message {
 	t.Helper()
 	m, created, err := c.store.SaveMessage(c.ctx, chat.NewMessage{RoomID: roomID, SenderID: senderID, ParentID: parentID, Body: body, Source: chat.SourceWeb})
 	require.NoError(t, err)
 	require.True(t, created)
-	require.NoError(t, c.rdb.ZAddGT(c.ctx, c.key, redis.Z{Score: float64(m.Seq), Member: roomID}).Err())
+	require.NoError(t, announcer.MessageStored(c.ctx, roomID, m.Seq))
 	return m
-}
-
-// want is what Postgres answers for q now, encoded as the API sends it.
-func (c *cluster) want(t *testing.T, roomID string, q chat.HistoryQuery) []string {
-	t.Helper()
-	if !q.Since.IsZero() {
-		seq, err := c.store.SeqBefore(c.ctx, roomID, q.Since)
-		require.NoError(t, err)
-		q.After, q.Seq = true, seq
-	}
-	var msgs []chat.Message
-	var err error
-	if q.After {
-		msgs, err = c.store.MessagesAfter(c.ctx, roomID, q.Seq, q.Limit)
-	} else {
-		msgs, err = c.store.MessagesBefore(c.ctx, roomID, q.Seq, q.Limit)
-	}
-	require.NoError(t, err)
-	out := []string{}
-	for _, m := range msgs {
-		b, err := json.Marshal(m)
-		require.NoError(t, err)
-		out = append(out, string(b))
-	}
-	return out
 }
 
 func texts(ms []chat.EncodedMessage) []string {
@@ -137,15 +113,35 @@ func texts(ms []chat.EncodedMessage) []string {
 	return out
 }
 
-// TestHistoryIsWhatPostgresSays: every kind of page, read through the
-// cache, is byte for byte what Postgres answers, in a room longer than a
-// window; and again after new messages and replies (to parents inside and
-// outside the window), read on a node whose window predates them.
-func TestHistoryIsWhatPostgresSays(t *testing.T) {
+// read is one read, made through a Backing: storage or a cache.
+type read struct {
+	name string
+	do   func(b cache.Backing) ([]chat.EncodedMessage, error)
+}
+
+// requireSame checks that n answers every read as Postgres does now, byte
+// for byte.
+func (c *cluster) requireSame(t *testing.T, n node, reads []read) {
+	t.Helper()
+	for _, r := range reads {
+		want, err := r.do(c.store)
+		require.NoError(t, err)
+		got, err := r.do(n)
+		require.NoError(t, err, r.name)
+		require.Equal(t, texts(want), texts(got), r.name)
+	}
+}
+
+// TestReadsAreWhatPostgresSays: every read, through the cache, is byte for
+// byte what Postgres answers, in a room longer than a window; and again
+// after new messages and replies (to parents inside and outside the
+// window), read on a node whose window predates them.
+func TestReadsAreWhatPostgresSays(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
 	alice := c.user(t, "alice")
 	room := c.room(t, alice, "long", chat.Public)
+	a, b := c.node(t, c.rdb), c.node(t, c.rdb)
 	var msgs []chat.Message
 	for i := range 300 {
 		parent := ""
@@ -156,40 +152,57 @@ func TestHistoryIsWhatPostgresSays(t *testing.T) {
 			}
 			parent = msgs[p].ID
 		}
-		msgs = append(msgs, c.post(t, room.ID, alice, parent, fmt.Sprint("message ", i)))
+		msgs = append(msgs, c.post(t, a, room.ID, alice, parent, fmt.Sprint("message ", i)))
 	}
-	a, b := c.node(t, c.rdb), c.node(t, c.rdb)
 
-	check := func(n node) {
-		t.Helper()
+	reads := func() []read {
 		last := msgs[len(msgs)-1]
-		queries := []chat.HistoryQuery{}
+		var rs []read
 		for _, limit := range []int{1, 50, 201} {
 			for _, before := range []int64{math.MaxInt64, last.Seq + 5, last.Seq, 100, 60, 45, 2, 1, 0} {
-				queries = append(queries, chat.HistoryQuery{Seq: before, Limit: limit})
+				rs = append(rs, read{fmt.Sprintf("before %d limit %d", before, limit), func(b cache.Backing) ([]chat.EncodedMessage, error) {
+					return b.MessagesBefore(c.ctx, room.ID, before, limit)
+				}})
 			}
 			for _, after := range []int64{0, 40, 44, 45, 100, last.Seq - 1, last.Seq, last.Seq + 5} {
-				queries = append(queries, chat.HistoryQuery{After: true, Seq: after, Limit: limit})
-			}
-			for _, i := range []int{0, 43, 44, 150, len(msgs) - 2, len(msgs) - 1} {
-				queries = append(queries, chat.HistoryQuery{Since: msgs[i].CreatedAt, Limit: limit})
-			}
-			for _, since := range []time.Time{msgs[0].CreatedAt.Add(-time.Hour), last.CreatedAt.Add(time.Hour)} {
-				queries = append(queries, chat.HistoryQuery{Since: since, Limit: limit})
+				rs = append(rs, read{fmt.Sprintf("after %d limit %d", after, limit), func(b cache.Backing) ([]chat.EncodedMessage, error) {
+					return b.MessagesAfter(c.ctx, room.ID, after, limit)
+				}})
 			}
 		}
-		for _, q := range queries {
-			got, err := n.History(c.ctx, alice, room.ID, q)
-			require.NoError(t, err)
-			require.Equal(t, c.want(t, room.ID, q), texts(got), "%+v", q)
+		var sinces []time.Time
+		for _, i := range []int{0, 43, 44, 150, len(msgs) - 2, len(msgs) - 1} {
+			sinces = append(sinces, msgs[i].CreatedAt)
 		}
+		sinces = append(sinces, msgs[0].CreatedAt.Add(-time.Hour), last.CreatedAt.Add(time.Hour))
+		for _, since := range sinces {
+			rs = append(rs, read{fmt.Sprintf("since %s", since), func(b cache.Backing) ([]chat.EncodedMessage, error) {
+				seq, err := b.SeqBefore(c.ctx, room.ID, since)
+				if err != nil {
+					return nil, err
+				}
+				return []chat.EncodedMessage{{Message: chat.Message{Seq: seq}, JSON: []byte(fmt.Sprint(seq))}}, nil
+			}})
+		}
+		for _, i := range []int{0, 3, 6, 150, 280, len(msgs) - 1} {
+			rs = append(rs, read{fmt.Sprintf("message %d and its replies", i), func(b cache.Backing) ([]chat.EncodedMessage, error) {
+				m, err := b.Message(c.ctx, msgs[i].ID)
+				if err != nil {
+					return nil, err
+				}
+				replies, err := b.Replies(c.ctx, msgs[i].ID, 0, 200)
+				return append([]chat.EncodedMessage{m}, replies...), err
+			}})
+		}
+		return rs
 	}
-	check(a)
-	check(b)
+	c.requireSame(t, a, reads())
+	c.requireSame(t, b, reads())
 	require.Positive(t, a.lookups(t, "hit"))
 
 	// New messages, some replies: to a parent in b's window and to one
-	// outside it, whose reply_count b must not miss either.
+	// outside it, whose reply_count b must not miss either. They are
+	// announced through a: b learns of them through Redis alone.
 	for i := range 20 {
 		parent := ""
 		switch i % 3 {
@@ -198,21 +211,21 @@ func TestHistoryIsWhatPostgresSays(t *testing.T) {
 		case 2:
 			parent = msgs[3].ID
 		}
-		msgs = append(msgs, c.post(t, room.ID, alice, parent, fmt.Sprint("later ", i)))
+		msgs = append(msgs, c.post(t, a, room.ID, alice, parent, fmt.Sprint("later ", i)))
 		if i == 9 {
-			check(b) // the window is extended from Postgres
+			c.requireSame(t, b, reads()) // the window is extended from Postgres
 		}
 	}
 	hits := b.lookups(t, "hit")
-	check(b)
+	c.requireSame(t, b, reads())
 	require.Greater(t, b.lookups(t, "hit"), hits, "the extended window answers")
 
-	p, replies, err := b.Thread(c.ctx, alice, msgs[3].ID, 0, 200)
+	p, err := b.Message(c.ctx, msgs[3].ID)
 	require.NoError(t, err)
-	var parent chat.Message
-	require.NoError(t, json.Unmarshal(p.JSON, &parent))
-	require.Equal(t, 1+6, parent.ReplyCount, "one seeded reply, six later")
-	require.Len(t, replies, parent.ReplyCount)
+	require.Equal(t, 1+6, p.ReplyCount, "one seeded reply, six later")
+	replies, err := b.Replies(c.ctx, msgs[3].ID, 0, 200)
+	require.NoError(t, err)
+	require.Len(t, replies, p.ReplyCount)
 }
 
 // TestThreadsFollowNewReplies: a thread read on one node shows a reply
@@ -223,37 +236,40 @@ func TestThreadsFollowNewReplies(t *testing.T) {
 	c := newCluster(t)
 	alice := c.user(t, "alice")
 	room := c.room(t, alice, "threads", chat.Private)
-	old := c.post(t, room.ID, alice, "", "old parent")
+	other := c.node(t, c.rdb)
+	old := c.post(t, other, room.ID, alice, "", "old parent")
 	for i := range 300 {
-		c.post(t, room.ID, alice, "", fmt.Sprint("filler ", i))
+		c.post(t, other, room.ID, alice, "", fmt.Sprint("filler ", i))
 	}
-	recent := c.post(t, room.ID, alice, "", "recent parent")
+	recent := c.post(t, other, room.ID, alice, "", "recent parent")
 	n := c.node(t, c.rdb)
 	for _, parent := range []chat.Message{old, recent} {
 		for round := 1; round <= 3; round++ {
-			_, replies, err := n.Thread(c.ctx, alice, parent.ID, 0, 200)
+			replies, err := n.Replies(c.ctx, parent.ID, 0, 200)
 			require.NoError(t, err)
 			require.Len(t, replies, round-1)
-			_, replies, err = n.Thread(c.ctx, alice, parent.ID, 0, 200) // from memory
+			replies, err = n.Replies(c.ctx, parent.ID, 0, 200) // from memory
 			require.NoError(t, err)
 			require.Len(t, replies, round-1)
-			c.post(t, room.ID, alice, parent.ID, fmt.Sprint("reply ", round))
+			c.post(t, other, room.ID, alice, parent.ID, fmt.Sprint("reply ", round))
 		}
-		p, replies, err := n.Thread(c.ctx, alice, parent.ID, 1, 1)
+		p, err := n.Message(c.ctx, parent.ID)
 		require.NoError(t, err)
-		var m chat.Message
-		require.NoError(t, json.Unmarshal(p.JSON, &m))
-		require.Equal(t, 3, m.ReplyCount)
+		require.Equal(t, 3, p.ReplyCount)
+		replies, err := n.Replies(c.ctx, parent.ID, 1, 1)
+		require.NoError(t, err)
 		require.Len(t, replies, 1)
 	}
 	require.Positive(t, n.lookups(t, "hit"))
-	_, _, err := n.Thread(c.ctx, alice, "999999999", 0, 10)
+	_, err := n.Message(c.ctx, "999999999")
+	require.ErrorIs(t, err, chat.ErrNotFound)
+	_, err = n.Replies(c.ctx, "999999999", 0, 10)
 	require.ErrorIs(t, err, chat.ErrNotFound)
 }
 
 // TestChangesOnOneNodeShowOnAnother: what a node has cached gives way at
-// once to a display name change, a leave and a logout made through another
-// node.
+// once to a display name change, a leave and a logout announced by
+// another node.
 func TestChangesOnOneNodeShowOnAnother(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
@@ -261,12 +277,11 @@ func TestChangesOnOneNodeShowOnAnother(t *testing.T) {
 	room := c.room(t, alice, "general", chat.Private)
 	_, _, err := c.store.AddMember(c.ctx, alice, room.ID, "bob")
 	require.NoError(t, err)
-	c.post(t, room.ID, alice, "", "hello")
 	a, b := c.node(t, c.rdb), c.node(t, c.rdb)
-	latest := chat.HistoryQuery{Seq: math.MaxInt64, Limit: 50}
+	c.post(t, a, room.ID, alice, "", "hello")
 	read := func() chat.Message {
 		t.Helper()
-		got, err := b.History(c.ctx, bob, room.ID, latest)
+		got, err := b.MessagesBefore(c.ctx, room.ID, math.MaxInt64, 50)
 		require.NoError(t, err)
 		require.Len(t, got, 1)
 		var m chat.Message
@@ -275,42 +290,35 @@ func TestChangesOnOneNodeShowOnAnother(t *testing.T) {
 	}
 	require.Equal(t, "Display alice", read().Sender.DisplayName)
 	read() // cached now
-	p, revoked, err := b.ProfileUnlessEnded(c.ctx, alice, "session-1")
+	p, ended, err := b.ProfileUnlessEnded(c.ctx, alice, "session-1")
 	require.NoError(t, err)
-	require.False(t, revoked)
+	require.False(t, ended)
 	require.Equal(t, "Display alice", p.DisplayName)
 
 	name := "Alice Liddell"
-	_, err = a.UpdateProfile(c.ctx, alice, chat.ProfileUpdate{DisplayName: &name})
+	_, err = c.store.UpdateProfile(c.ctx, alice, chat.ProfileUpdate{DisplayName: &name})
 	require.NoError(t, err)
+	a.UserChanged(c.ctx, alice, true)
 	require.Equal(t, name, read().Sender.DisplayName)
 	p, _, err = b.ProfileUnlessEnded(c.ctx, alice, "session-1")
 	require.NoError(t, err)
 	require.Equal(t, name, p.DisplayName)
 
 	require.NoError(t, c.revoked.EndSessions(c.ctx, time.Now().Add(time.Minute), "session-1"))
-	_, revoked, err = b.ProfileUnlessEnded(c.ctx, alice, "session-1")
+	_, ended, err = b.ProfileUnlessEnded(c.ctx, alice, "session-1")
 	require.NoError(t, err)
-	require.True(t, revoked)
+	require.True(t, ended)
 
-	require.NoError(t, a.Leave(c.ctx, bob, room.ID))
-	_, err = b.History(c.ctx, bob, room.ID, latest)
-	require.ErrorIs(t, err, chat.ErrNotFound, "a private room one left is not found")
-	_, _, err = b.Thread(c.ctx, bob, newestID(t, c, room.ID), 0, 10)
-	require.ErrorIs(t, err, chat.ErrNotFound)
+	require.NoError(t, b.CheckMember(c.ctx, bob, room.ID))
+	require.NoError(t, b.CheckMember(c.ctx, bob, room.ID)) // cached now
+	require.NoError(t, c.store.Leave(c.ctx, bob, room.ID))
+	a.UserChanged(c.ctx, bob, false)
+	require.ErrorIs(t, b.CheckMember(c.ctx, bob, room.ID), chat.ErrNotFound, "a private room one left is not found")
 }
 
-// newestID is the id of the room's newest message.
-func newestID(t *testing.T, c *cluster, roomID string) string {
-	t.Helper()
-	msgs, err := c.store.MessagesBefore(c.ctx, roomID, math.MaxInt64, 1)
-	require.NoError(t, err)
-	require.Len(t, msgs, 1)
-	return msgs[0].ID
-}
-
-// TestRedisDown: without Redis the cache answers history from Postgres
-// (correct, uncached), and refuses to say a token is not revoked.
+// TestRedisDown: without Redis the cache reads from Postgres (correct,
+// uncached), refuses to say a session has not ended, and announces the
+// room heads it could not once Redis is back.
 func TestRedisDown(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
@@ -322,21 +330,31 @@ func TestRedisDown(t *testing.T) {
 	opts.MaxRetries = -1
 	viaProxy := redis.NewClient(opts)
 	t.Cleanup(func() { _ = viaProxy.Close() })
-	n := c.node(t, viaProxy)
-	latest := chat.HistoryQuery{Seq: math.MaxInt64, Limit: 50}
-	c.post(t, room.ID, alice, "", "one")
-	got, err := n.History(c.ctx, alice, room.ID, latest)
+	n, other := c.node(t, viaProxy), c.node(t, c.rdb)
+	c.post(t, n, room.ID, alice, "", "one")
+	got, err := other.MessagesBefore(c.ctx, room.ID, math.MaxInt64, 50)
 	require.NoError(t, err)
 	require.Len(t, got, 1)
 
 	proxy.Cut()
-	// Stored while this node cannot see Redis: Postgres still shows it.
+	// Stored while this node cannot see Redis: its own reads show it (from
+	// Postgres), and its announcement waits.
 	m, _, err := c.store.SaveMessage(c.ctx, chat.NewMessage{RoomID: room.ID, SenderID: alice, Body: "two", Source: chat.SourceWeb})
 	require.NoError(t, err)
-	got, err = n.History(c.ctx, alice, room.ID, latest)
+	require.Error(t, n.MessageStored(c.ctx, room.ID, m.Seq))
+	got, err = n.MessagesBefore(c.ctx, room.ID, math.MaxInt64, 50)
 	require.NoError(t, err)
 	require.Len(t, got, 2)
 	require.Equal(t, m.Seq, got[1].Seq)
+	require.NoError(t, n.CheckMember(c.ctx, alice, room.ID))
 	_, _, err = n.ProfileUnlessEnded(c.ctx, alice, "session-1")
-	require.ErrorIs(t, err, auth.ErrRevocationUnknown)
+	require.ErrorIs(t, err, chat.ErrRevocationUnknown)
+
+	// Once Redis is back, the other node sees the message: the head is
+	// announced again.
+	proxy.Restore()
+	require.Eventually(t, func() bool {
+		got, err := other.MessagesBefore(c.ctx, room.ID, math.MaxInt64, 50)
+		return err == nil && len(got) == 2
+	}, 5*time.Second, 50*time.Millisecond)
 }
