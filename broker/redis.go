@@ -82,11 +82,6 @@ type RedisConfig struct {
 	HealthInterval time.Duration
 	// PublishTimeout bounds each PUBLISH. Zero means 2 s.
 	PublishTimeout time.Duration
-	// RoomHeadsKey, when set, names a sorted set in which each stored
-	// event's seq becomes its room's score if higher (ZADD GT), in the same
-	// round trip as the PUBLISH: caches read it to know a room's newest
-	// message (see package cache).
-	RoomHeadsKey string
 }
 
 const (
@@ -259,14 +254,7 @@ func (b *Redis) Publish(ctx context.Context, ev hub.Event) error {
 func (b *Redis) publish(ctx context.Context, ev hub.Event) error {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
 	defer cancel()
-	_, err := b.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		if ev.Seq > 0 && b.cfg.RoomHeadsKey != "" {
-			p.ZAddGT(ctx, b.cfg.RoomHeadsKey, redis.Z{Score: float64(ev.Seq), Member: ev.Room})
-		}
-		p.Publish(ctx, b.channel(ev.Room), encodeEnvelope(b.nodeID, ev))
-		return nil
-	})
-	if err != nil {
+	if err := b.client.Publish(ctx, b.channel(ev.Room), encodeEnvelope(b.nodeID, ev)).Err(); err != nil {
 		b.keepFailed(ev)
 		return fmt.Errorf("redis publish: %w", err)
 	}

@@ -292,16 +292,16 @@ func (c *conn) push(f outFrame, mustDeliver, urgent bool) {
 	if c.queueBytes > 0 && c.queueBytes+len(f.data) > c.h.cfg.QueueBytes {
 		c.mu.Unlock()
 		if mustDeliver {
-			c.h.cfg.Metrics.Dropped.WithLabelValues("slow_consumer").Inc()
+			c.h.cfg.metrics.Dropped.WithLabelValues("slow_consumer").Inc()
 			c.closeWith(closeTryLater, "slow consumer: send queue full")
 		} else {
-			c.h.cfg.Metrics.Dropped.WithLabelValues("ephemeral").Inc()
+			c.h.cfg.metrics.Dropped.WithLabelValues("ephemeral").Inc()
 		}
 		return
 	}
 	c.queue = append(c.queue, f)
 	c.queueBytes += len(f.data)
-	c.h.cfg.Metrics.QueuedBytes.Add(float64(len(f.data)))
+	c.h.cfg.metrics.QueuedBytes.Add(float64(len(f.data)))
 	if urgent || c.queueBytes >= c.lingerLimit() {
 		c.urgent = true
 		if c.linger != nil {
@@ -481,7 +481,7 @@ func (c *conn) flush() {
 		}
 		now := monoClock()
 		c.lastWrite, c.lastFull = now, len(batch) >= maxBatchBytes
-		m := c.h.cfg.Metrics
+		m := c.h.cfg.metrics
 		m.FramesOut.Inc()
 		for _, q := range st.queued {
 			m.DeliveryLatency.Observe((now - q).Seconds())
@@ -550,7 +550,7 @@ func (c *conn) stopQueueing() {
 
 // dropQueue forgets what is queued. Called with c.mu held.
 func (c *conn) dropQueue() {
-	c.h.cfg.Metrics.QueuedBytes.Sub(float64(c.queueBytes))
+	c.h.cfg.metrics.QueuedBytes.Sub(float64(c.queueBytes))
 	c.queue, c.queueBytes = nil, 0
 }
 
@@ -605,7 +605,7 @@ func (c *conn) takeBatch(st *flushState) []byte {
 		n++
 	}
 	c.queueBytes -= taken
-	c.h.cfg.Metrics.QueuedBytes.Sub(float64(taken))
+	c.h.cfg.metrics.QueuedBytes.Sub(float64(taken))
 	c.queue = c.queue[n:]
 	if len(c.queue) == 0 {
 		c.queue = nil // let an idle connection hold no buffer

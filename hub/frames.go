@@ -24,6 +24,8 @@ type clientFrame struct {
 	ClientID  *string          `json:"client_id"`
 	AfterSeq  *int64           `json:"after_seq"`
 	BeforeSeq *int64           `json:"before_seq"`
+	Since     *time.Time       `json:"since"`
+	Cursor    *string          `json:"cursor"`
 	Limit     *int             `json:"limit"`
 	Seq       *int64           `json:"seq"`
 }
@@ -77,16 +79,9 @@ func decodeFrame(data []byte) (clientFrame, error) {
 	case "subscribe", "unsubscribe", "typing":
 		return f, need(room, "room")
 	case "history":
-		if err := need(room, "room"); err != nil {
-			return f, err
-		}
-		if f.Limit != nil && (*f.Limit < 1 || *f.Limit > maxHistoryLimit) {
-			return f, chat.Errorf(chat.CodeBadRequest, "limit must be 1-%d", maxHistoryLimit)
-		}
-		if f.BeforeSeq != nil && *f.BeforeSeq < 0 {
-			return f, chat.Errorf(chat.CodeBadRequest, "before_seq must not be negative")
-		}
-		return f, nil
+		// The query's own rules are the history service's, shared with
+		// the HTTP API.
+		return f, need(room, "room")
 	case "read":
 		if err := need(room, "room"); err != nil {
 			return f, err
@@ -115,11 +110,6 @@ func frameID(data []byte) *string {
 	return nil
 }
 
-const (
-	defaultHistoryLimit = 50
-	maxHistoryLimit     = 200
-)
-
 // Server→client frames.
 
 type readyFrame struct {
@@ -132,11 +122,6 @@ type readyFrame struct {
 type ackFrame struct {
 	Type    string        `json:"type"`
 	ID      *string       `json:"id"`
-	Message *chat.Message `json:"message"`
-}
-
-type messageFrame struct {
-	Type    string        `json:"type"`
 	Message *chat.Message `json:"message"`
 }
 
@@ -169,10 +154,11 @@ type authedFrame struct {
 }
 
 type historyFrame struct {
-	Type     string         `json:"type"`
-	ID       *string        `json:"id"`
-	Room     string         `json:"room"`
-	Messages []chat.Message `json:"messages"`
+	Type       string                `json:"type"`
+	ID         *string               `json:"id"`
+	Room       string                `json:"room"`
+	Messages   []chat.EncodedMessage `json:"messages"`
+	NextCursor *string               `json:"next_cursor"`
 }
 
 type pongFrame struct {
@@ -203,8 +189,15 @@ func encode(v any) []byte {
 	return b
 }
 
-// encodeMessage returns the "message" frame for m, encoded once for every
-// connection it goes to.
-func encodeMessage(m *chat.Message) []byte {
-	return encode(messageFrame{Type: "message", Message: m})
+// MessageEvent is the event that delivers m: its "message" frame, made
+// once for every connection it goes to from m's encoding.
+func MessageEvent(m chat.EncodedMessage) Event {
+	return Event{Room: m.RoomID, Seq: m.Seq, From: m.Sender.ID, Frame: messageFrame(m)}
+}
+
+// messageFrame is the "message" frame of m: {"type":"message","message":…}.
+func messageFrame(m chat.EncodedMessage) []byte {
+	const head, tail = `{"type":"message","message":`, `}`
+	b := make([]byte, 0, len(head)+len(m.JSON)+len(tail))
+	return append(append(append(b, head...), m.JSON...), tail...)
 }

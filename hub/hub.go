@@ -26,14 +26,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/switchboard-chat/switchboard/chat"
 )
 
 // Store is the part of storage the hub uses.
 type Store interface {
-	SaveMessage(ctx context.Context, m chat.NewMessage) (chat.Message, bool, error)
-	MessagesAfter(ctx context.Context, room string, afterSeq int64, limit int) ([]chat.Message, error)
-	MessagesBefore(ctx context.Context, room string, beforeSeq int64, limit int) ([]chat.Message, error)
+	MessagesAfter(ctx context.Context, room string, afterSeq int64, limit int) ([]chat.EncodedMessage, error)
 	LastSeq(ctx context.Context, room string) (int64, error)
 	CheckMember(ctx context.Context, userID, roomID string) error
 	RoomsOf(ctx context.Context, userID string) ([]chat.Room, error)
@@ -59,6 +59,18 @@ type Presence interface {
 	Sweep(ctx context.Context) ([]string, error)
 }
 
+// Poster stores a message and delivers it (package poster): what a send
+// frame does.
+type Poster interface {
+	Post(ctx context.Context, m chat.NewMessage) (chat.Message, bool, error)
+}
+
+// History answers history reads (package history): what a history frame
+// does.
+type History interface {
+	Page(ctx context.Context, userID, roomID string, q chat.HistoryQuery) (chat.Page, error)
+}
+
 // Authenticator turns an access token into a session.
 type Authenticator interface {
 	Authenticate(ctx context.Context, token string) (chat.Session, error)
@@ -70,11 +82,14 @@ type Sessions interface {
 	Ended(ctx context.Context, sessionIDs ...string) ([]string, error)
 }
 
-// Config configures a Hub. Store, Broker and Auth are required.
+// Config configures a Hub. Store, Broker, Auth, Poster and History are
+// required.
 type Config struct {
-	Store  Store
-	Broker Broker
-	Auth   Authenticator
+	Store   Store
+	Broker  Broker
+	Auth    Authenticator
+	Poster  Poster
+	History History
 	// Presence, if not nil, is told of every connection, and online/offline
 	// transitions are broadcast to the user's rooms as presence events. It
 	// also enforces MaxConnsPerUser.
@@ -138,13 +153,15 @@ type Config struct {
 	GapWait time.Duration
 	// DeliveredFlush is how often delivery cursors are written. Zero means 1 s.
 	DeliveredFlush time.Duration
-	// Metrics, if not nil, counts what the hub does.
-	Metrics *Metrics
+	// Registerer registers the hub's metrics; nil leaves them unregistered.
+	Registerer prometheus.Registerer
+
+	metrics *metrics
 }
 
 func (c *Config) setDefaults() error {
-	if c.Store == nil || c.Broker == nil || c.Auth == nil {
-		return errors.New("hub: Config needs Store, Broker and Auth")
+	if c.Store == nil || c.Broker == nil || c.Auth == nil || c.Poster == nil || c.History == nil {
+		return errors.New("hub: Config needs Store, Broker, Auth, Poster and History")
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -167,10 +184,9 @@ func (c *Config) setDefaults() error {
 	setDefault(&c.GapWait, 50*time.Millisecond)
 	setDefault(&c.DeliveredFlush, time.Second)
 	setDefault(&c.PresenceRefresh, 20*time.Second)
-	if c.Metrics == nil {
-		c.Metrics = NewMetrics(nil)
-	}
-	return nil
+	var err error
+	c.metrics, err = newMetrics(c.Registerer)
+	return err
 }
 
 func setDefault[T comparable](v *T, def T) {
@@ -230,34 +246,18 @@ func New(cfg Config) (*Hub, error) {
 	return h, nil
 }
 
-// Post validates and stores a message and delivers it to the room. It is
-// the one path by which messages enter the system, from the WebSocket, the
-// HTTP API and later SMS and Slack. created is false when the message repeats
-// an earlier client_id or external id; that message is returned and nothing
-// is delivered again.
-func (h *Hub) Post(ctx context.Context, nm chat.NewMessage) (msg chat.Message, created bool, err error) {
-	if err := nm.Validate(); err != nil {
-		return chat.Message{}, false, err
-	}
-	msg, created, err = h.cfg.Store.SaveMessage(ctx, nm)
-	if err != nil {
-		return chat.Message{}, false, err
-	}
-	if created {
-		h.cfg.Metrics.MessagesIn.WithLabelValues(msg.Source).Inc()
-		h.publish(Event{Room: msg.RoomID, Seq: msg.Seq, From: msg.Sender.ID, Frame: encodeMessage(&msg)})
-	}
-	return msg, created, nil
+// Publish hands ev to this node's connections at once and to the broker
+// for the other nodes. A stored event is durable already, so a broker
+// failure only delays remote delivery until the gap is noticed there; the
+// error says so.
+func (h *Hub) Publish(ctx context.Context, ev Event) error {
+	h.Receive(ev)
+	return h.cfg.Broker.Publish(ctx, ev)
 }
 
-// publish hands ev to local connections at once and to the broker for the
-// other nodes. The message is already durable, so a broker failure only
-// delays remote delivery until the gap is noticed there.
-func (h *Hub) publish(ev Event) { h.publishCtx(h.ctx, ev) }
-
-func (h *Hub) publishCtx(ctx context.Context, ev Event) {
-	h.Receive(ev)
-	if err := h.cfg.Broker.Publish(ctx, ev); err != nil {
+// publish is Publish for the hub's own events, logging a broker failure.
+func (h *Hub) publish(ctx context.Context, ev Event) {
+	if err := h.Publish(ctx, ev); err != nil {
 		h.log.Warn("broker publish failed", slog.String("room", ev.Room), slog.Int64("seq", ev.Seq), slog.Any("error", err))
 	}
 }
@@ -330,7 +330,7 @@ func (h *Hub) register(c *conn) bool {
 		h.users[c.user.ID] = set
 	}
 	set[c] = struct{}{}
-	h.cfg.Metrics.Connections.Inc()
+	h.cfg.metrics.Connections.Inc()
 	return true
 }
 
@@ -354,7 +354,7 @@ func (h *Hub) unregister(c *conn) {
 		if len(set) == 0 {
 			delete(h.users, c.user.ID)
 		}
-		h.cfg.Metrics.Connections.Dec()
+		h.cfg.metrics.Connections.Dec()
 	}
 }
 

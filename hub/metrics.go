@@ -2,10 +2,9 @@ package hub
 
 import "github.com/prometheus/client_golang/prometheus"
 
-// Metrics are the hub's Prometheus collectors.
-type Metrics struct {
+// metrics are the hub's Prometheus collectors.
+type metrics struct {
 	Connections prometheus.Gauge
-	MessagesIn  *prometheus.CounterVec // by source
 	Delivered   prometheus.Counter     // messages handed to connection queues
 	FramesOut   prometheus.Counter     // WebSocket frames written (each may batch several objects)
 	Dropped     *prometheus.CounterVec // by reason: slow_consumer, ephemeral
@@ -18,14 +17,12 @@ type Metrics struct {
 	QueuedBytes     prometheus.Gauge // bytes waiting in every connection's send queue
 }
 
-// NewMetrics makes the hub's collectors and registers them with reg; a nil
+// newMetrics makes the hub's collectors and registers them with reg; a nil
 // reg leaves them unregistered.
-func NewMetrics(reg prometheus.Registerer) *Metrics {
-	m := &Metrics{
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
 		Connections: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "switchboard_ws_connections", Help: "Open authenticated WebSocket connections."}),
-		MessagesIn: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "switchboard_messages_in_total", Help: "Messages stored, by source."}, []string{"source"}),
 		Delivered: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "switchboard_messages_out_total", Help: "Messages handed to connections for delivery."}),
 		FramesOut: prometheus.NewCounter(prometheus.CounterOpts{
@@ -33,7 +30,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_ws_dropped_total", Help: "Connections closed or events dropped, by reason."}, []string{"reason"}),
 		RateLimited: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "switchboard_rate_limited_total", Help: "Sends refused by the per-connection rate limit."}),
+			Name: "switchboard_rate_limited_total", Help: "Requests refused by a per-connection rate limit."}),
 		GapFetches: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "switchboard_gap_fetches_total", Help: "Out-of-order gaps filled from Postgres."}),
 		DeliveryLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -45,8 +42,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "switchboard_send_queue_bytes", Help: "Bytes waiting in the send queues of all connections."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Connections, m.MessagesIn, m.Delivered, m.FramesOut, m.Dropped, m.RateLimited, m.GapFetches,
-			m.DeliveryLatency, m.QueuedBytes)
+		for _, c := range []prometheus.Collector{m.Connections, m.Delivered, m.FramesOut, m.Dropped, m.RateLimited,
+			m.GapFetches, m.DeliveryLatency, m.QueuedBytes} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
 	}
-	return m
+	return m, nil
 }

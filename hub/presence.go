@@ -61,7 +61,7 @@ func (h *Hub) disconnectPresence(c *conn, rooms []string) {
 // broadcastPresence tells each of rooms that user went online or offline.
 func (h *Hub) broadcastPresence(ctx context.Context, user chat.User, rooms []string, status string) {
 	for _, room := range rooms {
-		h.publishCtx(ctx, Event{Room: room, From: user.ID,
+		h.publish(ctx, Event{Room: room, From: user.ID,
 			Frame: encode(presenceFrame{Type: "presence", Room: room, User: user, Status: status})})
 	}
 }

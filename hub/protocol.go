@@ -92,7 +92,7 @@ func (c *conn) withinBudget(f clientFrame, l *rate.Limiter, budget int, message 
 		return true
 	}
 	res.Cancel()
-	c.h.cfg.Metrics.RateLimited.Inc()
+	c.h.cfg.metrics.RateLimited.Inc()
 	c.refused[budget]++
 	if c.refused[budget] >= maxRateRefused {
 		c.closeWith(closePolicy, "far over the rate limit")
@@ -119,7 +119,7 @@ func (c *conn) send(ctx context.Context, f clientFrame) error {
 	if f.ClientID != nil {
 		nm.ClientID = *f.ClientID
 	}
-	msg, _, err := c.h.Post(ctx, nm)
+	msg, _, err := c.h.cfg.Poster.Post(ctx, nm)
 	if err != nil {
 		return err
 	}
@@ -170,29 +170,27 @@ func (c *conn) unsubscribeFrame(f clientFrame) {
 	c.enqueueFrame(encode(unsubscribedFrame{Type: "unsubscribed", ID: f.ID, Room: room}))
 }
 
-// history answers a page of the room's history before before_seq.
+// history answers a page of the room's history, with the query options of
+// the HTTP API (SPEC §5): before_seq, after_seq, since, cursor, limit.
 func (c *conn) history(ctx context.Context, f clientFrame) error {
-	h := c.h
-	if err := h.cfg.Store.CheckMember(ctx, c.user.ID, *f.Room); err != nil {
-		return err
+	q := chat.HistoryQuery{BeforeSeq: f.BeforeSeq, AfterSeq: f.AfterSeq, Since: f.Since, Limit: f.Limit}
+	if f.Cursor != nil {
+		if *f.Cursor == "" {
+			return chat.Errorf(chat.CodeBadRequest, "unknown cursor")
+		}
+		q.Cursor = *f.Cursor
 	}
-	limit, before := defaultHistoryLimit, int64(1<<62)
-	if f.Limit != nil {
-		limit = *f.Limit
-	}
-	if f.BeforeSeq != nil {
-		before = *f.BeforeSeq
-	}
-	msgs, err := h.cfg.Store.MessagesBefore(ctx, *f.Room, before, limit)
+	page, err := c.h.cfg.History.Page(ctx, c.user.ID, *f.Room, q)
 	if err != nil {
 		return err
 	}
-	if msgs == nil {
-		msgs = []chat.Message{}
+	frame := historyFrame{Type: "history", ID: f.ID, Room: *f.Room, Messages: page.Messages}
+	if page.NextCursor != "" {
+		frame.NextCursor = &page.NextCursor
 	}
-	frame := encode(historyFrame{Type: "history", ID: f.ID, Room: *f.Room, Messages: msgs})
-	if c.waitRoom(len(frame)) {
-		c.enqueueFrame(frame)
+	data := encode(frame)
+	if c.waitRoom(len(data)) {
+		c.enqueueFrame(data)
 	}
 	return nil
 }
@@ -202,7 +200,7 @@ func (c *conn) typing(f clientFrame) error {
 	if !c.subscribedTo(*f.Room) {
 		return chat.Errorf(chat.CodeForbidden, "not subscribed to this room")
 	}
-	c.h.publish(Event{Room: *f.Room, From: c.user.ID, Frame: encode(typingFrame{Type: "typing", Room: *f.Room, User: c.user})})
+	c.h.publish(c.ctx, Event{Room: *f.Room, From: c.user.ID, Frame: encode(typingFrame{Type: "typing", Room: *f.Room, User: c.user})})
 	return nil
 }
 

@@ -118,7 +118,7 @@ func (r *room) deliver(ev Event) {
 		c.enqueueMessage(r.id, ev.Seq, ev.Frame)
 		handed++
 	}
-	r.h.cfg.Metrics.Delivered.Add(float64(handed))
+	r.h.cfg.metrics.Delivered.Add(float64(handed))
 }
 
 // fillGap fetches from the store the messages that are missing before the
@@ -173,11 +173,11 @@ func (r *room) fetchMissing(all bool) {
 		}
 		return
 	}
-	r.h.cfg.Metrics.GapFetches.Inc()
+	r.h.cfg.metrics.GapFetches.Inc()
 	for i := range msgs {
 		m := &msgs[i]
 		if m.Seq > r.lastSeq {
-			r.pending[m.Seq] = Event{Room: r.id, Seq: m.Seq, From: m.Sender.ID, Frame: encodeMessage(m)}
+			r.pending[m.Seq] = MessageEvent(*m)
 		}
 	}
 	r.advance()
@@ -244,7 +244,7 @@ func (r *room) catchUp(c *conn, s *sub) {
 		// held across the wait for room in c's queue.
 		for i := range msgs {
 			m := &msgs[i]
-			data := encodeMessage(m)
+			data := messageFrame(*m)
 			if !c.waitRoom(len(data)) {
 				return
 			}

@@ -1,21 +1,19 @@
 package storagetest
 
 import (
-	"context"
+	"testing"
 
-	"github.com/switchboard-chat/switchboard/chat"
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-chat/switchboard/poster"
 	"github.com/switchboard-chat/switchboard/storage"
 )
 
-// Poster posts messages as hub.Hub does, minus the live delivery: it
-// validates, then stores through the real storage. Tests of the webhooks
-// and jobs that post use it where no hub runs.
-type Poster struct{ Store *storage.Store }
-
-// Post validates nm and saves it.
-func (p Poster) Post(ctx context.Context, nm chat.NewMessage) (chat.Message, bool, error) {
-	if err := nm.Validate(); err != nil {
-		return chat.Message{}, false, err
-	}
-	return p.Store.SaveMessage(ctx, nm)
+// NewPoster returns the real poster on store, without live delivery: tests
+// of the webhooks and jobs that post use it where no hub runs.
+func NewPoster(t testing.TB, store *storage.Store) *poster.Poster {
+	t.Helper()
+	p, err := poster.New(poster.Config{Store: store})
+	require.NoError(t, err)
+	return p
 }

@@ -1,0 +1,434 @@
+package hub_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/switchboard-chat/switchboard/chat"
+	"github.com/switchboard-chat/switchboard/hub"
+)
+
+// These tests drive hubs through their WebSocket endpoint with fakes of the
+// hub's own small interfaces: an in-memory store and poster, and a
+// LocalBroker standing in for the cluster. Postgres and Redis behaviour is
+// tested with the real services in cmd/switchboard.
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// memStore is an in-memory hub.Store, hub.History, hub.Poster and
+// hub.Authenticator: rooms with members and messages, users by token.
+type memStore struct {
+	mu       sync.Mutex
+	rooms    map[string]*memRoom
+	users    map[string]chat.User    // by token
+	sessions map[string]chat.Session // by token
+	publish  func(context.Context, hub.Event) error
+}
+
+type memRoom struct {
+	msgs    []chat.EncodedMessage
+	members map[string]int64 // user id → delivered seq
+}
+
+var (
+	_ hub.Store         = (*memStore)(nil)
+	_ hub.Poster        = (*memStore)(nil)
+	_ hub.History       = (*memStore)(nil)
+	_ hub.Authenticator = (*memStore)(nil)
+	_ hub.Broker        = (*hub.LocalBroker)(nil)
+)
+
+func newMemStore() *memStore {
+	return &memStore{rooms: map[string]*memRoom{}, users: map[string]chat.User{}, sessions: map[string]chat.Session{}}
+}
+
+func (s *memStore) user(id string) (chat.User, string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u := chat.User{ID: id, Username: "user" + id, DisplayName: "User " + id}
+	token := "token-" + id
+	s.users[token] = u
+	s.sessions[token] = chat.Session{User: u, ID: "session-" + id, ExpiresAt: time.Now().Add(time.Hour)}
+	return u, token
+}
+
+func (s *memStore) room(id string, members ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := &memRoom{members: map[string]int64{}}
+	for _, m := range members {
+		r.members[m] = 0
+	}
+	s.rooms[id] = r
+}
+
+func (s *memStore) Authenticate(_ context.Context, token string) (chat.Session, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sess, ok := s.sessions[token]; ok {
+		return sess, nil
+	}
+	return chat.Session{}, chat.Errorf(chat.CodeUnauthorized, "no such token")
+}
+
+func (s *memStore) Post(ctx context.Context, nm chat.NewMessage) (chat.Message, bool, error) {
+	if err := nm.Validate(); err != nil {
+		return chat.Message{}, false, err
+	}
+	s.mu.Lock()
+	r := s.rooms[nm.RoomID]
+	if r == nil {
+		s.mu.Unlock()
+		return chat.Message{}, false, chat.ErrNotFound
+	}
+	if _, ok := r.members[nm.SenderID]; !ok {
+		s.mu.Unlock()
+		return chat.Message{}, false, chat.ErrForbidden
+	}
+	m := chat.Message{ID: fmt.Sprintf("%s-%d", nm.RoomID, len(r.msgs)+1), RoomID: nm.RoomID, Seq: int64(len(r.msgs) + 1),
+		Sender: chat.User{ID: nm.SenderID}, Body: nm.Body, Source: nm.Source, CreatedAt: time.Now().UTC()}
+	enc := chat.Encode(m)
+	r.msgs = append(r.msgs, enc)
+	publish := s.publish
+	s.mu.Unlock()
+	if publish != nil {
+		_ = publish(ctx, hub.MessageEvent(enc))
+	}
+	return m, true, nil
+}
+
+func (s *memStore) MessagesAfter(_ context.Context, room string, afterSeq int64, limit int) ([]chat.EncodedMessage, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.rooms[room]
+	if r == nil {
+		return nil, chat.ErrNotFound
+	}
+	from := min(int(max(afterSeq, 0)), len(r.msgs))
+	return slices.Clone(r.msgs[from:min(from+limit, len(r.msgs))]), nil
+}
+
+func (s *memStore) LastSeq(_ context.Context, room string) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r := s.rooms[room]; r != nil {
+		return int64(len(r.msgs)), nil
+	}
+	return 0, chat.ErrNotFound
+}
+
+func (s *memStore) CheckMember(_ context.Context, userID, roomID string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.rooms[roomID]
+	if r == nil {
+		return chat.ErrNotFound
+	}
+	if _, ok := r.members[userID]; !ok {
+		return chat.ErrForbidden
+	}
+	return nil
+}
+
+func (s *memStore) RoomsOf(_ context.Context, userID string) ([]chat.Room, error) {
+	cursors, _ := s.Cursors(context.Background(), userID)
+	rooms := make([]chat.Room, len(cursors))
+	for i, c := range cursors {
+		rooms[i] = chat.Room{ID: c.RoomID, Name: "room" + c.RoomID, Visibility: chat.Private, LastSeq: c.LastSeq}
+	}
+	return rooms, nil
+}
+
+func (s *memStore) Cursors(_ context.Context, userID string) ([]chat.Cursor, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []chat.Cursor
+	for id, r := range s.rooms {
+		if seq, ok := r.members[userID]; ok {
+			out = append(out, chat.Cursor{RoomID: id, LastSeq: int64(len(r.msgs)), DeliveredSeq: seq})
+		}
+	}
+	slices.SortFunc(out, func(a, b chat.Cursor) int { return strings.Compare(a.RoomID, b.RoomID) })
+	return out, nil
+}
+
+func (s *memStore) Profile(_ context.Context, userID string) (chat.Profile, error) {
+	return chat.Profile{User: chat.User{ID: userID}}, nil
+}
+
+func (s *memStore) MarkDelivered(_ context.Context, seqs map[string]map[string]int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for user, rooms := range seqs {
+		for room, seq := range rooms {
+			if r := s.rooms[room]; r != nil {
+				if old, ok := r.members[user]; ok {
+					r.members[user] = max(old, seq)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (s *memStore) MarkRead(context.Context, string, string, int64) (chat.Room, error) {
+	return chat.Room{}, nil
+}
+
+func (s *memStore) Page(ctx context.Context, userID, roomID string, _ chat.HistoryQuery) (chat.Page, error) {
+	if err := s.CheckMember(ctx, userID, roomID); err != nil {
+		return chat.Page{}, err
+	}
+	msgs, err := s.MessagesAfter(ctx, roomID, 0, 1000)
+	return chat.Page{Messages: msgs}, err
+}
+
+// leave removes userID from roomID, as storage would before the control.
+func (s *memStore) leave(userID, roomID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.rooms[roomID].members, userID)
+}
+
+// join adds userID to roomID from its current end and returns that seq.
+func (s *memStore) join(userID, roomID string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.rooms[roomID]
+	r.members[userID] = int64(len(r.msgs))
+	return int64(len(r.msgs))
+}
+
+// cluster is n hubs on one LocalBroker and one store, each behind its own
+// httptest server.
+type cluster struct {
+	store *memStore
+	hubs  []*hub.Hub
+	urls  []string
+}
+
+func newCluster(t *testing.T, n int, tune func(*hub.Config)) *cluster {
+	t.Helper()
+	c := &cluster{store: newMemStore()}
+	b := &hub.LocalBroker{}
+	for range n {
+		cfg := hub.Config{Store: c.store, Broker: b, Auth: c.store, Poster: c.store, History: c.store,
+			WriteInterval: -1, GapWait: 10 * time.Millisecond}
+		if tune != nil {
+			tune(&cfg)
+		}
+		h, err := hub.New(cfg)
+		require.NoError(t, err)
+		b.Attach(h)
+		srv := httptest.NewServer(h)
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			require.NoError(t, h.Shutdown(ctx))
+			srv.Close()
+		})
+		c.hubs = append(c.hubs, h)
+		c.urls = append(c.urls, "ws"+strings.TrimPrefix(srv.URL, "http"))
+	}
+	// The poster publishes through the first hub, as a node's does.
+	c.store.publish = c.hubs[0].Publish
+	return c
+}
+
+// client is a WebSocket client that splits batched frames.
+type client struct {
+	t       *testing.T
+	ws      *websocket.Conn
+	pending []map[string]any
+}
+
+func (c *cluster) dial(t *testing.T, node int, token string) *client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, c.urls[node]+"/ws", &websocket.DialOptions{Subprotocols: []string{hub.Subprotocol}})
+	require.NoError(t, err)
+	t.Cleanup(func() { ws.CloseNow() })
+	cl := &client{t: t, ws: ws}
+	cl.send(map[string]any{"type": "auth", "token": token})
+	require.Equal(t, "ready", cl.next()["type"])
+	return cl
+}
+
+func (c *client) send(v any) {
+	c.t.Helper()
+	raw, err := json.Marshal(v)
+	require.NoError(c.t, err)
+	require.NoError(c.t, c.ws.Write(context.Background(), websocket.MessageText, raw))
+}
+
+func (c *client) nextErr(wait time.Duration) (map[string]any, error) {
+	for len(c.pending) == 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		_, data, err := c.ws.Read(ctx)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		for _, line := range bytes.Split(data, []byte("\n")) {
+			var obj map[string]any
+			require.NoError(c.t, json.Unmarshal(line, &obj))
+			c.pending = append(c.pending, obj)
+		}
+	}
+	obj := c.pending[0]
+	c.pending = c.pending[1:]
+	return obj, nil
+}
+
+func (c *client) next() map[string]any {
+	c.t.Helper()
+	obj, err := c.nextErr(5 * time.Second)
+	require.NoError(c.t, err)
+	return obj
+}
+
+// nextOf returns the next object of type typ, skipping the others.
+func (c *client) nextOf(typ string) map[string]any {
+	c.t.Helper()
+	for {
+		if obj := c.next(); obj["type"] == typ {
+			return obj
+		}
+	}
+}
+
+func seqOf(obj map[string]any) int64 { return int64(obj["message"].(map[string]any)["seq"].(float64)) }
+
+// TestDeliveryAcrossHubs: a message sent on one hub is acked and reaches
+// the room's subscribers on every hub, in order, once.
+func TestDeliveryAcrossHubs(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 2, nil)
+	alice, aliceToken := c.store.user("1")
+	_, bobToken := c.store.user("2")
+	c.store.room("10", "1", "2")
+	a := c.dial(t, 0, aliceToken)
+	b := c.dial(t, 1, bobToken)
+	a.nextOf("subscribed")
+	b.nextOf("subscribed")
+	for i := 1; i <= 20; i++ {
+		a.send(map[string]any{"type": "send", "id": fmt.Sprint(i), "room": "10", "body": fmt.Sprint("hello ", i)})
+	}
+	for i := int64(1); i <= 20; i++ {
+		got := b.nextOf("message")
+		require.Equal(t, i, seqOf(got))
+		require.Equal(t, alice.ID, got["message"].(map[string]any)["sender"].(map[string]any)["id"])
+	}
+	acks := 0
+	for acks < 20 {
+		if obj := a.next(); obj["type"] == "ack" {
+			acks++
+		}
+	}
+}
+
+// TestOutOfOrderEventsAreOrdered: events the broker delivers late or out
+// of order reach a connection in seq order, the missing ones fetched.
+func TestOutOfOrderEventsAreOrdered(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 2, nil)
+	_, bobToken := c.store.user("2")
+	c.store.room("10", "1", "2")
+	c.store.publish = nil // stored only; the test delivers the events itself
+	b := c.dial(t, 1, bobToken)
+	b.nextOf("subscribed")
+	var events []hub.Event
+	for i := range 6 {
+		m, _, err := c.store.Post(context.Background(), chat.NewMessage{RoomID: "10", SenderID: "1", Body: fmt.Sprint(i), Source: chat.SourceWeb})
+		require.NoError(t, err)
+		enc, err := c.store.MessagesAfter(context.Background(), "10", m.Seq-1, 1)
+		require.NoError(t, err)
+		events = append(events, hub.MessageEvent(enc[0]))
+	}
+	for _, i := range []int{5, 2, 2, 0, 4} { // 2 twice, 1 and 3 never
+		c.hubs[1].Receive(events[i])
+	}
+	for seq := int64(1); seq <= 6; seq++ {
+		require.Equal(t, seq, seqOf(b.nextOf("message")))
+	}
+}
+
+// TestMembershipControls: leave and join controls published by one hub
+// change the subscriptions of the user's sockets on the other.
+func TestMembershipControls(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 2, nil)
+	_, aliceToken := c.store.user("1")
+	_, bobToken := c.store.user("2")
+	c.store.room("10", "1", "2")
+	c.store.room("20", "1")
+	a := c.dial(t, 0, aliceToken)
+	b := c.dial(t, 1, bobToken)
+	a.nextOf("subscribed")
+	b.nextOf("subscribed")
+
+	c.store.leave("2", "10")
+	c.hubs[0].Left(context.Background(), "2", "10", "left")
+	u := b.nextOf("unsubscribed")
+	require.Equal(t, "10", u["room"])
+	require.Equal(t, "left", u["reason"])
+	a.send(map[string]any{"type": "send", "id": "x", "room": "10", "body": "not for bob"})
+	a.nextOf("ack")
+
+	from := c.store.join("2", "20")
+	c.hubs[0].Joined(context.Background(), chat.Membership{UserID: "2", RoomID: "20", FromSeq: from, New: true})
+	require.Equal(t, "20", b.nextOf("subscribed")["room"])
+	a.send(map[string]any{"type": "send", "id": "y", "room": "20", "body": "for bob"})
+	got := b.nextOf("message")
+	require.Equal(t, "20", got["message"].(map[string]any)["room_id"], "nothing of room 10 came first")
+}
+
+// TestEndedSessionCloses: ending a session closes its sockets on every hub
+// with 4401, and only those.
+func TestEndedSessionCloses(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 2, nil)
+	_, bobToken := c.store.user("2")
+	_, carolToken := c.store.user("3")
+	b := c.dial(t, 1, bobToken)
+	other := c.dial(t, 1, carolToken)
+	c.hubs[0].EndSessions(context.Background(), "2", []string{"session-2"})
+	for {
+		_, err := b.nextErr(2 * time.Second)
+		if err != nil {
+			require.Equal(t, websocket.StatusCode(4401), websocket.CloseStatus(err))
+			break
+		}
+	}
+	other.send(map[string]any{"type": "ping", "id": "p"})
+	require.Equal(t, "p", other.nextOf("pong")["id"])
+}
+
+// TestShutdownClosesWithGoingAway: Shutdown closes every socket with 1001
+// after telling it, and leaves no goroutine behind (TestMain checks).
+func TestShutdownClosesWithGoingAway(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 1, nil)
+	_, token := c.store.user("2")
+	cl := c.dial(t, 0, token)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	go func() { _ = c.hubs[0].Shutdown(ctx) }()
+	e := cl.nextOf("error")
+	require.Equal(t, "unavailable", e["code"])
+	_, err := cl.nextErr(5 * time.Second)
+	require.Equal(t, websocket.StatusGoingAway, websocket.CloseStatus(err))
+}
