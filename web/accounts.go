@@ -248,6 +248,7 @@ func (a *API) patchMe(w http.ResponseWriter, r *http.Request, s chat.Session) {
 		a.fail(w, r, err)
 		return
 	}
+	a.cfg.Changes.UserChanged(r.Context(), s.User.ID, u.DisplayName != nil)
 	writeJSON(w, http.StatusOK, p)
 }
 
@@ -296,5 +297,6 @@ func (a *API) verifyPhone(w http.ResponseWriter, r *http.Request, s chat.Session
 		a.fail(w, r, err)
 		return
 	}
+	a.cfg.Changes.UserChanged(r.Context(), s.User.ID, false)
 	writeJSON(w, http.StatusOK, p)
 }

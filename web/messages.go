@@ -2,9 +2,6 @@ package web
 
 import (
 	"bytes"
-	"encoding/base64"
-	"fmt"
-	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -12,11 +9,6 @@ import (
 	"time"
 
 	"github.com/switchboard-chat/switchboard/chat"
-)
-
-const (
-	defaultLimit = 50
-	maxLimit     = 200
 )
 
 func (a *API) postMessage(w http.ResponseWriter, r *http.Request, s chat.Session) {
@@ -45,7 +37,7 @@ func (a *API) postMessage(w http.ResponseWriter, r *http.Request, s chat.Session
 	if req.ClientID != nil {
 		nm.ClientID = *req.ClientID
 	}
-	msg, created, err := a.cfg.Hub.Post(r.Context(), nm)
+	msg, created, err := a.cfg.Poster.Post(r.Context(), nm)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -57,85 +49,41 @@ func (a *API) postMessage(w http.ResponseWriter, r *http.Request, s chat.Session
 	writeJSON(w, status, msg)
 }
 
-// page is one history query: the limit newest before a seq, or the limit
-// oldest after one. Its cursor form is what next_cursor carries.
-type page struct {
-	after bool  // true: ascending from seq; false: newest before seq
-	seq   int64 // exclusive bound
-	limit int
-}
-
-func (p page) cursor() string {
-	dir := "b"
-	if p.after {
-		dir = "a"
-	}
-	return base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "%s:%d:%d", dir, p.seq, p.limit))
-}
-
-func parseCursor(s string) (page, error) {
-	bad := chat.Errorf(chat.CodeBadRequest, "unknown cursor")
-	raw, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		return page{}, bad
-	}
-	var p page
-	var dir string
-	n, err := fmt.Sscanf(string(raw), "%1s:%d:%d", &dir, &p.seq, &p.limit)
-	if err != nil || n != 3 || (dir != "a" && dir != "b") || p.seq < 0 || p.limit < 1 || p.limit > maxLimit {
-		return page{}, bad
-	}
-	p.after = dir == "a"
-	if p.cursor() != s { // trailing bytes or another spelling: not one of ours
-		return page{}, bad
-	}
-	return p, nil
-}
-
-// parseHistoryQuery turns the query string of GET .../messages into a
-// query. At most one of before_seq, after_seq, since and cursor may be
-// given.
+// parseHistoryQuery reads the query string of GET .../messages (SPEC §5):
+// the numbers and times; the history service checks the rest.
 func parseHistoryQuery(r *http.Request) (chat.HistoryQuery, error) {
 	q := r.URL.Query()
-	p := chat.HistoryQuery{Seq: math.MaxInt64, Limit: defaultLimit}
+	var p chat.HistoryQuery
 	if q.Has("limit") {
 		n, err := strconv.Atoi(q.Get("limit"))
-		if err != nil || n < 1 || n > maxLimit {
-			return p, chat.Errorf(chat.CodeBadRequest, "limit must be a number from 1 to %d", maxLimit)
-		}
-		p.Limit = n
-	}
-	given := 0
-	for _, k := range []string{"before_seq", "after_seq", "since", "cursor"} {
-		if q.Has(k) {
-			given++
-		}
-	}
-	if given > 1 {
-		return p, chat.Errorf(chat.CodeBadRequest, "use only one of before_seq, after_seq, since and cursor")
-	}
-	var err error
-	switch {
-	case q.Has("before_seq"):
-		p.Seq, err = parseSeq(q, "before_seq")
-	case q.Has("after_seq"):
-		p.After = true
-		p.Seq, err = parseSeq(q, "after_seq")
-	case q.Has("since"):
-		p.Since, err = time.Parse(time.RFC3339Nano, q.Get("since"))
 		if err != nil {
-			err = chat.Errorf(chat.CodeBadRequest, "since must be an RFC 3339 time such as 2026-01-02T15:04:05Z")
+			return p, chat.Errorf(chat.CodeBadRequest, "limit must be a number from 1 to %d", chat.MaxPageSize)
 		}
-	case q.Has("cursor"):
-		var c page
-		if c, err = parseCursor(q.Get("cursor")); err == nil {
-			p.After, p.Seq = c.after, c.seq
-			if !q.Has("limit") {
-				p.Limit = c.limit
+		p.Limit = &n
+	}
+	for key, seq := range map[string]**int64{"before_seq": &p.BeforeSeq, "after_seq": &p.AfterSeq} {
+		if q.Has(key) {
+			n, err := parseSeq(q, key)
+			if err != nil {
+				return p, err
 			}
+			*seq = &n
 		}
 	}
-	return p, err
+	if q.Has("since") {
+		since, err := time.Parse(time.RFC3339Nano, q.Get("since"))
+		if err != nil {
+			return p, chat.Errorf(chat.CodeBadRequest, "since must be an RFC 3339 time such as 2026-01-02T15:04:05Z")
+		}
+		p.Since = &since
+	}
+	if q.Has("cursor") {
+		p.Cursor = q.Get("cursor")
+		if p.Cursor == "" {
+			return p, chat.Errorf(chat.CodeBadRequest, "unknown cursor")
+		}
+	}
+	return p, nil
 }
 
 func parseSeq(q url.Values, key string) (int64, error) {
@@ -182,38 +130,28 @@ func (a *API) history(w http.ResponseWriter, r *http.Request, s chat.Session) {
 		a.fail(w, r, err)
 		return
 	}
-	// Read one more than asked to know whether another page exists.
-	limit := q.Limit
-	q.Limit++
-	msgs, err := a.cfg.Store.History(r.Context(), s.User.ID, roomID, q)
+	page, err := a.cfg.History.Page(r.Context(), s.User.ID, roomID, q)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
 	next := "null"
-	if len(msgs) > limit {
-		var c page
-		if q.After || !q.Since.IsZero() {
-			msgs = msgs[:limit]
-			c = page{after: true, seq: msgs[len(msgs)-1].Seq, limit: limit}
-		} else {
-			msgs = msgs[1:]
-			c = page{seq: msgs[0].Seq, limit: limit}
-		}
-		next = strconv.Quote(c.cursor())
+	if page.NextCursor != "" {
+		next = strconv.Quote(page.NextCursor)
 	}
-	writeMessages(w, []byte(`{"messages":`), msgs, `,"next_cursor":`+next+"}\n")
+	writeMessages(w, []byte(`{"messages":`), page.Messages, `,"next_cursor":`+next+"}\n")
 }
 
 // thread answers GET /api/v1/messages/{id}: the message and its first
-// maxLimit replies (the replies endpoint pages through longer threads).
+// chat.MaxPageSize replies (the replies endpoint pages through longer
+// threads).
 func (a *API) thread(w http.ResponseWriter, r *http.Request, s chat.Session) {
 	messageID, err := pathID(r)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	msg, replies, err := a.cfg.Store.Thread(r.Context(), s.User.ID, messageID, 0, maxLimit)
+	msg, replies, err := a.cfg.History.Thread(r.Context(), s.User.ID, messageID, 0, chat.MaxPageSize)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -230,11 +168,11 @@ func (a *API) replies(w http.ResponseWriter, r *http.Request, s chat.Session) {
 		return
 	}
 	q := r.URL.Query()
-	limit := defaultLimit
+	limit := chat.DefaultPageSize
 	if q.Has("limit") {
 		n, err := strconv.Atoi(q.Get("limit"))
-		if err != nil || n < 1 || n > maxLimit {
-			a.fail(w, r, chat.Errorf(chat.CodeBadRequest, "limit must be a number from 1 to %d", maxLimit))
+		if err != nil || n < 1 || n > chat.MaxPageSize {
+			a.fail(w, r, chat.Errorf(chat.CodeBadRequest, "limit must be a number from 1 to %d", chat.MaxPageSize))
 			return
 		}
 		limit = n
@@ -248,7 +186,7 @@ func (a *API) replies(w http.ResponseWriter, r *http.Request, s chat.Session) {
 		}
 		after = seq
 	}
-	_, replies, err := a.cfg.Store.Thread(r.Context(), s.User.ID, messageID, after, limit+1)
+	_, replies, err := a.cfg.History.Thread(r.Context(), s.User.ID, messageID, after, limit+1)
 	if err != nil {
 		a.fail(w, r, err)
 		return

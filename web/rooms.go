@@ -118,6 +118,7 @@ func (a *API) leaveRoom(w http.ResponseWriter, r *http.Request, s chat.Session) 
 		a.fail(w, r, err)
 		return
 	}
+	a.cfg.Changes.UserChanged(r.Context(), s.User.ID, false)
 	a.cfg.Hub.Left(r.Context(), s.User.ID, roomID, "left")
 	w.WriteHeader(http.StatusNoContent)
 }

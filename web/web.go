@@ -56,19 +56,31 @@ type Store interface {
 	Leave(ctx context.Context, userID, roomID string) error
 	CheckMember(ctx context.Context, userID, roomID string) error
 	RoomMembers(ctx context.Context, roomID string) ([]chat.User, error)
+}
 
-	// History returns a page of a room's history if the user may read it.
-	History(ctx context.Context, userID, roomID string, q chat.HistoryQuery) ([]chat.EncodedMessage, error)
+// History answers history reads (package history).
+type History interface {
+	// Page returns a page of a room's history if the user may read it.
+	Page(ctx context.Context, userID, roomID string, q chat.HistoryQuery) (chat.Page, error)
 	// Thread returns a message and up to limit of its replies after
 	// afterSeq, if the user may read its room.
 	Thread(ctx context.Context, userID, messageID string, afterSeq int64, limit int) (chat.EncodedMessage, []chat.EncodedMessage, error)
 }
 
-// Hub is what the API needs from live delivery: posting a message (stored
-// and delivered as a WebSocket send would be), and applying membership
+// Poster stores a message and delivers it (package poster).
+type Poster interface {
+	Post(ctx context.Context, m chat.NewMessage) (chat.Message, bool, error)
+}
+
+// Changes is told of what changes cached reads on every node
+// (*cache.Cache is one): after a user's profile or memberships change.
+type Changes interface {
+	UserChanged(ctx context.Context, userID string, names bool)
+}
+
+// Hub is what the API needs from live delivery: applying membership
 // changes and ended sessions to open connections on every node.
 type Hub interface {
-	Post(ctx context.Context, m chat.NewMessage) (chat.Message, bool, error)
 	// Joined subscribes the user's open connections to the room, catching
 	// up from m.FromSeq.
 	Joined(ctx context.Context, m chat.Membership)
@@ -83,13 +95,16 @@ type Authenticator interface {
 	Authenticate(ctx context.Context, token string) (chat.Session, error)
 }
 
-// Config configures the API. Every field but Limiter, Logger, WebSocket and
-// Metrics is required.
+// Config configures the API. Store, History, Poster, Changes, Hub, Auth,
+// Tokens, Denylist and Ready are required.
 type Config struct {
-	Store  Store
-	Hub    Hub
-	Auth   Authenticator
-	Tokens *auth.Tokens
+	Store   Store
+	History History
+	Poster  Poster
+	Changes Changes
+	Hub     Hub
+	Auth    Authenticator
+	Tokens  *auth.Tokens
 	// Denylist records the access tokens revoked by logout; Auth must
 	// consult the same one.
 	Denylist auth.Denylist
@@ -142,8 +157,9 @@ type API struct {
 
 // New returns the API's handler.
 func New(cfg Config) (*API, error) {
-	if cfg.Store == nil || cfg.Hub == nil || cfg.Auth == nil || cfg.Tokens == nil || cfg.Denylist == nil || cfg.Ready == nil {
-		return nil, errors.New("web: Config needs Store, Hub, Auth, Tokens, Denylist and Ready")
+	if cfg.Store == nil || cfg.History == nil || cfg.Poster == nil || cfg.Changes == nil || cfg.Hub == nil ||
+		cfg.Auth == nil || cfg.Tokens == nil || cfg.Denylist == nil || cfg.Ready == nil {
+		return nil, errors.New("web: Config needs Store, History, Poster, Changes, Hub, Auth, Tokens, Denylist and Ready")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

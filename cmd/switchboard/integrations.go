@@ -11,12 +11,11 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard-chat/switchboard/auth"
-	"github.com/switchboard-chat/switchboard/hub"
 	"github.com/switchboard-chat/switchboard/integrations"
 	"github.com/switchboard-chat/switchboard/integrations/jobs"
 	"github.com/switchboard-chat/switchboard/integrations/slack"
 	"github.com/switchboard-chat/switchboard/integrations/twilio"
-	"github.com/switchboard-chat/switchboard/presence"
+	"github.com/switchboard-chat/switchboard/poster"
 	"github.com/switchboard-chat/switchboard/storage"
 )
 
@@ -64,7 +63,8 @@ type workers struct {
 	log      *slog.Logger
 }
 
-func newWorkers(cfg *config, q *jobs.Queue, store *storage.Store, h *hub.Hub, online *presence.Redis, tokens *auth.Tokens, log *slog.Logger) (*workers, error) {
+func newWorkers(cfg *config, b *base, post *poster.Poster, online integrations.Presence, tokens *auth.Tokens, log *slog.Logger) (*workers, error) {
+	q, store := b.queue, b.store
 	w := &workers{
 		queue: q,
 		relay: &integrations.Relay{Store: store, Queue: q, Logger: log.With(slog.String("component", "outbox"))},
@@ -91,7 +91,7 @@ func newWorkers(cfg *config, q *jobs.Queue, store *storage.Store, h *hub.Hub, on
 	if cfg.slackOn() {
 		api := slack.NewAPI(slack.APIConfig{BotToken: cfg.Slack.BotToken, APIURL: cfg.Slack.APIURL})
 		w.handlers[slack.PostKind.Type] = slack.HandlePost(store, api, q.NewBreaker("slack"))
-		w.handlers[slack.EventKind.Type] = slack.HandleEventTask(store, h)
+		w.handlers[slack.EventKind.Type] = slack.HandleEventTask(store, post)
 	}
 	return w, nil
 }
@@ -111,14 +111,14 @@ func (w *workers) run(ctx context.Context) error {
 
 // webhooks returns the routes of the integrations that are on; the others'
 // paths answer 404 (SPEC §12).
-func webhooks(cfg *config, public string, store *storage.Store, h *hub.Hub, q *jobs.Queue, log *slog.Logger) (map[string]http.Handler, error) {
+func webhooks(cfg *config, public string, store *storage.Store, post *poster.Poster, q *jobs.Queue, log *slog.Logger) (map[string]http.Handler, error) {
 	routes := map[string]http.Handler{}
 	if cfg.smsOn() {
 		sms, err := twilio.NewWebhook(twilio.WebhookConfig{
 			AuthToken: cfg.Twilio.AuthToken,
 			URL:       public + "/webhooks/twilio/sms",
 			Store:     store,
-			Poster:    h,
+			Poster:    post,
 			Logger:    log.With(slog.String("component", "twilio")),
 		})
 		if err != nil {
@@ -130,7 +130,7 @@ func webhooks(cfg *config, public string, store *storage.Store, h *hub.Hub, q *j
 		sc := slack.WebhookConfig{
 			SigningSecret: cfg.Slack.SigningSecret,
 			Store:         store,
-			Poster:        h,
+			Poster:        post,
 			Queue:         q,
 			Logger:        log.With(slog.String("component", "slack")),
 		}

@@ -56,7 +56,7 @@ func TestScreenshots(t *testing.T) {
 	}
 	// As the SMS and Slack integrations store them.
 	external := func(u testUser, roomID, body, source, externalID string) {
-		_, _, err := s.node.hub.Post(t.Context(), chat.NewMessage{RoomID: roomID, SenderID: u.ID, Body: body,
+		_, _, err := s.node.poster.Post(t.Context(), chat.NewMessage{RoomID: roomID, SenderID: u.ID, Body: body,
 			Source: source, ExternalID: externalID})
 		require.NoError(t, err)
 	}

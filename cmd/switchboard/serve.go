@@ -23,9 +23,11 @@ import (
 	"github.com/switchboard-chat/switchboard/chat"
 	"github.com/switchboard-chat/switchboard/clientip"
 	"github.com/switchboard-chat/switchboard/denylist"
+	"github.com/switchboard-chat/switchboard/history"
 	"github.com/switchboard-chat/switchboard/hub"
 	"github.com/switchboard-chat/switchboard/integrations/jobs"
 	"github.com/switchboard-chat/switchboard/migrations"
+	"github.com/switchboard-chat/switchboard/poster"
 	"github.com/switchboard-chat/switchboard/presence"
 	"github.com/switchboard-chat/switchboard/ratelimit"
 	"github.com/switchboard-chat/switchboard/storage"
@@ -52,20 +54,105 @@ func openStore(ctx context.Context, databaseURL string) (*pgxpool.Pool, error) {
 	return pool, nil
 }
 
-// node is one running Switchboard server: its stores, hub and HTTP handler.
+// base is what every process that stores messages runs on: Postgres,
+// Redis, the job queue, the cache (whose announcements every node's reads
+// depend on) and the broker. serve builds a node on it; worker uses it
+// alone.
+type base struct {
+	pool   *pgxpool.Pool
+	rdb    *redis.Client
+	reg    *prometheus.Registry
+	store  *storage.Store
+	queue  *jobs.Queue
+	cache  *cache.Cache
+	broker *broker.Redis
+	// denylist holds the ended sessions; the cache reads it with profiles.
+	denylist *denylist.Redis
+	stop     context.CancelFunc // ends the cache's retries
+}
+
+// newBase connects to Postgres (creating and migrating the database) and
+// Redis, and builds the parts every process needs on them.
+func newBase(ctx context.Context, cfg *config, log *slog.Logger) (_ *base, err error) {
+	redisOpts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("redis url: %w", err)
+	}
+	b := &base{}
+	b.pool, err = openStore(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	b.rdb = redis.NewClient(redisOpts)
+	bctx, stop := context.WithCancel(context.Background())
+	b.stop = stop
+	defer func() {
+		if err != nil {
+			b.close()
+		}
+	}()
+	b.reg = prometheus.NewRegistry()
+	b.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerPoolMetrics(b.reg, b.pool, b.rdb)
+	if b.queue, err = newQueue(cfg, b.rdb, b.reg, log); err != nil {
+		return nil, err
+	}
+	b.store = storage.New(b.pool, storeOptions(cfg, b.queue)...)
+	if b.denylist, err = denylist.NewRedis(b.rdb, cfg.RedisPrefix); err != nil {
+		return nil, err
+	}
+	b.cache, err = cache.New(bctx, cache.Config{
+		Store: b.store, Redis: b.rdb, Key: cfg.RedisPrefix + "versions", EndedKey: b.denylist.Key, Metrics: b.reg,
+		Logger: log.With(slog.String("component", "cache")),
+	})
+	if err != nil {
+		return nil, err
+	}
+	b.broker, err = broker.NewRedis(broker.RedisConfig{
+		Client: b.rdb,
+		Prefix: cfg.RedisPrefix,
+		Logger: log.With(slog.String("component", "broker")),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// newPoster returns the poster of messages, publishing through pub.
+func (b *base) newPoster(pub poster.Publisher, log *slog.Logger) (*poster.Poster, error) {
+	return poster.New(poster.Config{Store: b.store, Announcer: b.cache, Publisher: pub, Registerer: b.reg,
+		Logger: log.With(slog.String("component", "poster"))})
+}
+
+// close stops the broker and the cache and releases Redis and Postgres.
+func (b *base) close() {
+	if b.broker != nil {
+		_ = b.broker.Close()
+	}
+	if b.stop != nil {
+		b.stop()
+	}
+	if b.rdb != nil {
+		_ = b.rdb.Close()
+	}
+	if b.pool != nil {
+		b.pool.Close()
+	}
+}
+
+// node is one running Switchboard server: its base, hub and HTTP handler.
 type node struct {
+	*base
 	handler      http.Handler
 	hub          *hub.Hub
-	broker       *broker.Redis
-	queue        *jobs.Queue
+	poster       *poster.Poster
 	workers      *workers // nil when no integration is on
-	pool         *pgxpool.Pool
-	rdb          *redis.Client
 	shuttingDown atomic.Bool
 }
 
-// newNode connects to Postgres (creating and migrating the database) and
-// Redis and builds the hub and the HTTP API on them.
+// newNode builds a server: the base, the hub, the HTTP API and the job
+// workers of the integrations that are on.
 func newNode(ctx context.Context, cfg *config, secret []byte, log *slog.Logger) (_ *node, err error) {
 	public, err := cfg.publicURL()
 	if err != nil {
@@ -79,61 +166,38 @@ func newNode(ctx context.Context, cfg *config, secret []byte, log *slog.Logger) 
 	if err != nil {
 		return nil, err
 	}
-	redisOpts, err := redis.ParseURL(cfg.RedisURL)
-	if err != nil {
-		return nil, fmt.Errorf("redis url: %w", err)
-	}
-	n := &node{}
-	n.pool, err = openStore(ctx, cfg.DatabaseURL)
+	b, err := newBase(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	n.rdb = redis.NewClient(redisOpts)
+	n := &node{base: b}
 	defer func() {
 		if err != nil {
 			n.close()
 		}
 	}()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	registerPoolMetrics(reg, n.pool, n.rdb)
-	n.queue, err = newQueue(cfg, n.rdb, reg, log)
+	authenticator := auth.NewAuthenticator(tokens, b.cache, b.denylist)
+	online, err := presence.New(presence.Config{Client: b.rdb, Prefix: cfg.RedisPrefix})
 	if err != nil {
 		return nil, err
 	}
-	store := storage.New(n.pool, storeOptions(cfg, n.queue)...)
-	revoked, err := denylist.NewRedis(n.rdb, cfg.RedisPrefix)
+	reads := history.New(b.cache)
+	// The hub delivers what the poster stores, and its send frames post:
+	// the poster publishes through the hub made just after it.
+	post, err := b.newPoster(poster.PublisherFunc(func(ctx context.Context, ev hub.Event) error {
+		return n.hub.Publish(ctx, ev)
+	}), log)
 	if err != nil {
 		return nil, err
 	}
-	// Both the cache and the broker use the versions key: see package cache.
-	versionsKey := cfg.RedisPrefix + "versions"
-	cached, err := cache.New(cache.Config{
-		Store: store, Redis: n.rdb, Key: versionsKey, EndedKey: revoked.Key, Metrics: reg,
-		Logger: log.With(slog.String("component", "cache")),
-	})
-	if err != nil {
-		return nil, err
-	}
-	authenticator := auth.NewAuthenticator(tokens, cached, revoked)
-	n.broker, err = broker.NewRedis(broker.RedisConfig{
-		Client:       n.rdb,
-		Prefix:       cfg.RedisPrefix,
-		RoomHeadsKey: versionsKey,
-		Logger:       log.With(slog.String("component", "broker")),
-	})
-	if err != nil {
-		return nil, err
-	}
-	online, err := presence.New(presence.Config{Client: n.rdb, Prefix: cfg.RedisPrefix})
-	if err != nil {
-		return nil, err
-	}
+	n.poster = post
 	hubCfg := hub.Config{
-		Store:           store,
+		Store:           b.store,
+		Poster:          post,
+		History:         reads,
 		Presence:        online,
-		Sessions:        revoked,
-		Broker:          n.broker,
+		Sessions:        b.denylist,
+		Broker:          b.broker,
 		Auth:            authenticator,
 		Logger:          log.With(slog.String("component", "hub")),
 		AllowedOrigins:  cfg.allowedOrigins(public),
@@ -142,57 +206,58 @@ func newNode(ctx context.Context, cfg *config, secret []byte, log *slog.Logger) 
 		RateLimit:       cfg.RateLimit,
 		RateBurst:       cfg.RateBurst,
 		WriteInterval:   cfg.WriteInterval,
-		Metrics:         hub.NewMetrics(reg),
+		Registerer:      b.reg,
 	}
 	if cfg.tuneHub != nil {
 		cfg.tuneHub(&hubCfg)
 	}
-	n.hub, err = hub.New(hubCfg)
-	if err != nil {
+	if n.hub, err = hub.New(hubCfg); err != nil {
 		return nil, err
 	}
-	if err := n.broker.Start(n.hub); err != nil {
+	if err := b.broker.Start(n.hub); err != nil {
 		return nil, err
 	}
 	if cfg.smsOn() || cfg.slackOn() {
-		n.workers, err = newWorkers(cfg, n.queue, store, n.hub, online, tokens, log)
-		if err != nil {
+		if n.workers, err = newWorkers(cfg, b, post, online, tokens, log); err != nil {
 			return nil, err
 		}
 	}
-	hooks, err := webhooks(cfg, public, store, n.hub, n.queue, log)
+	hooks, err := webhooks(cfg, public, b.store, post, b.queue, log)
 	if err != nil {
 		return nil, err
 	}
 
 	webCfg := web.Config{
 		Presence:  online,
-		Store:     cached,
+		Store:     b.store,
+		History:   reads,
+		Poster:    post,
+		Changes:   b.cache,
 		Hub:       n.hub,
 		Auth:      authenticator,
 		Tokens:    tokens,
-		Denylist:  revoked,
+		Denylist:  b.denylist,
 		Ready:     n.ready,
 		WebSocket: n.hub,
 		Webhooks:  hooks,
 		// A collector that fails (the queue depths while Redis is down)
 		// is logged and left out: the rest is served, and no error text
 		// reaches the scraper.
-		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		Metrics: promhttp.HandlerFor(b.reg, promhttp.HandlerOpts{
 			ErrorHandling: promhttp.ContinueOnError,
 			ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		}),
-		Registerer: reg,
+		Registerer: b.reg,
 		ClientIP:   clients.IP,
 		Logger:     log.With(slog.String("component", "web")),
 	}
-	webCfg.LoginBackoff, err = ratelimit.NewBackoff(n.rdb, cfg.RedisPrefix, ratelimit.BackoffConfig{})
+	webCfg.LoginBackoff, err = ratelimit.NewBackoff(b.rdb, cfg.RedisPrefix, ratelimit.BackoffConfig{})
 	if err != nil {
 		return nil, err
 	}
 	if cfg.AuthRateLimit > 0 {
 		// The budget refills over a minute, with bursts of a minute's worth.
-		rl, err := ratelimit.NewRedis(n.rdb, cfg.RedisPrefix, ratelimit.Limit{
+		rl, err := ratelimit.NewRedis(b.rdb, cfg.RedisPrefix, ratelimit.Limit{
 			Rate: float64(cfg.AuthRateLimit) / 60, Burst: cfg.AuthRateLimit})
 		if err != nil {
 			return nil, fmt.Errorf("auth rate limit: %w", err)
@@ -200,14 +265,13 @@ func newNode(ctx context.Context, cfg *config, secret []byte, log *slog.Logger) 
 		webCfg.AuthLimiter = webLimiter{rl}
 	}
 	if cfg.HTTPRateLimit > 0 {
-		rl, err := ratelimit.NewRedis(n.rdb, cfg.RedisPrefix, ratelimit.Limit{Rate: cfg.HTTPRateLimit, Burst: cfg.HTTPRateBurst})
+		rl, err := ratelimit.NewRedis(b.rdb, cfg.RedisPrefix, ratelimit.Limit{Rate: cfg.HTTPRateLimit, Burst: cfg.HTTPRateBurst})
 		if err != nil {
 			return nil, fmt.Errorf("http rate limit: %w", err)
 		}
 		webCfg.Limiter = webLimiter{rl}
 	}
-	n.handler, err = web.New(webCfg)
-	if err != nil {
+	if n.handler, err = web.New(webCfg); err != nil {
 		return nil, err
 	}
 	return n, nil
@@ -273,20 +337,6 @@ func (n *node) shutdown(ctx context.Context) error {
 		return nil
 	}
 	return n.hub.Shutdown(ctx)
-}
-
-// close stops the broker and releases Redis and Postgres; call it after
-// shutdown.
-func (n *node) close() {
-	if n.broker != nil {
-		_ = n.broker.Close()
-	}
-	if n.rdb != nil {
-		_ = n.rdb.Close()
-	}
-	if n.pool != nil {
-		n.pool.Close()
-	}
 }
 
 func serve(ctx context.Context, args []string) error {

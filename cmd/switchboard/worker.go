@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboard-chat/switchboard/auth"
+	"github.com/switchboard-chat/switchboard/presence"
 )
 
 // worker runs the job workers and the outbox relay without the HTTP server.
@@ -26,19 +29,36 @@ func worker(ctx context.Context, args []string) error {
 		return errors.New("no integration is configured (TWILIO_* or SLACK_*): a worker would have nothing to do")
 	}
 	log := cfg.logger()
+	// The phone codes' keyed hash derives from the JWT secret (auth).
 	secret, err := cfg.jwtSecret(log)
 	if err != nil {
 		return err
 	}
-	// A worker is a node without a listener: Slack messages it stores go
-	// out through its hub and the broker like any other.
-	n, err := newNode(ctx, &cfg, secret, log)
+	tokens, err := auth.New(auth.Config{Secret: secret, AccessTTL: cfg.AccessTTL})
 	if err != nil {
 		return err
 	}
-	defer n.close()
+	b, err := newBase(ctx, &cfg, log)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	// No hub runs here: what the worker stores (Slack messages) is
+	// published through the broker to the nodes that have connections.
+	post, err := b.newPoster(b.broker, log)
+	if err != nil {
+		return err
+	}
+	online, err := presence.New(presence.Config{Client: b.rdb, Prefix: cfg.RedisPrefix})
+	if err != nil {
+		return err
+	}
+	w, err := newWorkers(&cfg, b, post, online, tokens, log)
+	if err != nil {
+		return err
+	}
 	log.Info("switchboard worker running", slog.Bool("sms", cfg.smsOn()), slog.Bool("slack", cfg.slackOn()))
-	return n.workers.run(ctx)
+	return w.run(ctx)
 }
 
 // jobsCmd is `switchboard jobs stats|dead|retry ID`.
