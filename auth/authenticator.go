@@ -22,12 +22,9 @@ type RevocationAwareStore interface {
 	Store
 	// ProfileUnlessEnded returns the profile of userID, or ended true if
 	// the session sessionID ended. An error that leaves that unknown wraps
-	// ErrRevocationUnknown.
+	// chat.ErrRevocationUnknown.
 	ProfileUnlessEnded(ctx context.Context, userID, sessionID string) (p chat.Profile, ended bool, err error)
 }
-
-// ErrRevocationUnknown marks a failure to learn whether a session ended.
-var ErrRevocationUnknown = errors.New("cannot tell whether the session ended")
 
 // Denylist holds the sessions that ended (logout, logout-all, a password
 // change), shared by every node of a cluster so that the end is honoured
@@ -72,7 +69,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (chat.Se
 		return chat.Session{}, fmt.Errorf("%w (%w)", errBadToken, err)
 	}
 	p, ended, err := a.profileUnlessEnded(ctx, claims.UserID, claims.SessionID)
-	if errors.Is(err, ErrRevocationUnknown) {
+	if errors.Is(err, chat.ErrRevocationUnknown) {
 		return chat.Session{}, fmt.Errorf("authenticate: %w: %w", errNoDenylist, err)
 	}
 	if ended {
@@ -93,7 +90,7 @@ func (a *Authenticator) profileUnlessEnded(ctx context.Context, userID, sessionI
 	}
 	ended, err := a.denylist.Ended(ctx, sessionID)
 	if err != nil {
-		return chat.Profile{}, false, fmt.Errorf("%w: %w", ErrRevocationUnknown, err)
+		return chat.Profile{}, false, fmt.Errorf("%w: %w", chat.ErrRevocationUnknown, err)
 	}
 	if len(ended) > 0 {
 		return chat.Profile{}, true, nil
