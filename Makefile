@@ -1,10 +1,10 @@
 .DEFAULT_GOAL := help
-.PHONY: help up chromium run build test test/short bench fuzz lint screenshots loadtest k6
+.PHONY: help up chromium run build test bench fuzz lint screenshots loadtest k6
 
 GO ?= go
 
 help: ## Print this message
-	@awk -F ':.*## ' '/^[a-z\/]+:.*## / {printf "%-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk -F ':.*## ' '/^[a-z0-9\/]+:.*## / {printf "%-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 up: ## Start Postgres and Redis if they are not running (installs them from apt when missing)
 	./scripts/services-up.sh
