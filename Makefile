@@ -43,6 +43,7 @@ k6: up ## Cross-check fanout with k6 (loadtest/k6/fanout.js) on a fresh server; 
 fuzz: ## Fuzz the WebSocket frame decoder for 30 s
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeFrame -fuzztime=30s ./hub
 
-lint: ## gofmt and go vet
-	@test -z "$$(gofmt -l .)" || (gofmt -l . && exit 1)
+lint: ## gofmt, go vet, and the import rules between our packages (internal/archtest)
+	@test -z "$$(gofmt -l .)" || (echo "gofmt would change:" && gofmt -l . && exit 1)
 	$(GO) vet ./...
+	$(GO) test -count=1 ./internal/archtest
