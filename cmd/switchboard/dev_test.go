@@ -280,8 +280,9 @@ func TestDevEmbedded(t *testing.T) {
 // directory inside a directory of mode 0700, as `make run` in a checkout
 // under /root does. Run as root, PostgreSQL runs as another account, which
 // cannot enter it: the cluster goes to a directory of that account's own
-// (under /var/tmp), linked from the data directory and named in the
-// output; the server answers, and its data survives a restart.
+// (in its home directory, else /var/tmp), linked from the data directory
+// and named in the output; the server answers, and its data survives a
+// restart.
 func TestDevPrivateDir(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()

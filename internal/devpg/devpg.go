@@ -11,9 +11,9 @@
 // postgres run as the "postgres" account (else "nobody"), which is given the
 // cluster directory. When that account cannot reach the directory asked for
 // (a checkout under /root, or any directory of mode 0700), the cluster is
-// made in a directory of that account's own under /var/tmp (else the system's
-// temporary directory), and the directory asked for becomes a symbolic link
-// to it, so the next run finds it again. On Linux the server gets SIGKILL
+// made in a directory of that account's own in its home directory (else
+// under /var/tmp, else the system's temporary directory), and the directory
+// asked for becomes a symbolic link to it, so the next run finds it again. On Linux the server gets SIGKILL
 // when this process dies, even by SIGKILL (Pdeathsig); elsewhere it outlives
 // a killed parent.
 package devpg
@@ -428,18 +428,37 @@ func unprivileged() (*syscall.Credential, string, error) {
 const fallbackPrefix = "switchboard-dev-"
 
 // fallbackRoots are where clusterDir makes a directory for a cluster whose
-// own place the server's account cannot reach: /var/tmp first, which
-// survives reboots, then the system's temporary directory. Links are
-// resolved, so that the cluster's path is the server's working directory
-// as /proc shows it (see running).
-func fallbackRoots() []string {
+// own place the server's account cannot reach, best first: the account's
+// home directory when it is the account's own (Debian's postgres has
+// /var/lib/postgresql), which nothing cleans; /var/tmp, which survives
+// reboots but is cleaned of files long unused; the system's temporary
+// directory. Links are resolved, so that the cluster's path is the
+// server's working directory as /proc shows it (see running).
+func fallbackRoots(account string, cred *syscall.Credential) []string {
+	var candidates []string
+	if u, err := user.Lookup(account); err == nil && u.HomeDir != "" {
+		st, err := os.Stat(u.HomeDir)
+		if sys, ok := statT(st, err); ok && st.IsDir() && sys.Uid == cred.Uid {
+			candidates = append(candidates, u.HomeDir)
+		}
+	}
+	candidates = append(candidates, "/var/tmp", os.TempDir())
 	var roots []string
-	for _, root := range []string{"/var/tmp", os.TempDir()} {
+	for _, root := range candidates {
 		if real, err := filepath.EvalSymlinks(root); err == nil && !slices.Contains(roots, real) {
 			roots = append(roots, real)
 		}
 	}
 	return roots
+}
+
+// statT is the system's stat of a successful os.Stat.
+func statT(st os.FileInfo, err error) (*syscall.Stat_t, bool) {
+	if err != nil {
+		return nil, false
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	return sys, ok
 }
 
 // clusterDir returns the directory the cluster of dir lives in when the
@@ -448,10 +467,10 @@ func fallbackRoots() []string {
 // made that link; else a new directory of the account's own under a
 // fallback root, with dir made a link to it.
 //
-// A directory under a world-writable root is trusted only when it is a real
-// directory, owned by the account and writable by nobody else: the link's
-// target is a known name there, and whoever made it would otherwise have
-// this (root) process give them files.
+// The directory a link leads to is trusted only when it is a real
+// directory, owned by the account and writable by nobody else: under a
+// world-writable root anyone may make a directory of that (visible) name,
+// and this root process would then chown what it holds to the account.
 func clusterDir(dir, account string, cred *syscall.Credential, log *slog.Logger) (string, error) {
 	st, err := os.Lstat(dir)
 	exists := err == nil
@@ -467,7 +486,7 @@ func clusterDir(dir, account string, cred *syscall.Credential, log *slog.Logger)
 			target = filepath.Join(filepath.Dir(dir), target)
 		}
 		home := filepath.Dir(target)
-		if !strings.HasPrefix(filepath.Base(home), fallbackPrefix) || !slices.Contains(fallbackRoots(), filepath.Dir(home)) {
+		if !strings.HasPrefix(filepath.Base(home), fallbackPrefix) || !slices.Contains(fallbackRoots(account, cred), filepath.Dir(home)) {
 			// A link someone made: the account must reach where it points.
 			if err := reachable(home, account, cred); err != nil {
 				return "", err
@@ -498,7 +517,7 @@ func clusterDir(dir, account string, cred *syscall.Credential, log *slog.Logger)
 		// A cluster (or something) is there already: it is not moved.
 		return "", denied
 	}
-	for _, root := range fallbackRoots() {
+	for _, root := range fallbackRoots(account, cred) {
 		if reachable(root, account, cred) != nil {
 			continue
 		}

@@ -164,15 +164,15 @@ func TestPrivateDir(t *testing.T) {
 		require.NoError(t, s.Stop(10*time.Second))
 		return
 	}
+	cred, account, err := unprivileged()
+	require.NoError(t, err)
 	home := filepath.Dir(s.Dir())
 	t.Logf("cluster of %s in %s", cfg.Dir, s.Dir())
-	require.Contains(t, fallbackRoots(), filepath.Dir(home))
+	require.Contains(t, fallbackRoots(account, cred), filepath.Dir(home))
 	require.True(t, strings.HasPrefix(filepath.Base(home), fallbackPrefix), home)
 	link, err := os.Readlink(cfg.Dir)
 	require.NoError(t, err, "the data directory links to the cluster")
 	require.Equal(t, s.Dir(), link)
-	cred, _, err := unprivileged()
-	require.NoError(t, err)
 	st, err := os.Stat(home)
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o700), st.Mode().Perm())
@@ -194,7 +194,8 @@ func TestPrivateDir(t *testing.T) {
 
 	// A link into a fallback root whose target is not the account's alone
 	// (someone else made it) is not followed.
-	forged, err := os.MkdirTemp(fallbackRoots()[0], fallbackPrefix)
+	roots := fallbackRoots(account, cred)
+	forged, err := os.MkdirTemp(roots[len(roots)-1], fallbackPrefix)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = os.RemoveAll(forged) })
 	other := Config{Dir: filepath.Join(dir, "other", "postgres"), LogFile: filepath.Join(dir, "other.log")}
