@@ -13,9 +13,9 @@
 // (a checkout under /root, or any directory of mode 0700), the cluster is
 // made in a directory of that account's own in its home directory (else
 // under /var/tmp, else the system's temporary directory), and the directory
-// asked for becomes a symbolic link to it, so the next run finds it again. On Linux the server gets SIGKILL
-// when this process dies, even by SIGKILL (Pdeathsig); elsewhere it outlives
-// a killed parent.
+// asked for becomes a symbolic link to it, so the next run finds it again.
+// On Linux the server gets SIGKILL when this process dies, even by SIGKILL
+// (Pdeathsig); elsewhere it outlives a killed parent.
 package devpg
 
 import (
