@@ -1,10 +1,10 @@
 .DEFAULT_GOAL := help
-.PHONY: help up chromium run build test test/short bench fuzz lint screenshots loadtest k6
+.PHONY: help up chromium run build test bench fuzz lint screenshots loadtest k6
 
 GO ?= go
 
 help: ## Print this message
-	@awk -F ':.*## ' '/^[a-z\/]+:.*## / {printf "%-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk -F ':.*## ' '/^[a-z0-9\/]+:.*## / {printf "%-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 up: ## Start Postgres and Redis if they are not running (installs them from apt when missing)
 	./scripts/services-up.sh
@@ -43,6 +43,7 @@ k6: up ## Cross-check fanout with k6 (loadtest/k6/fanout.js) on a fresh server; 
 fuzz: ## Fuzz the WebSocket frame decoder for 30 s
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeFrame -fuzztime=30s ./hub
 
-lint: ## gofmt and go vet
-	@test -z "$$(gofmt -l .)" || (gofmt -l . && exit 1)
+lint: ## gofmt, go vet, and the import rules between our packages (internal/archtest)
+	@test -z "$$(gofmt -l .)" || (echo "gofmt would change:" && gofmt -l . && exit 1)
 	$(GO) vet ./...
+	$(GO) test -count=1 ./internal/archtest

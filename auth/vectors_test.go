@@ -15,11 +15,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-chat/switchboard/auth"
+	"github.com/switchboard-chat/switchboard/internal/testvectors"
 )
-
-// jwtVectorsPath is the published JWT test vectors file (see
-// shared/testdata/README.md), relative to this package.
-const jwtVectorsPath = "../../shared/testdata/jwt.json"
 
 type jwtVectorsFile struct {
 	Verification string            `json:"verification"`
@@ -62,7 +59,8 @@ type generatedVector struct {
 
 func loadJWTVectors(t *testing.T) *jwtVectorsFile {
 	t.Helper()
-	raw, err := os.ReadFile(jwtVectorsPath)
+	// The published JWT test vectors (see testdata/README.md).
+	raw, err := os.ReadFile(testvectors.Path("jwt.json"))
 	require.NoError(t, err, "the published JWT vectors must be present")
 	var f jwtVectorsFile
 	require.NoError(t, json.Unmarshal(raw, &f))

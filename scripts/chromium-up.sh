@@ -3,6 +3,7 @@
 # browser_test.go) when it is missing. The tests drive it headless through
 # chromedp; nothing is downloaded but the apt package.
 set -eu
+cd -- "$(dirname "$0")/.."
 
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"

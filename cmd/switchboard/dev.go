@@ -104,7 +104,13 @@ func dev(ctx context.Context, args []string) error {
 			}
 		}()
 		cfg.DatabaseURL = srv.URL("switchboard")
-		pg.what = fmt.Sprintf("embedded %s, dev only, data in %s", srv.Version(), filepath.Join(*dataDir, "postgres"))
+		where := filepath.Join(*dataDir, "postgres")
+		if abs, err := filepath.Abs(where); err == nil && abs != srv.Dir() {
+			// The postgres account cannot enter the data directory (a
+			// checkout under /root): the cluster lives where it can.
+			where = srv.Dir() + ", linked from " + where
+		}
+		pg.what = fmt.Sprintf("embedded %s, dev only, data in %s", srv.Version(), where)
 	}
 	rd := pick(ctx, given["redis-url"] || os.Getenv("REDIS_URL") != "", *embedded, defaultRedisURL, redisAnswers)
 	if rd.embedded {

@@ -276,6 +276,49 @@ func TestDevEmbedded(t *testing.T) {
 	}
 }
 
+// TestDevPrivateDir runs `switchboard dev --embedded` with its data
+// directory inside a directory of mode 0700, as `make run` in a checkout
+// under /root does. Run as root, PostgreSQL runs as another account, which
+// cannot enter it: the cluster goes to a directory of that account's own
+// (in its home directory, else /var/tmp), linked from the data directory
+// and named in the output; the server answers, and its data survives a
+// restart.
+func TestDevPrivateDir(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	require.NoError(t, os.Chmod(dir, 0o700))
+	dataDir := filepath.Join(dir, "state")
+	addr := freePort(t)
+
+	p := startDev(t, addr, dataDir)
+	cluster, err := filepath.EvalSymlinks(filepath.Join(dataDir, "postgres"))
+	require.NoError(t, err)
+	if home := filepath.Dir(cluster); strings.HasPrefix(filepath.Base(home), "switchboard-dev-") {
+		t.Cleanup(func() { _ = os.RemoveAll(home) })
+	}
+	out := strings.Join(p.out, "\n")
+	t.Logf("dev says:\n%s", out)
+	if os.Geteuid() == 0 {
+		require.NotEqual(t, filepath.Join(dataDir, "postgres"), cluster, "the postgres account cannot enter the data directory")
+		require.Contains(t, out, "data in "+cluster+", linked from "+filepath.Join(dataDir, "postgres"))
+	}
+
+	r := p.api.do(t, "GET", "/readyz", "", nil)
+	require.Equal(t, http.StatusOK, r.Status, "%s", r.Raw)
+	demo := p.api.login(t, demoUser, demoPassword)
+	r = p.api.do(t, "GET", "/api/v1/rooms", demo.Token, nil)
+	require.Equal(t, http.StatusOK, r.Status, "%s", r.Raw)
+	room := r.Body["rooms"].([]any)[0].(map[string]any)["id"].(string)
+	r = p.api.do(t, "POST", "/api/v1/rooms/"+room+"/messages", demo.Token, map[string]any{"body": "kept in a private checkout"})
+	require.Equal(t, http.StatusCreated, r.Status, "%s", r.Raw)
+	p.sigterm(t)
+
+	p = startDev(t, addr, dataDir)
+	demo = p.api.login(t, demoUser, demoPassword)
+	require.Equal(t, []string{"kept in a private checkout"}, p.history(t, demo.Token, room))
+	p.sigterm(t)
+}
+
 // TestDevPicksServices: dev uses what the environment or a flag names, else
 // a server answering at the default address, else an embedded one, and
 // --embedded wins over all.

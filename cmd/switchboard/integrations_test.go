@@ -38,7 +38,7 @@ func newFakeTwilio(t *testing.T) *twiliotest.API {
 }
 
 // twilioSignature is X-Twilio-Signature for a form POST to url (the
-// algorithm of ../shared/testdata/twilio.json).
+// algorithm of testdata/twilio.json at the repository root).
 func twilioSignature(token, url string, form url.Values) string {
 	keys := make([]string, 0, len(form))
 	for k := range form {

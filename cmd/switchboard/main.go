@@ -18,7 +18,6 @@ commands:
   serve                         run the HTTP and WebSocket server (and the job workers, unless --no-workers)
   worker                        run only the job workers (SMS, Slack) and the outbox relay
   jobs stats|dead|retry ID      job queue counts and circuit breakers, the dead-letter set, re-queue a dead job
-  serve                         run the HTTP and WebSocket server
   dev                           serve for development: local or embedded Postgres and Redis, a demo
                                 account (--embedded, --no-seed, --data-dir)
   migrate up|down|status        apply, roll back or list database migrations

@@ -9,8 +9,13 @@
 //
 // PostgreSQL refuses to run as root; when this process is root, initdb and
 // postgres run as the "postgres" account (else "nobody"), which is given the
-// cluster directory. On Linux the server gets SIGKILL when this process
-// dies, even by SIGKILL (Pdeathsig); elsewhere it outlives a killed parent.
+// cluster directory. When that account cannot reach the directory asked for
+// (a checkout under /root, or any directory of mode 0700), the cluster is
+// made in a directory of that account's own in its home directory (else
+// under /var/tmp, else the system's temporary directory), and the directory
+// asked for becomes a symbolic link to it, so the next run finds it again.
+// On Linux the server gets SIGKILL when this process dies, even by SIGKILL
+// (Pdeathsig); elsewhere it outlives a killed parent.
 package devpg
 
 import (
@@ -39,7 +44,9 @@ import (
 // Config says where and how to run the server.
 type Config struct {
 	// Dir is the cluster's data directory. It is created with initdb when it
-	// does not exist, and reused as it is otherwise. Required.
+	// does not exist, and reused as it is otherwise. When this process is
+	// root and the server's account cannot reach it, Dir becomes a link to
+	// a directory that account can reach (see Server.Dir). Required.
 	Dir string
 	// LogFile receives the server's own output, appended. Required.
 	LogFile string
@@ -52,6 +59,7 @@ type Server struct {
 	port    int // on 127.0.0.1
 	pid     int
 	version string
+	dir     string        // the cluster's directory, links resolved
 	done    chan struct{} // closed once the postmaster has exited
 	waitErr error         // the postmaster's exit; read after done
 }
@@ -91,7 +99,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	if cred != nil {
-		if err := reachable(filepath.Dir(dir), account, cred); err != nil {
+		if dir, err = clusterDir(dir, account, cred, log); err != nil {
 			return nil, err
 		}
 	}
@@ -130,13 +138,14 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		if err != nil {
 			return nil, err
 		}
-		s := &Server{port: port, version: version, done: make(chan struct{})}
+		s := &Server{port: port, version: version, dir: dir, done: make(chan struct{})}
 		offset, _ := logFile.Seek(0, io.SeekEnd)
 		if err := s.start(bin, dir, cred, logFile); err != nil {
 			return nil, err
 		}
 		if lastErr = s.waitReady(ctx); lastErr == nil {
-			log.Info("PostgreSQL started", slog.Int("pid", s.pid), slog.String("url", s.URL("")), slog.String("log", cfg.LogFile))
+			log.Info("PostgreSQL started", slog.Int("pid", s.pid), slog.String("url", s.URL("")),
+				slog.String("dir", dir), slog.String("log", cfg.LogFile))
 			return s, nil
 		}
 		_ = s.Stop(5 * time.Second)
@@ -160,6 +169,10 @@ func (s *Server) PID() int { return s.pid }
 
 // Version is the server's version, like "PostgreSQL 15.14".
 func (s *Server) Version() string { return s.version }
+
+// Dir is the directory the cluster lives in: Config.Dir, or the directory
+// it links to when the server's account could not reach Config.Dir.
+func (s *Server) Dir() string { return s.dir }
 
 // Done is closed when the server has exited, whether by Stop or not.
 func (s *Server) Done() <-chan struct{} { return s.done }
@@ -205,6 +218,7 @@ func (s *Server) start(bin, dir string, cred *syscall.Credential, logFile *os.Fi
 		"-c", "listen_addresses=127.0.0.1",
 		"-c", "unix_socket_directories=", // TCP only: nothing to clean up in /tmp or /run
 		"-c", "logging_collector=off")
+	cmd.Dir = dir // not this process's working directory, which the account may not enter
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = sysProcAttr(cred)
 	started := make(chan error, 1)
@@ -265,6 +279,7 @@ func initdb(ctx context.Context, bin, dir string, cred *syscall.Credential, logF
 	var out bytes.Buffer
 	cmd := exec.CommandContext(ctx, filepath.Join(bin, "initdb"), "-D", tmp,
 		"--username=postgres", "--auth=trust", "--encoding=UTF8", "--no-locale")
+	cmd.Dir = tmp
 	cmd.Stdout, cmd.Stderr = io.MultiWriter(logFile, &out), io.MultiWriter(logFile, &out)
 	cmd.SysProcAttr = sysProcAttr(cred)
 	// initdb also dies with this process; it is short, so holding the
@@ -409,6 +424,137 @@ func unprivileged() (*syscall.Credential, string, error) {
 	return nil, "", errors.New(`devpg: running as root, and neither a "postgres" nor a "nobody" account exists to run PostgreSQL as (it refuses root)`)
 }
 
+// fallbackPrefix begins the name of a directory made by clusterDir.
+const fallbackPrefix = "switchboard-dev-"
+
+// fallbackRoots are where clusterDir makes a directory for a cluster whose
+// own place the server's account cannot reach, best first: the account's
+// home directory when it is the account's own (Debian's postgres has
+// /var/lib/postgresql), which nothing cleans; /var/tmp, which survives
+// reboots but is cleaned of files long unused; the system's temporary
+// directory. Links are resolved, so that the cluster's path is the
+// server's working directory as /proc shows it (see running).
+func fallbackRoots(account string, cred *syscall.Credential) []string {
+	var candidates []string
+	if u, err := user.Lookup(account); err == nil && u.HomeDir != "" {
+		st, err := os.Stat(u.HomeDir)
+		if sys, ok := statT(st, err); ok && st.IsDir() && sys.Uid == cred.Uid {
+			candidates = append(candidates, u.HomeDir)
+		}
+	}
+	candidates = append(candidates, "/var/tmp", os.TempDir())
+	var roots []string
+	for _, root := range candidates {
+		if real, err := filepath.EvalSymlinks(root); err == nil && !slices.Contains(roots, real) {
+			roots = append(roots, real)
+		}
+	}
+	return roots
+}
+
+// statT is the system's stat of a successful os.Stat.
+func statT(st os.FileInfo, err error) (*syscall.Stat_t, bool) {
+	if err != nil {
+		return nil, false
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	return sys, ok
+}
+
+// clusterDir returns the directory the cluster of dir lives in when the
+// server runs as account (this process being root): dir itself when the
+// account can reach it; the directory dir links to, when an earlier run
+// made that link; else a new directory of the account's own under a
+// fallback root, with dir made a link to it.
+//
+// The directory a link leads to is trusted only when it is a real
+// directory, owned by the account and writable by nobody else: under a
+// world-writable root anyone may make a directory of that (visible) name,
+// and this root process would then chown what it holds to the account.
+func clusterDir(dir, account string, cred *syscall.Credential, log *slog.Logger) (string, error) {
+	st, err := os.Lstat(dir)
+	exists := err == nil
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("devpg: %w", err)
+	}
+	if exists && st.Mode()&fs.ModeSymlink != 0 {
+		target, err := os.Readlink(dir)
+		if err != nil {
+			return "", fmt.Errorf("devpg: %w", err)
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(dir), target)
+		}
+		home := filepath.Dir(target)
+		if !strings.HasPrefix(filepath.Base(home), fallbackPrefix) || !slices.Contains(fallbackRoots(account, cred), filepath.Dir(home)) {
+			// A link someone made: the account must reach where it points.
+			if err := reachable(home, account, cred); err != nil {
+				return "", err
+			}
+			return target, nil
+		}
+		switch err := ownHome(home, cred); {
+		case err == nil:
+			if err := reachable(home, account, cred); err != nil {
+				return "", err
+			}
+			return target, nil
+		case !errors.Is(err, fs.ErrNotExist):
+			return "", err
+		}
+		// Cleaned away with the temporary files: start afresh.
+		log.Warn("the cluster's directory is gone; making a new cluster", slog.String("link", dir), slog.String("dir", target))
+		if err := os.Remove(dir); err != nil {
+			return "", fmt.Errorf("devpg: %w", err)
+		}
+		exists = false
+	}
+	denied := reachable(filepath.Dir(dir), account, cred)
+	if denied == nil {
+		return dir, nil
+	}
+	if exists {
+		// A cluster (or something) is there already: it is not moved.
+		return "", denied
+	}
+	for _, root := range fallbackRoots(account, cred) {
+		if reachable(root, account, cred) != nil {
+			continue
+		}
+		home, err := os.MkdirTemp(root, fallbackPrefix)
+		if err != nil {
+			continue
+		}
+		if err := os.Chown(home, int(cred.Uid), int(cred.Gid)); err != nil {
+			_ = os.Remove(home)
+			return "", fmt.Errorf("devpg: %w", err)
+		}
+		target := filepath.Join(home, filepath.Base(dir))
+		if err := os.Symlink(target, dir); err != nil {
+			_ = os.Remove(home)
+			return "", fmt.Errorf("devpg: link the cluster's directory: %w", err)
+		}
+		log.Info("PostgreSQL's account cannot reach the data directory; the cluster lives in a directory of its own, linked from there",
+			slog.String("account", account), slog.String("link", dir), slog.String("dir", target), slog.String("reason", denied.Error()))
+		return target, nil
+	}
+	return "", denied
+}
+
+// ownHome checks that home is a real directory, owned by cred's account and
+// writable by no one else.
+func ownHome(home string, cred *syscall.Credential) error {
+	st, err := os.Lstat(home)
+	if err != nil {
+		return err
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !st.IsDir() || !ok || sys.Uid != cred.Uid || st.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("devpg: %s is not a directory of PostgreSQL's account alone (made by someone else?); remove it and the link to it", home)
+	}
+	return nil
+}
+
 // reachable checks that the account can enter dir and each directory above
 // it, which the server needs to reach its cluster.
 func reachable(dir, account string, cred *syscall.Credential) error {
@@ -507,8 +653,6 @@ const (
 	processUnknown              // alive; this system cannot tell more
 )
 
-// running tells what process pid is to the cluster in dir. A postmaster
-// works in its data directory, so on Linux its /proc cwd is dir.
 // Alive reports whether process pid exists and, on Linux, is not a zombie
 // (a dead child nobody has reaped yet).
 func Alive(pid int) bool {
@@ -527,6 +671,8 @@ func Alive(pid int) bool {
 	return i < 0 || len(stat) <= i+2 || stat[i+2] != 'Z'
 }
 
+// running tells what process pid is to the cluster in dir. A postmaster
+// works in its data directory, so on Linux its /proc cwd is dir.
 func running(pid int, dir string) processState {
 	if !Alive(pid) {
 		return processGone

@@ -128,3 +128,79 @@ func TestMajorOf(t *testing.T) {
 		require.Equal(t, want, majorOf(in), in)
 	}
 }
+
+// TestPrivateDir runs the server with its data directory inside a
+// directory of mode 0700, as a checkout under /root is. As root, the
+// server's account cannot enter it: the cluster is made in a directory of
+// that account's own under a fallback root and linked from the data
+// directory; a restart finds it again with its data; a fallback directory
+// cleaned away is replaced by a new cluster; and a link to a directory that
+// is not the account's alone is refused. As another user, the cluster is
+// made in place.
+func TestPrivateDir(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	require.NoError(t, os.Chmod(dir, 0o700))
+	cfg := Config{Dir: filepath.Join(dir, "state", "postgres"), LogFile: filepath.Join(dir, "state", "postgres.log")}
+	ctx := context.Background()
+	start := func() *Server {
+		t.Helper()
+		s, err := Start(ctx, cfg)
+		require.NoError(t, err)
+		t.Cleanup(func() {
+			_ = s.Stop(5 * time.Second)
+			if home := filepath.Dir(s.Dir()); strings.HasPrefix(filepath.Base(home), fallbackPrefix) {
+				_ = os.RemoveAll(home)
+			}
+		})
+		return s
+	}
+
+	s := start()
+	query(t, s.URL("postgres"), `CREATE TABLE kept (v text)`)
+	query(t, s.URL("postgres"), `INSERT INTO kept VALUES ('before restart')`)
+	if os.Geteuid() != 0 {
+		require.Equal(t, cfg.Dir, s.Dir(), "a server of this process's own user reaches the directory")
+		require.NoError(t, s.Stop(10*time.Second))
+		return
+	}
+	cred, account, err := unprivileged()
+	require.NoError(t, err)
+	home := filepath.Dir(s.Dir())
+	t.Logf("cluster of %s in %s", cfg.Dir, s.Dir())
+	require.Contains(t, fallbackRoots(account, cred), filepath.Dir(home))
+	require.True(t, strings.HasPrefix(filepath.Base(home), fallbackPrefix), home)
+	link, err := os.Readlink(cfg.Dir)
+	require.NoError(t, err, "the data directory links to the cluster")
+	require.Equal(t, s.Dir(), link)
+	st, err := os.Stat(home)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o700), st.Mode().Perm())
+	require.Equal(t, cred.Uid, st.Sys().(*syscall.Stat_t).Uid, "the fallback directory belongs to the server's account")
+
+	// A restart finds the cluster through the link.
+	require.NoError(t, s.Stop(10*time.Second))
+	s = start()
+	require.Equal(t, link, s.Dir())
+	require.Equal(t, []string{"before restart"}, query(t, s.URL("postgres"), `SELECT v FROM kept`))
+
+	// The temporary files were cleaned: a new cluster, a new link.
+	require.NoError(t, s.Stop(10*time.Second))
+	require.NoError(t, os.RemoveAll(home))
+	s = start()
+	require.NotEqual(t, link, s.Dir())
+	require.Equal(t, []string{"0"}, query(t, s.URL("postgres"), `SELECT count(*)::text FROM pg_tables WHERE tablename = 'kept'`))
+	require.NoError(t, s.Stop(10*time.Second))
+
+	// A link into a fallback root whose target is not the account's alone
+	// (someone else made it) is not followed.
+	roots := fallbackRoots(account, cred)
+	forged, err := os.MkdirTemp(roots[len(roots)-1], fallbackPrefix)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(forged) })
+	other := Config{Dir: filepath.Join(dir, "other", "postgres"), LogFile: filepath.Join(dir, "other.log")}
+	require.NoError(t, os.MkdirAll(filepath.Dir(other.Dir), 0o700))
+	require.NoError(t, os.Symlink(filepath.Join(forged, "postgres"), other.Dir))
+	_, err = Start(ctx, other)
+	require.ErrorContains(t, err, "not a directory of PostgreSQL's account alone")
+}

@@ -1,7 +1,7 @@
-// Package testvectors loads the published test vectors of ../shared/testdata
-// (beside the repository) for the tests of every package, so that each file
-// is parsed in one place. Tests only: it fails the test when a file is
-// missing rather than skipping.
+// Package testvectors loads the published test vectors kept in the
+// repository's testdata/ directory (see testdata/README.md) for the tests of
+// every package, so that each file is found and parsed in one place. Tests
+// only: it fails the test when a file is missing rather than skipping.
 package testvectors
 
 import (
@@ -16,11 +16,13 @@ import (
 	"testing"
 )
 
-// Path returns the path of a file in ../shared/testdata.
+// Path returns the path of a file in the repository's testdata/ directory.
+// It is found from this source file's own location, so it does not depend
+// on the directory a test runs in.
 func Path(name string) string {
-	_, here, _, _ := runtime.Caller(0) // .../internal/testvectors/testvectors.go
+	_, here, _, _ := runtime.Caller(0) // <repo>/internal/testvectors/testvectors.go
 	root := filepath.Join(filepath.Dir(here), "..", "..")
-	return filepath.Join(root, "..", "shared", "testdata", name)
+	return filepath.Join(root, "testdata", name)
 }
 
 // UTF8Case is one payload of Autobahn cases 6.5–6.23.
