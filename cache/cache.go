@@ -77,9 +77,9 @@ type Config struct {
 	// MaxAge bounds how long an entry is used without reading Postgres
 	// again (default 30 s); see the package comment for why it exists.
 	MaxAge time.Duration
-	// Metrics registers the hit and miss counters; nil leaves them
+	// Registerer registers the hit and miss counters; nil leaves them
 	// unregistered.
-	Metrics prometheus.Registerer
+	Registerer prometheus.Registerer
 	Logger  *slog.Logger
 }
 
@@ -160,8 +160,8 @@ func New(ctx context.Context, cfg Config) (*Cache, error) {
 	c.windows, _ = lru.New[string, *window](cfg.Rooms)
 	c.threads, _ = lru.New[string, *thread](cfg.Threads)
 	c.roomOf, _ = lru.New[string, string](cfg.Entries)
-	if cfg.Metrics != nil {
-		if err := cfg.Metrics.Register(c.lookups); err != nil {
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(c.lookups); err != nil {
 			return nil, fmt.Errorf("cache: %w", err)
 		}
 	}
@@ -181,10 +181,54 @@ func (c *Cache) fresh(st stamp, version float64) bool {
 	return st.version == version && time.Since(st.loaded) < c.cfg.MaxAge
 }
 
-// versions reads the given members of the sorted set in one round trip; a
-// missing member reads as 0.
+// versions reads the given members of the sorted set in one round trip, or
+// from the request's versions when Begin read them all; a missing member
+// reads as 0.
 func (c *Cache) versions(ctx context.Context, members ...string) ([]float64, error) {
+	if rv, ok := ctx.Value(requestVersionsKey{}).(*requestVersions); ok && rv.cache == c {
+		out := make([]float64, len(members))
+		for i, m := range members {
+			v, ok := rv.versions[m]
+			if !ok {
+				return c.rdb.ZMScore(ctx, c.cfg.Key, members...).Result()
+			}
+			out[i] = v
+		}
+		return out, nil
+	}
 	return c.rdb.ZMScore(ctx, c.cfg.Key, members...).Result()
+}
+
+// requestVersions are the versions one request's reads depend on, read
+// once by Begin.
+type requestVersions struct {
+	cache    *Cache
+	versions map[string]float64
+}
+
+type requestVersionsKey struct{}
+
+// RoomOf returns the room of the message id if the cache knows it (it
+// never changes), without any I/O.
+func (c *Cache) RoomOf(id string) (string, bool) { return c.roomOf.Get(id) }
+
+// Begin reads in one round trip the versions that reads of roomID by
+// userID depend on (the user's, the room's head, the names), and returns a
+// context that carries them: the reads made with it use them instead of
+// reading their own. They are as old as the request, which is what its
+// reads may answer: pass the context to one request's reads only. If Redis
+// cannot answer, ctx is returned as it is.
+func (c *Cache) Begin(ctx context.Context, userID, roomID string) context.Context {
+	members := []string{userMember(userID), roomID, namesMember}
+	vs, err := c.rdb.ZMScore(ctx, c.cfg.Key, members...).Result()
+	if err != nil {
+		return ctx
+	}
+	rv := &requestVersions{cache: c, versions: make(map[string]float64, len(members))}
+	for i, m := range members {
+		rv.versions[m] = vs[i]
+	}
+	return context.WithValue(ctx, requestVersionsKey{}, rv)
 }
 
 // MessageStored announces a stored message: its room's head becomes seq if

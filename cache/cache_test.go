@@ -57,7 +57,7 @@ var _ cache.Backing = (*cache.Cache)(nil) // a cache can stand where storage doe
 func (c *cluster) node(t *testing.T, rdb *redis.Client) node {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	s, err := cache.New(t.Context(), cache.Config{Store: c.store, Redis: rdb, Key: c.key, EndedKey: c.revoked.Key, Metrics: reg})
+	s, err := cache.New(t.Context(), cache.Config{Store: c.store, Redis: rdb, Key: c.key, EndedKey: c.revoked.Key, Registerer: reg})
 	require.NoError(t, err)
 	return node{s, reg}
 }

@@ -25,9 +25,26 @@ type Store interface {
 	Replies(ctx context.Context, parentID string, afterSeq int64, limit int) ([]chat.EncodedMessage, error)
 }
 
+// Beginner is a Store that can read, once for a whole request, what the
+// request's reads depend on (*cache.Cache can): Begin returns the context
+// to make them with. RoomOf tells, without I/O, the room of a message it
+// knows, so that a thread's reads can begin before the message is read.
+type Beginner interface {
+	Begin(ctx context.Context, userID, roomID string) context.Context
+	RoomOf(messageID string) (roomID string, ok bool)
+}
+
 // Service answers history reads.
 type Service struct {
 	store Store
+}
+
+// begin is the Store's Begin when it has one.
+func (s *Service) begin(ctx context.Context, userID, roomID string) context.Context {
+	if b, ok := s.store.(Beginner); ok {
+		return b.Begin(ctx, userID, roomID)
+	}
+	return ctx
 }
 
 // New returns a Service reading through store.
@@ -44,6 +61,7 @@ type page struct {
 // Page returns the page q of roomID's history if userID may read it. A
 // query that breaks the rules of SPEC §5 is bad_request.
 func (s *Service) Page(ctx context.Context, userID, roomID string, q chat.HistoryQuery) (chat.Page, error) {
+	ctx = s.begin(ctx, userID, roomID)
 	p, err := s.resolve(ctx, roomID, q, func() error { return s.store.CheckMember(ctx, userID, roomID) })
 	if err != nil {
 		return chat.Page{}, err
@@ -133,9 +151,18 @@ func (s *Service) resolve(ctx context.Context, roomID string, q chat.HistoryQuer
 // a seq greater than afterSeq, if userID may read its room. A message one
 // may not read is chat.ErrNotFound, or what the room's rule says.
 func (s *Service) Thread(ctx context.Context, userID, messageID string, afterSeq int64, limit int) (chat.EncodedMessage, []chat.EncodedMessage, error) {
+	begun := false
+	if b, ok := s.store.(Beginner); ok {
+		if roomID, ok := b.RoomOf(messageID); ok {
+			ctx, begun = b.Begin(ctx, userID, roomID), true
+		}
+	}
 	m, err := s.store.Message(ctx, messageID)
 	if err != nil {
 		return chat.EncodedMessage{}, nil, err
+	}
+	if !begun {
+		ctx = s.begin(ctx, userID, m.RoomID)
 	}
 	if err := s.store.CheckMember(ctx, userID, m.RoomID); err != nil {
 		return chat.EncodedMessage{}, nil, err

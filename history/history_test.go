@@ -71,6 +71,8 @@ func setup(t *testing.T) *testBundle {
 	return b
 }
 
+var _ history.Beginner = (*cache.Cache)(nil) // a request through the cache reads its versions once
+
 func seqs(ms []chat.EncodedMessage) []int64 {
 	out := []int64{}
 	for _, m := range ms {

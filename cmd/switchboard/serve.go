@@ -102,7 +102,7 @@ func newBase(ctx context.Context, cfg *config, log *slog.Logger) (_ *base, err e
 		return nil, err
 	}
 	b.cache, err = cache.New(bctx, cache.Config{
-		Store: b.store, Redis: b.rdb, Key: cfg.RedisPrefix + "versions", EndedKey: b.denylist.Key, Metrics: b.reg,
+		Store: b.store, Redis: b.rdb, Key: cfg.RedisPrefix + "versions", EndedKey: b.denylist.Key, Registerer: b.reg,
 		Logger: log.With(slog.String("component", "cache")),
 	})
 	if err != nil {
