@@ -331,7 +331,7 @@ func (b *Redis) republishControls() {
 		}
 		b.mu.Unlock()
 		if err := b.publishControl(b.ctx, ctl); err != nil {
-			b.log.Debug("republish control failed", slog.Any("error", err))
+			b.log.DebugContext(b.ctx, "republish control failed", slog.Any("error", err))
 			return
 		}
 		b.mu.Lock()
@@ -382,12 +382,12 @@ func (b *Redis) republish() {
 	b.mu.Unlock()
 	for _, ev := range evs {
 		if err := b.publish(b.ctx, ev); err != nil {
-			b.log.Debug("republish failed", slog.String("room", ev.Room), slog.Any("error", err))
+			b.log.DebugContext(b.ctx, "republish failed", slog.String("room", ev.Room), slog.Any("error", err))
 			return
 		}
 	}
 	if len(evs) > 0 {
-		b.log.Info("republished events lost during a redis outage", slog.Int("rooms", len(evs)))
+		b.log.InfoContext(b.ctx, "republished events lost during a redis outage", slog.Int("rooms", len(evs)))
 	}
 }
 
@@ -487,7 +487,7 @@ func (b *Redis) ping() {
 	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.HealthInterval)
 	defer cancel()
 	if err := b.ps.Ping(ctx); err != nil && b.ctx.Err() == nil {
-		b.log.Debug("redis broker ping failed", slog.Any("error", err))
+		b.log.DebugContext(b.ctx, "redis broker ping failed", slog.Any("error", err))
 	}
 }
 
@@ -515,7 +515,7 @@ func (b *Redis) subscribePending(applied map[string]struct{}) {
 	}
 	if err != nil {
 		if b.ctx.Err() == nil {
-			b.log.Debug("redis subscribe failed", slog.Int("channels", len(chans)), slog.Any("error", err))
+			b.log.DebugContext(b.ctx, "redis subscribe failed", slog.Int("channels", len(chans)), slog.Any("error", err))
 		}
 		b.mu.Lock()
 		for _, ch := range chans {
@@ -599,7 +599,7 @@ func (b *Redis) setUp() {
 	b.mu.Lock()
 	b.up.Store(true)
 	b.mu.Unlock()
-	b.log.Info("redis broker connected")
+	b.log.InfoContext(b.ctx, "redis broker connected")
 	b.kick() // retry failed subscribes and publishes now
 }
 
@@ -611,7 +611,7 @@ func (b *Redis) setDown(err error) {
 	clear(b.unsubPending) // the connection that owed these confirmations is gone
 	b.mu.Unlock()
 	if was {
-		b.log.Warn("redis broker disconnected; reconnecting", slog.Any("error", err))
+		b.log.WarnContext(b.ctx, "redis broker disconnected; reconnecting", slog.Any("error", err))
 	}
 }
 
@@ -674,7 +674,7 @@ func (b *Redis) resyncLoop() {
 		case <-b.resync:
 		default:
 		}
-		b.log.Info("redis broker resubscribed; reading what may have been missed from the store")
+		b.log.InfoContext(b.ctx, "redis broker resubscribed; reading what may have been missed from the store")
 		b.receiver.Resync()
 	}
 }
@@ -714,7 +714,7 @@ func (b *Redis) logDrop(channel string, err error) {
 	if now-last < int64(10*time.Second) || !b.lastDrop.CompareAndSwap(last, now) {
 		return
 	}
-	b.log.Warn("redis broker dropped an undecodable event", slog.String("channel", channel), slog.Any("error", err))
+	b.log.WarnContext(b.ctx, "redis broker dropped an undecodable event", slog.String("channel", channel), slog.Any("error", err))
 }
 
 // encodeEnvelope builds the PUBLISH payload of ev (see the package comment).

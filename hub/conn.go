@@ -353,7 +353,7 @@ func (c *conn) closeWith(code websocket.StatusCode, reason string) {
 		c.stopQueueing()
 		c.dropQueue()
 		c.mu.Unlock()
-		c.logger().Info("closing connection", slog.Int("code", int(code)), slog.String("reason", reason))
+		c.logger().InfoContext(c.ctx, "closing connection", slog.Int("code", int(code)), slog.String("reason", reason))
 		go func() {
 			_ = c.ws.Close(code, reason)
 			c.cancel()
@@ -425,7 +425,7 @@ func (c *conn) closeWithNotice(notice []byte, code websocket.StatusCode, reason 
 		c.stopQueueing()
 		c.dropQueue()
 		c.mu.Unlock()
-		c.logger().Info("closing connection", slog.Int("code", int(code)), slog.String("reason", reason))
+		c.logger().InfoContext(c.ctx, "closing connection", slog.Int("code", int(code)), slog.String("reason", reason))
 		_ = c.ws.Close(code, reason)
 		c.cancel()
 	})
@@ -474,7 +474,7 @@ func (c *conn) flush() {
 		_ = c.raw.SetWriteDeadline(time.Time{}) // control frames have their own
 		if err != nil {
 			if !isNormalClose(err) && c.ctx.Err() == nil {
-				c.logger().Debug("write failed", slog.Any("error", err))
+				c.logger().DebugContext(c.ctx, "write failed", slog.Any("error", err))
 			}
 			c.ws.CloseNow() // the reader sees it and ends the connection
 			return

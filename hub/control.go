@@ -111,7 +111,7 @@ func (h *Hub) reconcile() {
 		ended, err := h.cfg.Sessions.Ended(ctx, slices.Compact(slices.Sorted(slices.Values(ids)))...)
 		cancel()
 		if err != nil {
-			h.log.Warn("reconcile: cannot read ended sessions", slog.Any("error", err))
+			h.log.WarnContext(h.ctx, "reconcile: cannot read ended sessions", slog.Any("error", err))
 		}
 		for _, c := range conns {
 			if slices.Contains(ended, c.currentSession()) {
@@ -174,7 +174,7 @@ func (c *conn) applyControl(ctl Control) {
 			return
 		}
 		if err := h.subscribe(ctx, c, ctl.Room, ctl.FromSeq, nil); err != nil && c.ctx.Err() == nil {
-			c.logger().Warn("join: subscribe failed", slog.String("room", ctl.Room), slog.Any("error", err))
+			c.logger().WarnContext(c.ctx, "join: subscribe failed", slog.String("room", ctl.Room), slog.Any("error", err))
 		}
 	case OpLeave:
 		c.leave(ctl.Room, ctl.Reason)
@@ -205,7 +205,7 @@ func (c *conn) reconcile(ctx context.Context) {
 	<-h.reconcileSem
 	if err != nil {
 		if c.ctx.Err() == nil {
-			c.logger().Warn("reconcile: cannot read memberships", slog.Any("error", err))
+			c.logger().WarnContext(c.ctx, "reconcile: cannot read memberships", slog.Any("error", err))
 		}
 		return
 	}
@@ -223,7 +223,7 @@ func (c *conn) reconcile(ctx context.Context) {
 			continue
 		}
 		if err := h.subscribe(ctx, c, room, from, nil); err != nil && c.ctx.Err() == nil {
-			c.logger().Warn("reconcile: subscribe failed", slog.String("room", room), slog.Any("error", err))
+			c.logger().WarnContext(c.ctx, "reconcile: subscribe failed", slog.String("room", room), slog.Any("error", err))
 		}
 	}
 }

@@ -107,7 +107,7 @@ func (h *Hub) flushDelivered(ctx context.Context, user string) {
 	if err := h.cfg.Store.MarkDelivered(ctx, seqs); err != nil {
 		// Not fatal: the client's resume seqs, or at worst a repeat of
 		// already delivered messages, cover it.
-		h.log.Warn("write delivery cursors failed", slog.Int("users", len(seqs)), slog.Any("error", err))
+		h.log.WarnContext(h.ctx, "write delivery cursors failed", slog.Int("users", len(seqs)), slog.Any("error", err))
 		d.putBack(seqs)
 	}
 }

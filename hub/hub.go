@@ -258,7 +258,7 @@ func (h *Hub) Publish(ctx context.Context, ev Event) error {
 // publish is Publish for the hub's own events, logging a broker failure.
 func (h *Hub) publish(ctx context.Context, ev Event) {
 	if err := h.Publish(ctx, ev); err != nil {
-		h.log.Warn("broker publish failed", slog.String("room", ev.Room), slog.Int64("seq", ev.Seq), slog.Any("error", err))
+		h.log.WarnContext(h.ctx, "broker publish failed", slog.String("room", ev.Room), slog.Int64("seq", ev.Seq), slog.Any("error", err))
 	}
 }
 
@@ -413,7 +413,7 @@ func (h *Hub) releaseRoom(r *room) {
 			return // a new subscriber came meanwhile: its Subscribe must stand
 		}
 		if err := h.cfg.Broker.Unsubscribe(context.WithoutCancel(h.ctx), r.id); err != nil {
-			h.log.Warn("broker unsubscribe failed", slog.String("room", r.id), slog.Any("error", err))
+			h.log.WarnContext(h.ctx, "broker unsubscribe failed", slog.String("room", r.id), slog.Any("error", err))
 		}
 	}
 }

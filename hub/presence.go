@@ -31,7 +31,7 @@ func (h *Hub) connectPresence(c *conn) (cameOnline bool, err error) {
 	defer cancel()
 	online, allowed, err := h.cfg.Presence.Connect(ctx, c.user.ID, c.id, h.cfg.MaxConnsPerUser)
 	if err != nil {
-		c.logger().Warn("presence connect failed; the connection is not counted", slog.Any("error", err))
+		c.logger().WarnContext(c.ctx, "presence connect failed; the connection is not counted", slog.Any("error", err))
 		return false, nil
 	}
 	if !allowed {
@@ -50,7 +50,7 @@ func (h *Hub) disconnectPresence(c *conn, rooms []string) {
 	defer cancel()
 	offline, err := h.cfg.Presence.Disconnect(ctx, c.user.ID, c.id)
 	if err != nil {
-		h.log.Warn("presence update failed", slog.String("user_id", c.user.ID), slog.Any("error", err))
+		h.log.WarnContext(h.ctx, "presence update failed", slog.String("user_id", c.user.ID), slog.Any("error", err))
 		return
 	}
 	if offline {
@@ -87,7 +87,7 @@ func (h *Hub) refreshPresence() {
 		h.mu.RUnlock()
 		ctx, cancel := context.WithTimeout(h.ctx, 5*time.Second)
 		if err := h.cfg.Presence.Refresh(ctx, conns); err != nil {
-			h.log.Warn("presence refresh failed", slog.Any("error", err))
+			h.log.WarnContext(h.ctx, "presence refresh failed", slog.Any("error", err))
 		}
 		h.announceDead(ctx)
 		cancel()
@@ -99,7 +99,7 @@ func (h *Hub) refreshPresence() {
 func (h *Hub) announceDead(ctx context.Context) {
 	users, err := h.cfg.Presence.Sweep(ctx)
 	if err != nil {
-		h.log.Warn("presence sweep failed", slog.Any("error", err))
+		h.log.WarnContext(h.ctx, "presence sweep failed", slog.Any("error", err))
 		return
 	}
 	for _, id := range users {

@@ -76,7 +76,7 @@ func (c *conn) handle(f clientFrame) bool {
 // not told.
 func (c *conn) fail(f clientFrame, err error) {
 	if chat.ErrorOf(err).Code == chat.CodeInternal {
-		c.logger().Error("request failed", slog.String("type", f.Type), slog.Any("error", err))
+		c.logger().ErrorContext(c.ctx, "request failed", slog.String("type", f.Type), slog.Any("error", err))
 	}
 	c.enqueueFrame(encode(newErrorFrame(f.ID, err)))
 }

@@ -166,7 +166,7 @@ func (r *room) fetchMissing(all bool) {
 	defer r.mu.Unlock()
 	r.filling = false
 	if err != nil {
-		r.h.log.Warn("gap fetch failed", slog.String("room", r.id), slog.Any("error", err))
+		r.h.log.WarnContext(r.h.ctx, "gap fetch failed", slog.String("room", r.id), slog.Any("error", err))
 		if r.h.ctx.Err() == nil && !r.stopped {
 			r.filling = true
 			time.AfterFunc(time.Second, func() { r.fetchMissing(all) })
@@ -230,7 +230,7 @@ func (r *room) catchUp(c *conn, s *sub) {
 			if c.ctx.Err() != nil {
 				return
 			}
-			r.h.log.Warn("catch-up fetch failed", slog.String("room", r.id), slog.Any("error", err))
+			r.h.log.WarnContext(c.ctx, "catch-up fetch failed", slog.String("room", r.id), slog.Any("error", err))
 			select {
 			case <-time.After(backoff):
 				backoff = min(2*backoff, 5*time.Second)

@@ -92,7 +92,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, errTooManyConns) {
 			code, reason = closePolicy, "too many connections"
 		} else {
-			c.logger().Warn("connection setup failed", slog.Any("error", err))
+			c.logger().WarnContext(c.ctx, "connection setup failed", slog.Any("error", err))
 		}
 		c.closeWithNotice(encode(newErrorFrame(nil, err)), code, reason)
 		<-c.ctx.Done()
@@ -115,7 +115,7 @@ func (c *conn) run() {
 	defer c.finish()
 	err := c.serve()
 	if err != nil && !isNormalClose(err) && c.ctx.Err() == nil {
-		c.logger().Debug("connection ended", slog.Any("error", err))
+		c.logger().DebugContext(c.ctx, "connection ended", slog.Any("error", err))
 	}
 }
 
