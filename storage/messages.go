@@ -49,7 +49,7 @@ func collectMessages(rows pgx.Rows, err error) ([]chat.Message, error) {
 // of the same room. Concurrent calls share round trips and commits (see
 // save.go); each still succeeds or fails on its own.
 func (s *Store) SaveMessage(ctx context.Context, nm chat.NewMessage) (msg chat.Message, created bool, err error) {
-	c, err := newSaveCall(nm, s.outbox)
+	c, err := newSaveCall(nm)
 	if err != nil {
 		return chat.Message{}, false, err
 	}

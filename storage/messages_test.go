@@ -366,6 +366,94 @@ func TestSaveMessageConcurrent(t *testing.T) {
 		require.Zero(t, outOfOrder)
 	})
 
+	// MixedBatches: messages saved at once are stored in batches (one
+	// statement each); whatever else shares a batch, each gets the answer
+	// it would get alone.
+	t.Run("MixedBatches", func(t *testing.T) {
+		t.Parallel()
+		bundle := setup(t)
+		alice, mallory := bundle.user(t, "alice"), bundle.user(t, "mallory")
+		room := bundle.room(t, alice.ID, "room", chat.Public)
+		other := bundle.room(t, alice.ID, "other", chat.Public)
+		secret := bundle.room(t, alice.ID, "secret", chat.Private)
+		parent := bundle.send(t, room.ID, alice.ID, "parent")
+		reply := bundle.reply(t, room.ID, alice.ID, parent.ID, "first reply")
+
+		type outcome struct {
+			kind    string
+			msg     chat.Message
+			created bool
+			err     error
+		}
+		kinds := []string{"reply", "reply", "reply", "external", "external", "forbidden", "not_found", "nested", "other-room"}
+		var wg sync.WaitGroup
+		out := make(chan outcome, 20*len(kinds))
+		for round := range 20 {
+			for _, kind := range kinds {
+				wg.Go(func() {
+					nm := chat.NewMessage{RoomID: room.ID, SenderID: alice.ID, Body: kind, Source: chat.SourceWeb}
+					switch kind {
+					case "reply":
+						nm.ParentID = parent.ID
+					case "external":
+						// The same Slack event into two rooms at once: stored once.
+						nm.Source, nm.ExternalID = chat.SourceSlack, fmt.Sprint("event-", round)
+						if round%2 == 1 {
+							nm.RoomID = other.ID
+						}
+					case "forbidden":
+						nm.SenderID = mallory.ID
+					case "not_found":
+						nm.RoomID = secret.ID
+						nm.SenderID = mallory.ID
+					case "nested":
+						nm.ParentID = reply.ID
+					case "other-room":
+						nm.RoomID = other.ID
+					}
+					m, created, err := bundle.store.SaveMessage(bundle.ctx, nm)
+					out <- outcome{kind, m, created, err}
+				})
+			}
+		}
+		wg.Wait()
+		close(out)
+		createdExternal := 0
+		for o := range out {
+			switch o.kind {
+			case "reply", "other-room":
+				require.NoError(t, o.err, o.kind)
+				require.True(t, o.created, o.kind)
+			case "external":
+				require.NoError(t, o.err)
+				if o.created {
+					createdExternal++
+				}
+			case "forbidden":
+				require.ErrorIs(t, o.err, chat.ErrForbidden)
+			case "not_found":
+				require.ErrorIs(t, o.err, chat.ErrNotFound)
+			case "nested":
+				require.Equal(t, chat.CodeBadRequest, chat.ErrorOf(o.err).Code)
+			}
+		}
+		require.Equal(t, 20, createdExternal, "each event stored once")
+		var events int
+		require.NoError(t, bundle.pool.QueryRow(bundle.ctx, `SELECT count(*) FROM messages WHERE external_id IS NOT NULL`).Scan(&events))
+		require.Equal(t, 20, events)
+		got, err := bundle.message(parent.ID)
+		require.NoError(t, err)
+		require.Equal(t, 1+3*20, got.ReplyCount, "every reply counted, whatever batch it was in")
+		// Both rooms hold gapless seqs.
+		for _, r := range []chat.Room{room, other} {
+			var n, last int64
+			require.NoError(t, bundle.pool.QueryRow(bundle.ctx,
+				`SELECT count(*), max(seq) FROM messages WHERE room_id = $1::bigint`, r.ID).Scan(&n, &last))
+			require.Equal(t, n, last, r.Name)
+			require.Equal(t, last, bundle.lastSeq(t, r.ID))
+		}
+	})
+
 	t.Run("SameClientIDRace", func(t *testing.T) {
 		t.Parallel()
 		bundle := setup(t)

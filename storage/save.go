@@ -1,26 +1,24 @@
 package storage
 
 import (
-	"cmp"
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/switchboard-chat/switchboard/chat"
 )
 
-// Group commit. Each SaveMessage is one call of save_message (migration
-// 00003). Calls that arrive while others are being saved wait in a queue;
-// a goroutine takes up to maxSaveBatch of them and sends them as one
-// pipelined batch, which Postgres runs as one implicit transaction: one
-// round trip and one commit for the lot. Under light load a call runs
-// alone at once, so batching adds no wait. Rooms are spread over maxSavers
-// queues, each with at most one goroutine, so that two batches of this
-// node never wait for each other's room locks. No goroutine runs while a
-// queue is empty.
+// Group commit. Calls of SaveMessage that arrive while others are being
+// saved wait in a queue; a goroutine takes up to maxSaveBatch of them and
+// stores them with one call of save_messages (migration 00007): one
+// statement, one round trip and one commit for the lot, with each room
+// locked and bumped once and the messages inserted together. Under light
+// load a call runs alone at once, so batching adds no wait. Rooms are
+// spread over maxSavers queues, each with at most one goroutine, so that
+// two batches of this node never wait for each other's room locks. No
+// goroutine runs while a queue is empty.
 const (
 	maxSavers    = 4
 	maxSaveBatch = 64
@@ -30,14 +28,15 @@ const (
 	saveTimeout = 15 * time.Second
 )
 
-const saveSQL = `SELECT * FROM save_message($1, $2, $3, $4, $5, $6, $7, $8, $9)`
+const saveSQL = `SELECT * FROM save_messages($1, $2, $3, $4, $5, $6, $7, $8, $9)`
 
 // saveCall is one SaveMessage: its arguments and, once done is closed, the
 // statement's outcome.
 type saveCall struct {
 	rid, uid             int64
+	body, source         string
+	parent               *int64
 	clientID, externalID *string
-	args                 []any
 
 	status string
 	msg    chat.Message
@@ -45,7 +44,7 @@ type saveCall struct {
 	done   chan struct{}
 }
 
-func newSaveCall(nm chat.NewMessage, o Outbox) (*saveCall, error) {
+func newSaveCall(nm chat.NewMessage) (*saveCall, error) {
 	rid, err := parseID(nm.RoomID)
 	if err != nil {
 		return nil, err
@@ -62,12 +61,9 @@ func newSaveCall(nm chat.NewMessage, o Outbox) (*saveCall, error) {
 		}
 		parent = &p
 	}
-	c := &saveCall{rid: rid, uid: uid, clientID: nullable(nm.ClientID), externalID: nullable(nm.ExternalID), done: make(chan struct{})}
-	c.args = []any{rid, uid, nm.Body, parent, nm.Source, c.clientID, c.externalID, o.Slack, o.SMS}
-	return c, nil
+	return &saveCall{rid: rid, uid: uid, body: nm.Body, source: nm.Source, parent: parent,
+		clientID: nullable(nm.ClientID), externalID: nullable(nm.ExternalID), done: make(chan struct{})}, nil
 }
-
-func (c *saveCall) scan(row pgx.Row) { c.msg, c.err = scanMessage(row, &c.status) }
 
 // saver is the queue of calls, for some of the rooms, waiting for a batch.
 type saver struct {
@@ -108,11 +104,10 @@ func (s *Store) runSaver(q *saver) {
 	}
 }
 
-// saveBatch runs the calls in one transaction, in order of room so that
-// concurrent batches (of this node or another) take room locks in the same
-// order and cannot deadlock; calls to one room keep their order of arrival.
-// If any statement fails, the transaction has stored nothing, and each call
-// runs again alone, so that it succeeds or fails on its own.
+// saveBatch stores the calls with one statement (one transaction); calls
+// to one room keep their order of arrival. If the statement fails it has
+// stored nothing, and each call runs again alone, so that it succeeds or
+// fails on its own.
 func (s *Store) saveBatch(batch []*saveCall) {
 	ctx, cancel := context.WithTimeout(context.Background(), saveTimeout)
 	defer cancel()
@@ -121,25 +116,49 @@ func (s *Store) saveBatch(batch []*saveCall) {
 			close(c.done)
 		}
 	}()
-	if len(batch) == 1 {
-		batch[0].scan(s.db.QueryRow(ctx, saveSQL, batch[0].args...))
+	err := s.saveTogether(ctx, batch)
+	if err == nil || len(batch) == 1 {
+		for _, c := range batch {
+			if c.err == nil && c.status == "" {
+				c.err = err
+			}
+		}
 		return
 	}
-	slices.SortStableFunc(batch, func(a, b *saveCall) int { return cmp.Compare(a.rid, b.rid) })
-	var b pgx.Batch
 	for _, c := range batch {
-		b.Queue(saveSQL, c.args...)
+		c.status, c.msg, c.err = "", chat.Message{}, nil
+		c.err = s.saveTogether(ctx, []*saveCall{c})
 	}
-	results := s.db.SendBatch(ctx, &b)
-	failed := false
-	for _, c := range batch {
-		c.scan(results.QueryRow())
-		failed = failed || c.err != nil
+}
+
+// saveTogether runs save_messages on calls and sets each call's outcome.
+func (s *Store) saveTogether(ctx context.Context, calls []*saveCall) error {
+	n := len(calls)
+	rooms, senders, parents := make([]int64, n), make([]int64, n), make([]*int64, n)
+	bodies, sources := make([]string, n), make([]string, n)
+	clientIDs, externalIDs := make([]*string, n), make([]*string, n)
+	for i, c := range calls {
+		rooms[i], senders[i], parents[i] = c.rid, c.uid, c.parent
+		bodies[i], sources[i] = c.body, c.source
+		clientIDs[i], externalIDs[i] = c.clientID, c.externalID
 	}
-	if err := results.Close(); err != nil || failed {
-		for _, c := range batch {
-			c.status, c.msg, c.err = "", chat.Message{}, nil
-			c.scan(s.db.QueryRow(ctx, saveSQL, c.args...))
+	rows, err := s.db.Query(ctx, saveSQL, rooms, senders, bodies, parents, sources, clientIDs, externalIDs,
+		s.outbox.Slack, s.outbox.SMS)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var ord int64
+		var status string
+		m, err := scanMessage(rows, &ord, &status)
+		if err != nil {
+			return err
 		}
+		if ord < 1 || ord > int64(n) {
+			return fmt.Errorf("save_messages answered for message %d of %d", ord, n)
+		}
+		calls[ord-1].status, calls[ord-1].msg = status, m
 	}
+	return rows.Err()
 }
