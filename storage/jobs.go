@@ -134,78 +134,126 @@ func (s *Store) AddPendingSMS(ctx context.Context, messageID string, userIDs []s
 	return wrap("add pending sms", err)
 }
 
-// PendingSMS is one SMS to send: the recipient's phone and the messages it
-// folds together, oldest first.
-type PendingSMS struct {
-	Phone    string
-	RoomName string
-	Messages []chat.Message
-}
-
-// SendPendingSMS sends, through send, the SMS that folds every message
-// pending for userID about roomID, unless one went out less than gap ago:
-// then it sends nothing and returns when the next one may go. The pending
-// rows and the throttle row stay locked while send runs, so two runs of the
-// same job send once; when send fails nothing changes. A user whose number
-// is gone or not verified gets nothing, and what was pending is dropped.
-func (s *Store) SendPendingSMS(ctx context.Context, userID, roomID string, gap time.Duration, send func(PendingSMS) error) (next time.Time, err error) {
+// ClaimPendingSMS takes, in one short transaction, the SMS work of userID
+// about roomID: the messages pending for the pair, the user's verified
+// number, the room's name and when the last SMS about the room went to the
+// user. While the claim (Token) holds, other runs get nothing but HeldUntil;
+// it lapses after lease, so the work of a run that died is taken over. The
+// caller decides what to do with it and settles it with MarkSMSSent,
+// DropPendingSMS or ReleaseSMSClaim; no lock is held meanwhile. Nothing
+// pending: nothing is claimed.
+func (s *Store) ClaimPendingSMS(ctx context.Context, userID, roomID string, lease time.Duration) (chat.SMSClaim, error) {
 	uid, err := parseID(userID)
 	if err != nil {
-		return time.Time{}, err
+		return chat.SMSClaim{}, err
 	}
 	rid, err := parseID(roomID)
 	if err != nil {
-		return time.Time{}, err
+		return chat.SMSClaim{}, err
 	}
+	c := chat.SMSClaim{UserID: userID, RoomID: roomID}
 	err = pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO sms_throttle (user_id, room_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, uid, rid); err != nil {
 			return err
 		}
-		var last *time.Time
-		var now time.Time
-		err := tx.QueryRow(ctx, `SELECT last_sent_at, now() FROM sms_throttle WHERE user_id = $1 AND room_id = $2 FOR UPDATE`, uid, rid).Scan(&last, &now)
+		var last, held *time.Time
+		err := tx.QueryRow(ctx, `SELECT last_sent_at, claimed_until, now() FROM sms_throttle WHERE user_id = $1 AND room_id = $2 FOR UPDATE`,
+			uid, rid).Scan(&last, &held, &c.Now)
 		if err != nil {
 			return err
 		}
-		var sms PendingSMS
+		if held != nil && held.After(c.Now) {
+			c.HeldUntil = *held
+			return nil
+		}
+		if last != nil {
+			c.LastSentAt = *last
+		}
 		var phone *string
 		err = tx.QueryRow(ctx, `SELECT CASE WHEN u.phone_verified THEN u.phone END, r.name FROM users u, rooms r WHERE u.id = $1 AND r.id = $2`,
-			uid, rid).Scan(&phone, &sms.RoomName)
+			uid, rid).Scan(&phone, &c.RoomName)
 		if err != nil {
 			return err
+		}
+		if phone != nil {
+			c.Phone = *phone
 		}
 		rows, err := tx.Query(ctx, `SELECT `+messageColumns+messageFrom+`
 			JOIN sms_pending p ON p.message_id = m.id
 			WHERE p.user_id = $1 AND p.room_id = $2 ORDER BY m.seq`, uid, rid)
-		sms.Messages, err = collectMessages(rows, err)
-		if err != nil || len(sms.Messages) == 0 {
+		c.Messages, err = collectMessages(rows, err)
+		if err != nil || len(c.Messages) == 0 {
 			return err
 		}
-		if phone == nil {
-			// The number was removed or changed (and so is unverified)
-			// since: nothing to send it to.
-			_, err = tx.Exec(ctx, `DELETE FROM sms_pending WHERE user_id = $1 AND room_id = $2`, uid, rid)
-			return err
-		}
-		if last != nil && now.Sub(*last) < gap {
-			next = last.Add(gap)
-			return nil
-		}
-		sms.Phone = *phone
-		if err := send(sms); err != nil {
-			return err
-		}
-		ids := make([]string, len(sms.Messages))
-		for i, m := range sms.Messages {
-			ids[i] = m.ID
-		}
-		if _, err := tx.Exec(ctx, `DELETE FROM sms_pending WHERE user_id = $1 AND room_id = $2 AND message_id = ANY($3::bigint[])`, uid, rid, ids); err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx, `UPDATE sms_throttle SET last_sent_at = now() WHERE user_id = $1 AND room_id = $2`, uid, rid)
-		return err
+		return tx.QueryRow(ctx, `
+			UPDATE sms_throttle SET claim = gen_random_uuid(), claimed_until = now() + $3::interval
+			WHERE user_id = $1 AND room_id = $2 RETURNING claim::text`, uid, rid, lease).Scan(&c.Token)
 	})
-	return next, wrap("send pending sms", err)
+	if err != nil {
+		return chat.SMSClaim{}, wrap("claim pending sms", err)
+	}
+	return c, nil
+}
+
+// MarkSMSSent records that the SMS of claim c went out: its messages are no
+// longer pending, the last SMS about the room went to the user now, and the
+// claim is settled. It records that even if the claim lapsed meanwhile, for
+// the SMS went out all the same; messages that came after the claim stay
+// pending.
+func (s *Store) MarkSMSSent(ctx context.Context, c chat.SMSClaim) error {
+	return wrap("mark sms sent", s.settleSMS(ctx, c, true))
+}
+
+// DropPendingSMS settles claim c without an SMS: its messages are no longer
+// pending (their recipient has no verified number to send them to).
+func (s *Store) DropPendingSMS(ctx context.Context, c chat.SMSClaim) error {
+	return wrap("drop pending sms", s.settleSMS(ctx, c, false))
+}
+
+func (s *Store) settleSMS(ctx context.Context, c chat.SMSClaim, sent bool) error {
+	uid, rid, err := parseClaim(c)
+	if err != nil {
+		return err
+	}
+	ids := make([]string, len(c.Messages))
+	for i, m := range c.Messages {
+		ids[i] = m.ID
+	}
+	// One statement: the rows go and the claim is settled together.
+	_, err = s.db.Exec(ctx, `
+		WITH settled AS (
+			DELETE FROM sms_pending WHERE user_id = $1 AND room_id = $2 AND message_id = ANY($3::bigint[]))
+		UPDATE sms_throttle SET
+			last_sent_at  = CASE WHEN $5 THEN now() ELSE last_sent_at END,
+			claim         = CASE WHEN claim = $4::uuid THEN NULL ELSE claim END,
+			claimed_until = CASE WHEN claim = $4::uuid THEN NULL ELSE claimed_until END
+		WHERE user_id = $1 AND room_id = $2`, uid, rid, ids, c.Token, sent)
+	return err
+}
+
+// ReleaseSMSClaim gives claim c up unchanged (the SMS was not sent, or is
+// not due yet): the next run claims the same messages. A claim that lapsed
+// and was taken by another run is left to that run.
+func (s *Store) ReleaseSMSClaim(ctx context.Context, c chat.SMSClaim) error {
+	uid, rid, err := parseClaim(c)
+	if err != nil {
+		return err
+	}
+	_, err = s.db.Exec(ctx, `UPDATE sms_throttle SET claim = NULL, claimed_until = NULL WHERE user_id = $1 AND room_id = $2 AND claim = $3::uuid`,
+		uid, rid, c.Token)
+	return wrap("release sms claim", err)
+}
+
+// parseClaim returns the keys of the pair of a claim that was made.
+func parseClaim(c chat.SMSClaim) (uid, rid int64, err error) {
+	if c.Token == "" {
+		return 0, 0, errors.New("storage: settling an SMS claim that was not made")
+	}
+	if uid, err = parseID(c.UserID); err != nil {
+		return 0, 0, err
+	}
+	rid, err = parseID(c.RoomID)
+	return uid, rid, err
 }
 
 // RunOnce runs do unless a run under key already succeeded. The key is

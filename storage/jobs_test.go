@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-chat/switchboard/chat"
@@ -165,78 +166,160 @@ func TestRelayOutboxSkipsRowsAnotherRelayHolds(t *testing.T) {
 	require.Empty(t, b.outboxMessages(t))
 }
 
-func TestSendPendingSMSFoldsAndThrottles(t *testing.T) {
-	t.Parallel()
-	b := withOutbox(t)
-	alice, bob := b.user(t, "alice"), b.user(t, "bob")
-	r := b.room(t, alice.ID, "general", chat.Public)
-	b.join(t, bob.ID, r.ID)
-	b.wantSMS(t, bob.ID, "+15550005")
-	m1, m2 := b.send(t, r.ID, alice.ID, "one"), b.send(t, r.ID, alice.ID, "two")
-	require.NoError(t, b.store.AddPendingSMS(b.ctx, m1.ID, []string{bob.ID}))
-	require.NoError(t, b.store.AddPendingSMS(b.ctx, m2.ID, []string{bob.ID}))
-	require.NoError(t, b.store.AddPendingSMS(b.ctx, m2.ID, []string{bob.ID}), "a repeat is ignored")
-
-	var sent []storage.PendingSMS
-	record := func(s storage.PendingSMS) error { sent = append(sent, s); return nil }
-	fail := func(storage.PendingSMS) error { return errors.New("twilio down") }
-
-	_, err := b.store.SendPendingSMS(b.ctx, bob.ID, r.ID, time.Minute, fail)
-	require.Error(t, err)
-	next, err := b.store.SendPendingSMS(b.ctx, bob.ID, r.ID, time.Minute, record)
-	require.NoError(t, err)
-	require.True(t, next.IsZero())
-	require.Len(t, sent, 1, "a failed send changes nothing: the retry sends both")
-	require.Equal(t, "+15550005", sent[0].Phone)
-	require.Equal(t, "general", sent[0].RoomName)
-	require.Equal(t, []int64{m1.Seq, m2.Seq}, seqsOf(sent[0].Messages))
-
-	next, err = b.store.SendPendingSMS(b.ctx, bob.ID, r.ID, time.Minute, record)
-	require.NoError(t, err)
-	require.True(t, next.IsZero(), "nothing pending: nothing to schedule")
-	require.Len(t, sent, 1, "running the job again sends nothing")
-
-	m3 := b.send(t, r.ID, alice.ID, "three")
-	require.NoError(t, b.store.AddPendingSMS(b.ctx, m3.ID, []string{bob.ID}))
-	next, err = b.store.SendPendingSMS(b.ctx, bob.ID, r.ID, time.Minute, record)
-	require.NoError(t, err)
-	require.Len(t, sent, 1, "within the minute nothing goes out")
-	require.WithinDuration(t, time.Now().Add(time.Minute), next, 10*time.Second)
-
-	_, err = b.pool.Exec(b.ctx, `UPDATE sms_throttle SET last_sent_at = now() - interval '61 seconds'`)
-	require.NoError(t, err)
-	_, err = b.store.SendPendingSMS(b.ctx, bob.ID, r.ID, time.Minute, record)
-	require.NoError(t, err)
-	require.Len(t, sent, 2)
-	require.Equal(t, []int64{m3.Seq}, seqsOf(sent[1].Messages))
+// pendingSMS sets up alice posting in a room whose member bob wants SMS,
+// and returns bob, the room and a function that stores a message of alice
+// as pending for bob.
+func (b *testBundle) pendingSMS(t *testing.T, phone string) (bob chat.Profile, room chat.Room, post func(body string) chat.Message) {
+	t.Helper()
+	alice := b.user(t, "alice")
+	bob = b.user(t, "bob")
+	room = b.room(t, alice.ID, "general", chat.Public)
+	b.join(t, bob.ID, room.ID)
+	b.wantSMS(t, bob.ID, phone)
+	return bob, room, func(body string) chat.Message {
+		m := b.send(t, room.ID, alice.ID, body)
+		require.NoError(t, b.store.AddPendingSMS(b.ctx, m.ID, []string{bob.ID}))
+		return m
+	}
 }
 
-func TestSendPendingSMSConcurrentRunsSendOnce(t *testing.T) {
-	t.Parallel()
-	b := withOutbox(t)
-	alice, bob := b.user(t, "alice"), b.user(t, "bob")
-	r := b.room(t, alice.ID, "general", chat.Public)
-	b.join(t, bob.ID, r.ID)
-	b.wantSMS(t, bob.ID, "+15550006")
-	m := b.send(t, r.ID, alice.ID, "one")
-	require.NoError(t, b.store.AddPendingSMS(b.ctx, m.ID, []string{bob.ID}))
+func (b *testBundle) stillPending(t *testing.T) []string {
+	t.Helper()
+	rows, err := b.pool.Query(b.ctx, `SELECT message_id::text FROM sms_pending ORDER BY message_id`)
+	require.NoError(t, err)
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	return ids
+}
 
-	var sends atomic.Int32
-	var wg sync.WaitGroup
-	for range 5 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, err := b.store.SendPendingSMS(b.ctx, bob.ID, r.ID, time.Minute, func(storage.PendingSMS) error {
-				sends.Add(1)
-				time.Sleep(50 * time.Millisecond)
-				return nil
-			})
-			require.NoError(t, err)
-		}()
-	}
-	wg.Wait()
-	require.EqualValues(t, 1, sends.Load())
+func TestClaimPendingSMS(t *testing.T) {
+	t.Parallel()
+
+	t.Run("ClaimReleaseMark", func(t *testing.T) {
+		t.Parallel()
+		b := withOutbox(t)
+		bob, r, post := b.pendingSMS(t, "+15550005")
+		c, err := b.store.ClaimPendingSMS(b.ctx, bob.ID, r.ID, time.Minute)
+		require.NoError(t, err)
+		require.Empty(t, c.Token, "nothing pending: nothing claimed")
+		require.Zero(t, c.HeldUntil)
+
+		m1, m2 := post("one"), post("two")
+		require.NoError(t, b.store.AddPendingSMS(b.ctx, m2.ID, []string{bob.ID}), "a repeat is ignored")
+		c, err = b.store.ClaimPendingSMS(b.ctx, bob.ID, r.ID, time.Minute)
+		require.NoError(t, err)
+		require.NotEmpty(t, c.Token)
+		require.Equal(t, "+15550005", c.Phone)
+		require.Equal(t, "general", c.RoomName)
+		require.Equal(t, []int64{m1.Seq, m2.Seq}, seqsOf(c.Messages))
+		require.Zero(t, c.LastSentAt, "no SMS went to bob yet")
+		require.WithinDuration(t, time.Now(), c.Now, 10*time.Second)
+
+		held, err := b.store.ClaimPendingSMS(b.ctx, bob.ID, r.ID, time.Minute)
+		require.NoError(t, err)
+		require.Empty(t, held.Token, "a second run while the first holds the pair")
+		require.Empty(t, held.Messages)
+		require.WithinDuration(t, c.Now.Add(time.Minute), held.HeldUntil, time.Second)
+
+		// A failed send releases the claim: the next run gets the same.
+		require.NoError(t, b.store.ReleaseSMSClaim(b.ctx, c))
+		again, err := b.store.ClaimPendingSMS(b.ctx, bob.ID, r.ID, time.Minute)
+		require.NoError(t, err)
+		require.NotEqual(t, c.Token, again.Token)
+		require.Equal(t, c.Messages, again.Messages)
+
+		// A message that comes while the SMS is on its way stays pending.
+		m3 := post("three")
+		require.NoError(t, b.store.MarkSMSSent(b.ctx, again))
+		require.Equal(t, []string{m3.ID}, b.stillPending(t))
+		next, err := b.store.ClaimPendingSMS(b.ctx, bob.ID, r.ID, time.Minute)
+		require.NoError(t, err)
+		require.NotEmpty(t, next.Token, "the mark settled the claim")
+		require.Equal(t, []int64{m3.Seq}, seqsOf(next.Messages))
+		require.WithinDuration(t, next.Now, next.LastSentAt, time.Second, "the mark recorded the SMS")
+	})
+
+	t.Run("LapsedClaimIsTakenOver", func(t *testing.T) {
+		t.Parallel()
+		b := withOutbox(t)
+		bob, r, post := b.pendingSMS(t, "+15550006")
+		m := post("one")
+		dead, err := b.store.ClaimPendingSMS(b.ctx, bob.ID, r.ID, time.Minute)
+		require.NoError(t, err)
+		_, err = b.pool.Exec(b.ctx, `UPDATE sms_throttle SET claimed_until = now() - interval '1 second'`)
+		require.NoError(t, err)
+
+		next, err := b.store.ClaimPendingSMS(b.ctx, bob.ID, r.ID, time.Minute)
+		require.NoError(t, err)
+		require.NotEmpty(t, next.Token, "the claim of a run that died lapses")
+		require.NotEqual(t, dead.Token, next.Token)
+		require.Equal(t, []int64{m.Seq}, seqsOf(next.Messages), "and its messages go with the next run")
+
+		// The first run was only slow: its release leaves the new claim
+		// alone, its mark records what it sent and leaves the claim too.
+		require.NoError(t, b.store.ReleaseSMSClaim(b.ctx, dead))
+		held, err := b.store.ClaimPendingSMS(b.ctx, bob.ID, r.ID, time.Minute)
+		require.NoError(t, err)
+		require.NotZero(t, held.HeldUntil)
+		require.NoError(t, b.store.MarkSMSSent(b.ctx, dead))
+		require.Empty(t, b.stillPending(t))
+		held, err = b.store.ClaimPendingSMS(b.ctx, bob.ID, r.ID, time.Minute)
+		require.NoError(t, err)
+		require.NotZero(t, held.HeldUntil, "still the second run's")
+		require.NoError(t, b.store.ReleaseSMSClaim(b.ctx, next))
+	})
+
+	t.Run("DropSettlesWithoutSMS", func(t *testing.T) {
+		t.Parallel()
+		b := withOutbox(t)
+		bob, r, post := b.pendingSMS(t, "+15550007")
+		post("one")
+		_, err := b.store.UpdateProfile(b.ctx, bob.ID, chat.ProfileUpdate{Phone: ptr("")})
+		require.NoError(t, err)
+		c, err := b.store.ClaimPendingSMS(b.ctx, bob.ID, r.ID, time.Minute)
+		require.NoError(t, err)
+		require.NotEmpty(t, c.Token)
+		require.Empty(t, c.Phone, "the number is gone")
+		require.NoError(t, b.store.DropPendingSMS(b.ctx, c))
+		require.Empty(t, b.stillPending(t))
+		var last *time.Time
+		var claim *string
+		require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT last_sent_at, claim::text FROM sms_throttle`).Scan(&last, &claim))
+		require.Nil(t, last, "no SMS went out")
+		require.Nil(t, claim)
+	})
+
+	t.Run("ConcurrentClaimsOneWins", func(t *testing.T) {
+		t.Parallel()
+		b := withOutbox(t)
+		bob, r, post := b.pendingSMS(t, "+15550008")
+		post("one")
+		var wg sync.WaitGroup
+		claims, errs := make([]chat.SMSClaim, 5), make([]error, 5)
+		for i := range claims {
+			wg.Go(func() { claims[i], errs[i] = b.store.ClaimPendingSMS(b.ctx, bob.ID, r.ID, time.Minute) })
+		}
+		wg.Wait()
+		won := 0
+		for i, c := range claims {
+			require.NoError(t, errs[i])
+			if c.Token != "" {
+				won++
+			} else {
+				require.NotZero(t, c.HeldUntil)
+			}
+		}
+		require.Equal(t, 1, won)
+	})
+
+	t.Run("SettlingNeedsAClaim", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		c := chat.SMSClaim{UserID: "1", RoomID: "1"}
+		require.Error(t, b.store.MarkSMSSent(b.ctx, c))
+		require.Error(t, b.store.DropPendingSMS(b.ctx, c))
+		require.Error(t, b.store.ReleaseSMSClaim(b.ctx, c))
+	})
 }
 
 func TestRunOnce(t *testing.T) {
