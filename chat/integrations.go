@@ -2,6 +2,14 @@ package chat
 
 import "time"
 
+// Notice is what the integrations need to know about one stored message.
+type Notice struct {
+	Message      Message
+	RoomName     string
+	SlackChannel string // empty: the room is not bridged
+	SMSMembers   []User // other members with a verified phone and SMS notifications on
+}
+
 // SMSClaim is the SMS work of one (user, room) pair that a job took: the
 // messages pending for the user about the room, what the throttle of SPEC §8
 // needs to know, and the claim that keeps other runs of the pair away until

@@ -22,42 +22,33 @@ type Outbox struct {
 // WithOutbox turns on the outbox for the integrations o names.
 func WithOutbox(o Outbox) Option { return func(s *Store) { s.outbox = o } }
 
-// OutboxEntry is one message waiting to be handed to the job queue.
-type OutboxEntry struct {
-	ID        int64
-	MessageID string
-}
-
-// RelayOutbox locks up to limit outbox rows that no other relay holds, passes
-// them to enqueue and deletes them when enqueue succeeds. If enqueue fails,
-// or the process dies before the commit, the rows stay for the next pass, so
-// enqueue must tolerate seeing an entry twice. It returns how many rows it
-// relayed.
-func (s *Store) RelayOutbox(ctx context.Context, limit int, enqueue func([]OutboxEntry) error) (int, error) {
+// RelayOutbox locks up to limit outbox rows that no other relay holds,
+// passes the ids of their messages to enqueue and deletes the rows when
+// enqueue succeeds. If enqueue fails, or the process dies before the
+// commit, the rows stay for the next pass, so enqueue must tolerate seeing
+// a message twice. It returns how many rows it relayed.
+func (s *Store) RelayOutbox(ctx context.Context, limit int, enqueue func(messageIDs []string) error) (int, error) {
 	var n int
 	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT id, message_id FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, limit)
 		if err != nil {
 			return err
 		}
-		entries, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (OutboxEntry, error) {
-			var e OutboxEntry
-			var mid int64
-			err := row.Scan(&e.ID, &mid)
-			e.MessageID = formatID(mid)
-			return e, err
+		var ids []int64
+		var messageIDs []string
+		var id, mid int64
+		_, err = pgx.ForEachRow(rows, []any{&id, &mid}, func() error {
+			ids = append(ids, id)
+			messageIDs = append(messageIDs, formatID(mid))
+			return nil
 		})
-		if err != nil || len(entries) == 0 {
+		if err != nil || len(ids) == 0 {
 			return err
 		}
-		if err := enqueue(entries); err != nil {
+		if err := enqueue(messageIDs); err != nil {
 			return err
 		}
-		ids := make([]int64, len(entries))
-		for i, e := range entries {
-			ids[i] = e.ID
-		}
-		n = len(entries)
+		n = len(ids)
 		_, err = tx.Exec(ctx, `DELETE FROM outbox WHERE id = ANY($1)`, ids)
 		return err
 	})
@@ -67,27 +58,19 @@ func (s *Store) RelayOutbox(ctx context.Context, limit int, enqueue func([]Outbo
 	return n, nil
 }
 
-// Notice is what the integrations need to know about one stored message.
-type Notice struct {
-	Message      chat.Message
-	RoomName     string
-	SlackChannel string      // empty: the room is not bridged
-	SMSMembers   []chat.User // other members with a verified phone and SMS notifications on
-}
-
 // Notice loads messageID with its room's Slack channel and the members who
 // may get an SMS about it.
-func (s *Store) Notice(ctx context.Context, messageID string) (Notice, error) {
-	var n Notice
+func (s *Store) Notice(ctx context.Context, messageID string) (chat.Notice, error) {
+	var n chat.Notice
 	var err error
 	n.Message, err = s.Message(ctx, messageID)
 	if err != nil {
-		return Notice{}, err
+		return chat.Notice{}, err
 	}
 	var channel *string
 	err = s.db.QueryRow(ctx, `SELECT name, slack_channel_id FROM rooms WHERE id = $1`, n.Message.RoomID).Scan(&n.RoomName, &channel)
 	if err != nil {
-		return Notice{}, wrap("notice room", err)
+		return chat.Notice{}, wrap("notice room", err)
 	}
 	if channel != nil {
 		n.SlackChannel = *channel
@@ -98,7 +81,7 @@ func (s *Store) Notice(ctx context.Context, messageID string) (Notice, error) {
 		WHERE m.room_id = $1 AND m.user_id <> $2 AND u.sms_notify AND u.phone_verified`,
 		n.Message.RoomID, n.Message.Sender.ID)
 	if err != nil {
-		return Notice{}, wrap("notice members", err)
+		return chat.Notice{}, wrap("notice members", err)
 	}
 	n.SMSMembers, err = pgx.CollectRows(rows, scanUser)
 	return n, wrap("notice members", err)

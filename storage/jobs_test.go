@@ -113,16 +113,14 @@ func TestRelayOutboxKeepsRowsUntilEnqueued(t *testing.T) {
 		want = append(want, b.send(t, r.ID, alice.ID, "hi").ID)
 	}
 
-	n, err := b.store.RelayOutbox(b.ctx, 10, func([]storage.OutboxEntry) error { return errors.New("redis down") })
+	n, err := b.store.RelayOutbox(b.ctx, 10, func([]string) error { return errors.New("redis down") })
 	require.Error(t, err)
 	require.Zero(t, n)
 	require.Equal(t, want, b.outboxMessages(t), "a failed enqueue keeps every row")
 
 	var got []string
-	n, err = b.store.RelayOutbox(b.ctx, 2, func(es []storage.OutboxEntry) error {
-		for _, e := range es {
-			got = append(got, e.MessageID)
-		}
+	n, err = b.store.RelayOutbox(b.ctx, 2, func(ids []string) error {
+		got = append(got, ids...)
 		return nil
 	})
 	require.NoError(t, err)
@@ -143,7 +141,7 @@ func TestRelayOutboxSkipsRowsAnotherRelayHolds(t *testing.T) {
 	holding, release := make(chan struct{}), make(chan struct{})
 	done := make(chan error)
 	go func() {
-		_, err := b.store.RelayOutbox(b.ctx, 10, func(es []storage.OutboxEntry) error {
+		_, err := b.store.RelayOutbox(b.ctx, 10, func([]string) error {
 			close(holding)
 			<-release
 			return nil
@@ -153,10 +151,8 @@ func TestRelayOutboxSkipsRowsAnotherRelayHolds(t *testing.T) {
 	<-holding
 	second := b.send(t, r.ID, alice.ID, "two")
 	var got []string
-	_, err := b.store.RelayOutbox(b.ctx, 10, func(es []storage.OutboxEntry) error {
-		for _, e := range es {
-			got = append(got, e.MessageID)
-		}
+	_, err := b.store.RelayOutbox(b.ctx, 10, func(ids []string) error {
+		got = append(got, ids...)
 		return nil
 	})
 	require.NoError(t, err)

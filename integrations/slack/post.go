@@ -12,7 +12,6 @@ import (
 	"github.com/switchboard-chat/switchboard/chat"
 	"github.com/switchboard-chat/switchboard/integrations"
 	"github.com/switchboard-chat/switchboard/integrations/jobs"
-	"github.com/switchboard-chat/switchboard/storage"
 )
 
 // PostKind is the job that posts one message to its room's Slack channel.
@@ -40,7 +39,7 @@ func NewAPI(cfg APIConfig) *slack.Client {
 
 // PostStore is what the post job reads and writes.
 type PostStore interface {
-	Notice(ctx context.Context, messageID string) (storage.Notice, error)
+	Notice(ctx context.Context, messageID string) (chat.Notice, error)
 	RunOnce(ctx context.Context, key string, do func(context.Context) error) (bool, error)
 }
 
