@@ -52,7 +52,7 @@ func TestHandlePost(t *testing.T) {
 	hello := post("hello <b>&")
 	require.NoError(t, handle(ctx, hello))
 	require.NoError(t, handle(ctx, hello), "a second run of the same job")
-	require.Equal(t, []slacktest.Post{{Channel: "C0123", Text: "hello &lt;b&gt;&amp;", Username: "Alice Liddell"}}, fake.Posts(),
+	require.Equal(t, []slacktest.Post{{Channel: "C0123", Text: "hello &lt;b&gt;&amp;", Username: "Alice Liddell"}}, fake.Accepted(),
 		"posted once, under the sender's name, with Slack's escaping")
 
 	retried := post("after a 500")
@@ -61,7 +61,7 @@ func TestHandlePost(t *testing.T) {
 	require.Error(t, err)
 	require.False(t, jobs.IsPermanent(err))
 	require.NoError(t, handle(ctx, retried), "a failed run does not mark the post done")
-	require.Len(t, fake.Posts(), 2)
+	require.Len(t, fake.Accepted(), 2)
 
 	fake.Fail(slacktest.Failure{Error: "channel_not_found"})
 	err = handle(ctx, post("to a deleted channel"))

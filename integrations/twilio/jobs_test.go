@@ -171,16 +171,16 @@ func TestHandleSMSFoldsAndThrottles(t *testing.T) {
 	err := handle(b.ctx, j.payload)
 	require.Error(t, err)
 	require.False(t, jobs.IsPermanent(err))
-	require.Empty(t, b.fake.Sent())
+	require.Empty(t, b.fake.Accepted())
 	require.NoError(t, handle(b.ctx, j.payload), "the retry")
-	require.Equal(t, []twiliotest.SMS{{To: bobPhone, From: testFrom, Body: "[#general] alice: one\nalice: two"}}, b.fake.Sent(),
+	require.Equal(t, []twiliotest.SMS{{To: bobPhone, From: testFrom, Body: "[#general] alice: one\nalice: two"}}, b.fake.Accepted(),
 		"a failed send changes nothing: the retry sends both, in one SMS")
 	require.NoError(t, handle(b.ctx, j.payload))
-	require.Len(t, b.fake.Sent(), 1, "running the job again sends nothing")
+	require.Len(t, b.fake.Accepted(), 1, "running the job again sends nothing")
 
 	b.post(t, j, "three")
 	require.NoError(t, handle(b.ctx, j.payload))
-	require.Len(t, b.fake.Sent(), 1, "within the minute nothing goes out")
+	require.Len(t, b.fake.Accepted(), 1, "within the minute nothing goes out")
 	next := b.sched.scheduled()
 	require.Len(t, next, 1)
 	require.WithinDuration(t, time.Now().Add(time.Minute), next[0].At, 10*time.Second, "the job comes back when the minute ends")
@@ -190,8 +190,8 @@ func TestHandleSMSFoldsAndThrottles(t *testing.T) {
 	_, err = b.pool.Exec(b.ctx, `UPDATE sms_throttle SET last_sent_at = now() - interval '61 seconds'`)
 	require.NoError(t, err)
 	require.NoError(t, handle(b.ctx, j.payload))
-	require.Len(t, b.fake.Sent(), 2)
-	require.Equal(t, "[#general] alice: three", b.fake.Sent()[1].Body)
+	require.Len(t, b.fake.Accepted(), 2)
+	require.Equal(t, "[#general] alice: three", b.fake.Accepted()[1].Body)
 	require.Zero(t, b.pending(t))
 }
 
@@ -225,7 +225,7 @@ func TestHandleSMSConcurrentRunsSendOnce(t *testing.T) {
 		}
 	}
 	require.Equal(t, 1, b.fake.Requests(), "one run called Twilio; the others were deferred or found nothing")
-	require.Len(t, b.fake.Sent(), 1)
+	require.Len(t, b.fake.Accepted(), 1)
 	require.NoError(t, handle(b.ctx, j.payload))
 	require.Equal(t, 1, b.fake.Requests())
 }
@@ -244,7 +244,7 @@ func TestHandleSMSNothingLockedDuringTheCall(t *testing.T) {
 	defer release()
 	first := make(chan error, 1)
 	go func() { first <- handle(b.ctx, j.payload) }()
-	require.Eventually(t, func() bool { return b.fake.Requests() == 1 }, 5*time.Second, 10*time.Millisecond)
+	b.fake.WaitRequests(t, 1)
 
 	quick, cancel := context.WithTimeout(b.ctx, 2*time.Second)
 	defer cancel()
@@ -257,7 +257,7 @@ func TestHandleSMSNothingLockedDuringTheCall(t *testing.T) {
 	require.Error(t, err)
 	require.False(t, jobs.IsPermanent(err))
 	require.NoError(t, handle(b.ctx, j.payload), "the retry")
-	require.Equal(t, []twiliotest.SMS{{To: bobPhone, From: testFrom, Body: "[#general] alice: one\nalice: two"}}, b.fake.Sent())
+	require.Equal(t, []twiliotest.SMS{{To: bobPhone, From: testFrom, Body: "[#general] alice: one\nalice: two"}}, b.fake.Accepted())
 }
 
 // TestHandleSMSCrashWindows: what a run that stops between its steps leaves
@@ -279,7 +279,7 @@ func TestHandleSMSCrashWindows(t *testing.T) {
 		b.lapse(t)
 		require.NoError(t, handle(b.ctx, j.payload))
 		require.NoError(t, handle(b.ctx, j.payload))
-		require.Len(t, b.fake.Sent(), 1, "sent once, by the run after the lease")
+		require.Len(t, b.fake.Accepted(), 1, "sent once, by the run after the lease")
 	})
 
 	t.Run("DiedAfterTwilioAccepted", func(t *testing.T) {
@@ -289,18 +289,18 @@ func TestHandleSMSCrashWindows(t *testing.T) {
 		b.post(t, j, "one")
 		died := errors.New("the process died before MarkSMSSent")
 		require.ErrorIs(t, b.handleSMS(smsStore{Store: b.store, markErr: died})(b.ctx, j.payload), died)
-		require.Len(t, b.fake.Sent(), 1)
+		require.Len(t, b.fake.Accepted(), 1)
 
 		handle := b.handleSMS(b.store)
 		requireHeld(t, handle(b.ctx, j.payload))
-		require.Len(t, b.fake.Sent(), 1)
+		require.Len(t, b.fake.Accepted(), 1)
 		b.lapse(t)
 		require.NoError(t, handle(b.ctx, j.payload))
-		require.Len(t, b.fake.Sent(), 2,
+		require.Len(t, b.fake.Accepted(), 2,
 			"at least once: Twilio takes no idempotency key, so the run after the lease sends the SMS again")
-		require.Equal(t, b.fake.Sent()[0], b.fake.Sent()[1])
+		require.Equal(t, b.fake.Accepted()[0], b.fake.Accepted()[1])
 		require.NoError(t, handle(b.ctx, j.payload))
-		require.Len(t, b.fake.Sent(), 2)
+		require.Len(t, b.fake.Accepted(), 2)
 	})
 
 	t.Run("JobTimedOutDuringTheCall", func(t *testing.T) {
@@ -311,9 +311,9 @@ func TestHandleSMSCrashWindows(t *testing.T) {
 		ctx, timeout := context.WithCancel(b.ctx)
 		require.NoError(t, b.handleSMS(smsStore{Store: b.store, claimed: timeout})(ctx, j.payload),
 			"the send is recorded after the job's context ended")
-		require.Len(t, b.fake.Sent(), 1)
+		require.Len(t, b.fake.Accepted(), 1)
 		require.Zero(t, b.pending(t))
 		require.NoError(t, b.handleSMS(b.store)(b.ctx, j.payload))
-		require.Len(t, b.fake.Sent(), 1, "so the retry sends nothing")
+		require.Len(t, b.fake.Accepted(), 1, "so the retry sends nothing")
 	})
 }
