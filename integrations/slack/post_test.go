@@ -1,53 +1,37 @@
 package slack_test
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"testing"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/switchboard-chat/switchboard/broker/brokertest"
 	"github.com/switchboard-chat/switchboard/chat"
 	"github.com/switchboard-chat/switchboard/integrations"
 	"github.com/switchboard-chat/switchboard/integrations/jobs"
+	"github.com/switchboard-chat/switchboard/integrations/jobs/jobstest"
 	"github.com/switchboard-chat/switchboard/integrations/slack"
 	"github.com/switchboard-chat/switchboard/integrations/slack/slacktest"
-	"github.com/switchboard-chat/switchboard/storage"
 	"github.com/switchboard-chat/switchboard/storage/storagetest"
 )
 
 func TestHandlePost(t *testing.T) {
 	t.Parallel()
-	ctx := t.Context()
-	store := storage.New(storagetest.NewPool(t))
+	f := storagetest.NewFixture(t)
+	ctx, store := f.Ctx, f.Store
 	alice, err := store.CreateUser(ctx, "alice", "x", "Alice Liddell")
 	require.NoError(t, err)
-	room, err := store.CreateRoom(ctx, alice.ID, "general", chat.Public)
-	require.NoError(t, err)
+	room := f.Room(t, alice.User, "general", chat.Public)
 	_, err = store.BridgeSlack(ctx, room.ID, "C0123")
 	require.NoError(t, err)
 	post := func(body string) []byte {
-		m, _, err := store.SaveMessage(ctx, chat.NewMessage{RoomID: room.ID, SenderID: alice.ID, Body: body, Source: chat.SourceWeb})
-		require.NoError(t, err)
-		p, _ := json.Marshal(integrations.MessagePayload{MessageID: m.ID})
+		p, _ := json.Marshal(integrations.MessagePayload{MessageID: f.Say(t, room, alice.User, body).ID})
 		return p
 	}
 
-	opts, err := redis.ParseURL(brokertest.RedisURL())
-	require.NoError(t, err)
-	rdb := redis.NewClient(opts)
-	prefix := brokertest.Prefix()
-	t.Cleanup(func() {
-		rdb.Del(context.Background(), prefix+"breakers")
-		rdb.Close()
-	})
-	q, err := jobs.New(jobs.Config{Redis: rdb, Prefix: prefix})
-	require.NoError(t, err)
 	fake := slacktest.New(t, "xoxb-test")
-	handle := slack.HandlePost(store, slack.NewAPI(slack.APIConfig{BotToken: "xoxb-test", APIURL: fake.URL()}), q.NewBreaker("slack"))
+	handle := slack.HandlePost(store, slack.NewAPI(slack.APIConfig{BotToken: "xoxb-test", APIURL: fake.URL()}), jobstest.Breaker(t, "slack"))
 
 	hello := post("hello <b>&")
 	require.NoError(t, handle(ctx, hello))

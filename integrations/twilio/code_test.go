@@ -39,11 +39,11 @@ type codeJob struct {
 func (b *jobBundle) askCode(t *testing.T, user chat.User, phone string) codeJob {
 	t.Helper()
 	var payload []byte
-	store := storage.New(b.pool, storage.WithPhoneCodes(func(ctx context.Context, userID, codeID string) error {
+	store := storage.New(b.Pool, storage.WithPhoneCodes(func(ctx context.Context, userID, codeID string) error {
 		payload, _ = json.Marshal(twilio.CodePayload{UserID: userID, CodeID: codeID})
 		return nil
 	}))
-	_, err := store.UpdateProfile(b.ctx, user.ID, chat.ProfileUpdate{Phone: &phone})
+	_, err := store.UpdateProfile(b.Ctx, user.ID, chat.ProfileUpdate{Phone: &phone})
 	require.NoError(t, err)
 	require.NotNil(t, payload, "a code was asked for")
 	return codeJob{user: user, phone: phone, payload: payload}
@@ -69,7 +69,7 @@ func (b *jobBundle) codes(t *testing.T, phone string) []string {
 
 // enter enters code for j's account, as POST /api/v1/me/phone/verify does.
 func (b *jobBundle) enter(j codeJob, code string) error {
-	_, err := b.store.VerifyPhone(b.ctx, j.user.ID, hashCode(j.user.ID, code))
+	_, err := b.Store.VerifyPhone(b.Ctx, j.user.ID, hashCode(j.user.ID, code))
 	return err
 }
 
@@ -93,9 +93,9 @@ func TestHandleCode(t *testing.T) {
 		t.Parallel()
 		b := setupJobs(t)
 		j := b.askCode(t, b.user(t, "alice", ""), "+14155550111")
-		handle := b.handleCode(b.store)
-		require.NoError(t, handle(b.ctx, j.payload))
-		require.NoError(t, handle(b.ctx, j.payload), "a second run")
+		handle := b.handleCode(b.Store)
+		require.NoError(t, handle(b.Ctx, j.payload))
+		require.NoError(t, handle(b.Ctx, j.payload), "a second run")
 		codes := b.codes(t, j.phone)
 		require.Len(t, codes, 1)
 		require.NoError(t, b.enter(j, codes[0]))
@@ -105,12 +105,12 @@ func TestHandleCode(t *testing.T) {
 		t.Parallel()
 		b := setupJobs(t)
 		j := b.askCode(t, b.user(t, "alice", ""), "+14155550112")
-		handle := b.handleCode(b.store)
+		handle := b.handleCode(b.Store)
 		b.fake.Fail(twiliotest.Failure{Status: 500, Code: 20500})
-		err := handle(b.ctx, j.payload)
+		err := handle(b.Ctx, j.payload)
 		require.Error(t, err)
 		require.False(t, jobs.IsPermanent(err))
-		require.NoError(t, handle(b.ctx, j.payload))
+		require.NoError(t, handle(b.Ctx, j.payload))
 		codes := b.codes(t, j.phone)
 		require.Len(t, codes, 1)
 		require.NoError(t, b.enter(j, codes[0]))
@@ -120,11 +120,11 @@ func TestHandleCode(t *testing.T) {
 		t.Parallel()
 		b := setupJobs(t)
 		j := b.askCode(t, b.user(t, "alice", ""), "+14155550113")
-		handle := b.handleCode(b.store)
+		handle := b.handleCode(b.Store)
 		errs := make([]error, 5)
 		var wg sync.WaitGroup
 		for i := range errs {
-			wg.Go(func() { errs[i] = handle(b.ctx, j.payload) })
+			wg.Go(func() { errs[i] = handle(b.Ctx, j.payload) })
 		}
 		wg.Wait()
 		for _, err := range errs {
@@ -141,22 +141,22 @@ func TestHandleCode(t *testing.T) {
 		t.Parallel()
 		b := setupJobs(t)
 		j := b.askCode(t, b.user(t, "alice", ""), "+14155550114")
-		handle := b.handleCode(b.store)
+		handle := b.handleCode(b.Store)
 		release := b.fake.Hold()
 		defer release()
 		first := make(chan error, 1)
-		go func() { first <- handle(b.ctx, j.payload) }()
+		go func() { first <- handle(b.Ctx, j.payload) }()
 		b.fake.WaitRequests(t, 1)
 
-		quick, cancel := context.WithTimeout(b.ctx, 2*time.Second)
+		quick, cancel := context.WithTimeout(b.Ctx, 2*time.Second)
 		defer cancel()
-		_, err := b.store.VerifyPhone(quick, j.user.ID, hashCode(j.user.ID, "000000"))
+		_, err := b.Store.VerifyPhone(quick, j.user.ID, hashCode(j.user.ID, "000000"))
 		require.ErrorIs(t, err, storage.ErrWrongCode)
 		requireHeld(t, handle(quick, j.payload))
 
 		release()
 		require.Error(t, <-first)
-		require.NoError(t, handle(b.ctx, j.payload), "the retry")
+		require.NoError(t, handle(b.Ctx, j.payload), "the retry")
 		codes := b.codes(t, j.phone)
 		require.Len(t, codes, 1)
 		require.NoError(t, b.enter(j, codes[0]))
@@ -168,14 +168,14 @@ func TestHandleCode(t *testing.T) {
 		j := b.askCode(t, b.user(t, "alice", ""), "+14155550115")
 		var p twilio.CodePayload
 		require.NoError(t, json.Unmarshal(j.payload, &p))
-		_, err := b.store.ClaimPhoneCode(b.ctx, p.UserID, p.CodeID, hashCode(p.UserID, "111111"), time.Minute) // and died
+		_, err := b.Store.ClaimPhoneCode(b.Ctx, p.UserID, p.CodeID, hashCode(p.UserID, "111111"), time.Minute) // and died
 		require.NoError(t, err)
-		handle := b.handleCode(b.store)
-		requireHeld(t, handle(b.ctx, j.payload))
+		handle := b.handleCode(b.Store)
+		requireHeld(t, handle(b.Ctx, j.payload))
 		require.Zero(t, b.fake.Requests())
 
 		b.lapse(t)
-		require.NoError(t, handle(b.ctx, j.payload))
+		require.NoError(t, handle(b.Ctx, j.payload))
 		codes := b.codes(t, j.phone)
 		require.Len(t, codes, 1, "sent once, by the run after the lease")
 		require.NoError(t, b.enter(j, codes[0]))
@@ -186,11 +186,11 @@ func TestHandleCode(t *testing.T) {
 		b := setupJobs(t)
 		j := b.askCode(t, b.user(t, "alice", ""), "+14155550116")
 		died := errors.New("the process died before MarkPhoneCodeSent")
-		require.ErrorIs(t, b.handleCode(codeStore{Store: b.store, markErr: died})(b.ctx, j.payload), died)
-		handle := b.handleCode(b.store)
-		requireHeld(t, handle(b.ctx, j.payload))
+		require.ErrorIs(t, b.handleCode(codeStore{Store: b.Store, markErr: died})(b.Ctx, j.payload), died)
+		handle := b.handleCode(b.Store)
+		requireHeld(t, handle(b.Ctx, j.payload))
 		b.lapse(t)
-		require.NoError(t, handle(b.ctx, j.payload))
+		require.NoError(t, handle(b.Ctx, j.payload))
 		codes := b.codes(t, j.phone)
 		require.Len(t, codes, 2, "at least once: the run after the lease sends a new code")
 		require.ErrorIs(t, b.enter(j, codes[0]), storage.ErrWrongCode, "which replaces the first")
@@ -202,12 +202,12 @@ func TestHandleCode(t *testing.T) {
 		b := setupJobs(t)
 		b.user(t, "alice", "+14155550117")
 		j := b.askCode(t, b.user(t, "mallory", ""), "+14155550117")
-		handle := b.handleCode(b.store)
-		require.NoError(t, handle(b.ctx, j.payload))
-		require.NoError(t, handle(b.ctx, j.payload))
+		handle := b.handleCode(b.Store)
+		require.NoError(t, handle(b.Ctx, j.payload))
+		require.NoError(t, handle(b.Ctx, j.payload))
 		require.Zero(t, b.fake.Requests(), "no SMS to a number another account verified")
 		var made, settled bool
-		require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT code_hash IS NOT NULL, claimed_until IS NULL FROM phone_codes WHERE user_id = $1::bigint`,
+		require.NoError(t, b.Pool.QueryRow(b.Ctx, `SELECT code_hash IS NOT NULL, claimed_until IS NULL FROM phone_codes WHERE user_id = $1::bigint`,
 			j.user.ID).Scan(&made, &settled))
 		require.True(t, made && settled, "its code is made all the same")
 	})

@@ -8,13 +8,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/switchboard-chat/switchboard/broker/brokertest"
 	"github.com/switchboard-chat/switchboard/chat"
 	"github.com/switchboard-chat/switchboard/integrations"
 	"github.com/switchboard-chat/switchboard/integrations/jobs"
+	"github.com/switchboard-chat/switchboard/integrations/jobs/jobstest"
 	"github.com/switchboard-chat/switchboard/integrations/twilio"
 	"github.com/switchboard-chat/switchboard/integrations/twilio/twiliotest"
 	"github.com/switchboard-chat/switchboard/storage"
@@ -68,24 +67,14 @@ func setupJobs(t *testing.T) *jobBundle {
 		AccountSID: b.fake.AccountSID, AuthToken: b.fake.AuthToken, From: testFrom, APIURL: b.fake.URL(),
 	})
 	require.NoError(t, err)
-	opts, err := redis.ParseURL(brokertest.RedisURL())
-	require.NoError(t, err)
-	rdb := redis.NewClient(opts)
-	prefix := brokertest.Prefix()
-	t.Cleanup(func() {
-		rdb.Del(context.Background(), prefix+"breakers")
-		rdb.Close()
-	})
-	q, err := jobs.New(jobs.Config{Redis: rdb, Prefix: prefix})
-	require.NoError(t, err)
-	b.breaker = q.NewBreaker("twilio")
+	b.breaker = jobstest.Breaker(t, "twilio")
 	return b
 }
 
 // lapse makes every claim lapse, as when its run died a lease ago.
 func (b *jobBundle) lapse(t *testing.T) {
 	t.Helper()
-	_, err := b.pool.Exec(b.ctx, `
+	_, err := b.Pool.Exec(b.Ctx, `
 		UPDATE sms_throttle SET claimed_until = now() - interval '1 second' WHERE claim IS NOT NULL;
 		UPDATE phone_codes SET claimed_until = now() - interval '1 second' WHERE claimed_until IS NOT NULL`)
 	require.NoError(t, err)
@@ -111,8 +100,8 @@ const bobPhone = "+14155550101"
 func (b *jobBundle) smsJob(t *testing.T) smsJob {
 	t.Helper()
 	j := smsJob{alice: b.user(t, "alice", ""), bob: b.user(t, "bob", bobPhone)}
-	j.room = b.room(t, j.alice, "general", chat.Public)
-	_, _, err := b.store.Join(b.ctx, j.bob.ID, j.room.ID)
+	j.room = b.Room(t, j.alice, "general", chat.Public)
+	_, _, err := b.Store.Join(b.Ctx, j.bob.ID, j.room.ID)
 	require.NoError(t, err)
 	j.payload, _ = json.Marshal(integrations.SMSPayload{UserID: j.bob.ID, RoomID: j.room.ID})
 	return j
@@ -121,9 +110,8 @@ func (b *jobBundle) smsJob(t *testing.T) smsJob {
 // post stores a message of alice as pending for bob, as the fanout does.
 func (b *jobBundle) post(t *testing.T, j smsJob, body string) {
 	t.Helper()
-	m, _, err := b.store.SaveMessage(b.ctx, chat.NewMessage{RoomID: j.room.ID, SenderID: j.alice.ID, Body: body, Source: chat.SourceWeb})
-	require.NoError(t, err)
-	require.NoError(t, b.store.AddPendingSMS(b.ctx, m.ID, []string{j.bob.ID}))
+	m := b.Say(t, j.room, j.alice, body)
+	require.NoError(t, b.Store.AddPendingSMS(b.Ctx, m.ID, []string{j.bob.ID}))
 }
 
 func (b *jobBundle) handleSMS(store twilio.SMSStore) jobs.Handler {
@@ -133,7 +121,7 @@ func (b *jobBundle) handleSMS(store twilio.SMSStore) jobs.Handler {
 func (b *jobBundle) pending(t *testing.T) int {
 	t.Helper()
 	var n int
-	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*) FROM sms_pending`).Scan(&n))
+	require.NoError(t, b.Pool.QueryRow(b.Ctx, `SELECT count(*) FROM sms_pending`).Scan(&n))
 	return n
 }
 
@@ -163,23 +151,23 @@ func TestHandleSMSFoldsAndThrottles(t *testing.T) {
 	t.Parallel()
 	b := setupJobs(t)
 	j := b.smsJob(t)
-	handle := b.handleSMS(b.store)
+	handle := b.handleSMS(b.Store)
 	b.post(t, j, "one")
 	b.post(t, j, "two")
 
 	b.fake.Fail(twiliotest.Failure{Status: 500, Code: 20500})
-	err := handle(b.ctx, j.payload)
+	err := handle(b.Ctx, j.payload)
 	require.Error(t, err)
 	require.False(t, jobs.IsPermanent(err))
 	require.Empty(t, b.fake.Accepted())
-	require.NoError(t, handle(b.ctx, j.payload), "the retry")
+	require.NoError(t, handle(b.Ctx, j.payload), "the retry")
 	require.Equal(t, []twiliotest.SMS{{To: bobPhone, From: testFrom, Body: "[#general] alice: one\nalice: two"}}, b.fake.Accepted(),
 		"a failed send changes nothing: the retry sends both, in one SMS")
-	require.NoError(t, handle(b.ctx, j.payload))
+	require.NoError(t, handle(b.Ctx, j.payload))
 	require.Len(t, b.fake.Accepted(), 1, "running the job again sends nothing")
 
 	b.post(t, j, "three")
-	require.NoError(t, handle(b.ctx, j.payload))
+	require.NoError(t, handle(b.Ctx, j.payload))
 	require.Len(t, b.fake.Accepted(), 1, "within the minute nothing goes out")
 	next := b.sched.scheduled()
 	require.Len(t, next, 1)
@@ -187,9 +175,9 @@ func TestHandleSMSFoldsAndThrottles(t *testing.T) {
 	require.Contains(t, next[0].Key, "sms:"+j.bob.ID+":"+j.room.ID+":at:")
 	require.Equal(t, 1, b.pending(t))
 
-	_, err = b.pool.Exec(b.ctx, `UPDATE sms_throttle SET last_sent_at = now() - interval '61 seconds'`)
+	_, err = b.Pool.Exec(b.Ctx, `UPDATE sms_throttle SET last_sent_at = now() - interval '61 seconds'`)
 	require.NoError(t, err)
-	require.NoError(t, handle(b.ctx, j.payload))
+	require.NoError(t, handle(b.Ctx, j.payload))
 	require.Len(t, b.fake.Accepted(), 2)
 	require.Equal(t, "[#general] alice: three", b.fake.Accepted()[1].Body)
 	require.Zero(t, b.pending(t))
@@ -200,9 +188,9 @@ func TestHandleSMSDropsWhatAnUnverifiedNumberWaitedFor(t *testing.T) {
 	b := setupJobs(t)
 	j := b.smsJob(t)
 	b.post(t, j, "one")
-	_, err := b.store.UpdateProfile(b.ctx, j.bob.ID, chat.ProfileUpdate{Phone: ptr("")})
+	_, err := b.Store.UpdateProfile(b.Ctx, j.bob.ID, chat.ProfileUpdate{Phone: ptr("")})
 	require.NoError(t, err)
-	require.NoError(t, b.handleSMS(b.store)(b.ctx, j.payload))
+	require.NoError(t, b.handleSMS(b.Store)(b.Ctx, j.payload))
 	require.Zero(t, b.fake.Requests())
 	require.Zero(t, b.pending(t), "dropped")
 }
@@ -212,11 +200,11 @@ func TestHandleSMSConcurrentRunsSendOnce(t *testing.T) {
 	b := setupJobs(t)
 	j := b.smsJob(t)
 	b.post(t, j, "one")
-	handle := b.handleSMS(b.store)
+	handle := b.handleSMS(b.Store)
 	errs := make([]error, 5)
 	var wg sync.WaitGroup
 	for i := range errs {
-		wg.Go(func() { errs[i] = handle(b.ctx, j.payload) })
+		wg.Go(func() { errs[i] = handle(b.Ctx, j.payload) })
 	}
 	wg.Wait()
 	for _, err := range errs {
@@ -226,7 +214,7 @@ func TestHandleSMSConcurrentRunsSendOnce(t *testing.T) {
 	}
 	require.Equal(t, 1, b.fake.Requests(), "one run called Twilio; the others were deferred or found nothing")
 	require.Len(t, b.fake.Accepted(), 1)
-	require.NoError(t, handle(b.ctx, j.payload))
+	require.NoError(t, handle(b.Ctx, j.payload))
 	require.Equal(t, 1, b.fake.Requests())
 }
 
@@ -239,14 +227,14 @@ func TestHandleSMSNothingLockedDuringTheCall(t *testing.T) {
 	b := setupJobs(t)
 	j := b.smsJob(t)
 	b.post(t, j, "one")
-	handle := b.handleSMS(b.store)
+	handle := b.handleSMS(b.Store)
 	release := b.fake.Hold()
 	defer release()
 	first := make(chan error, 1)
-	go func() { first <- handle(b.ctx, j.payload) }()
+	go func() { first <- handle(b.Ctx, j.payload) }()
 	b.fake.WaitRequests(t, 1)
 
-	quick, cancel := context.WithTimeout(b.ctx, 2*time.Second)
+	quick, cancel := context.WithTimeout(b.Ctx, 2*time.Second)
 	defer cancel()
 	requireHeld(t, handle(quick, j.payload))
 	b.post(t, j, "two")
@@ -256,7 +244,7 @@ func TestHandleSMSNothingLockedDuringTheCall(t *testing.T) {
 	err := <-first
 	require.Error(t, err)
 	require.False(t, jobs.IsPermanent(err))
-	require.NoError(t, handle(b.ctx, j.payload), "the retry")
+	require.NoError(t, handle(b.Ctx, j.payload), "the retry")
 	require.Equal(t, []twiliotest.SMS{{To: bobPhone, From: testFrom, Body: "[#general] alice: one\nalice: two"}}, b.fake.Accepted())
 }
 
@@ -270,15 +258,15 @@ func TestHandleSMSCrashWindows(t *testing.T) {
 		b := setupJobs(t)
 		j := b.smsJob(t)
 		b.post(t, j, "one")
-		_, err := b.store.ClaimPendingSMS(b.ctx, j.bob.ID, j.room.ID, time.Minute) // and died
+		_, err := b.Store.ClaimPendingSMS(b.Ctx, j.bob.ID, j.room.ID, time.Minute) // and died
 		require.NoError(t, err)
-		handle := b.handleSMS(b.store)
-		requireHeld(t, handle(b.ctx, j.payload))
+		handle := b.handleSMS(b.Store)
+		requireHeld(t, handle(b.Ctx, j.payload))
 		require.Zero(t, b.fake.Requests(), "the claim keeps the next run away while it may be alive")
 
 		b.lapse(t)
-		require.NoError(t, handle(b.ctx, j.payload))
-		require.NoError(t, handle(b.ctx, j.payload))
+		require.NoError(t, handle(b.Ctx, j.payload))
+		require.NoError(t, handle(b.Ctx, j.payload))
 		require.Len(t, b.fake.Accepted(), 1, "sent once, by the run after the lease")
 	})
 
@@ -288,18 +276,18 @@ func TestHandleSMSCrashWindows(t *testing.T) {
 		j := b.smsJob(t)
 		b.post(t, j, "one")
 		died := errors.New("the process died before MarkSMSSent")
-		require.ErrorIs(t, b.handleSMS(smsStore{Store: b.store, markErr: died})(b.ctx, j.payload), died)
+		require.ErrorIs(t, b.handleSMS(smsStore{Store: b.Store, markErr: died})(b.Ctx, j.payload), died)
 		require.Len(t, b.fake.Accepted(), 1)
 
-		handle := b.handleSMS(b.store)
-		requireHeld(t, handle(b.ctx, j.payload))
+		handle := b.handleSMS(b.Store)
+		requireHeld(t, handle(b.Ctx, j.payload))
 		require.Len(t, b.fake.Accepted(), 1)
 		b.lapse(t)
-		require.NoError(t, handle(b.ctx, j.payload))
+		require.NoError(t, handle(b.Ctx, j.payload))
 		require.Len(t, b.fake.Accepted(), 2,
 			"at least once: Twilio takes no idempotency key, so the run after the lease sends the SMS again")
 		require.Equal(t, b.fake.Accepted()[0], b.fake.Accepted()[1])
-		require.NoError(t, handle(b.ctx, j.payload))
+		require.NoError(t, handle(b.Ctx, j.payload))
 		require.Len(t, b.fake.Accepted(), 2)
 	})
 
@@ -308,12 +296,12 @@ func TestHandleSMSCrashWindows(t *testing.T) {
 		b := setupJobs(t)
 		j := b.smsJob(t)
 		b.post(t, j, "one")
-		ctx, timeout := context.WithCancel(b.ctx)
-		require.NoError(t, b.handleSMS(smsStore{Store: b.store, claimed: timeout})(ctx, j.payload),
+		ctx, timeout := context.WithCancel(b.Ctx)
+		require.NoError(t, b.handleSMS(smsStore{Store: b.Store, claimed: timeout})(ctx, j.payload),
 			"the send is recorded after the job's context ended")
 		require.Len(t, b.fake.Accepted(), 1)
 		require.Zero(t, b.pending(t))
-		require.NoError(t, b.handleSMS(b.store)(b.ctx, j.payload))
+		require.NoError(t, b.handleSMS(b.Store)(b.Ctx, j.payload))
 		require.Len(t, b.fake.Accepted(), 1, "so the retry sends nothing")
 	})
 }
