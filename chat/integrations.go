@@ -59,3 +59,17 @@ type PhoneCode struct {
 	// Now is the database's clock at the claim, the clock of HeldUntil.
 	Now time.Time
 }
+
+// RunClaim is a claim on a side effect that is to be done once (a Slack
+// post), under a key derived from its cause.
+type RunClaim struct {
+	Key string
+	// Token names the claim; "" when nothing was claimed: the work is done,
+	// or another run holds it until HeldUntil.
+	Token string
+	// HeldUntil is when the claim of another run that holds the work
+	// lapses; zero unless one does.
+	HeldUntil time.Time
+	// Now is the database's clock at the claim, the clock of HeldUntil.
+	Now time.Time
+}

@@ -239,32 +239,60 @@ func parseClaim(c chat.SMSClaim) (uid, rid int64, err error) {
 	return uid, rid, err
 }
 
-// RunOnce runs do unless a run under key already succeeded. The key is
-// claimed in a transaction that stays open while do runs: a concurrent run
-// with the same key waits for it and then skips; a failed do releases the
-// key. It reports whether do ran.
-func (s *Store) RunOnce(ctx context.Context, key string, do func(context.Context) error) (ran bool, err error) {
-	err = pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `INSERT INTO job_runs (key) VALUES ($1) ON CONFLICT DO NOTHING`, key)
-		if err != nil || tag.RowsAffected() == 0 {
+// ClaimRun claims the side effect named key unless it was done: while the
+// claim (Token) holds, other runs get HeldUntil; it lapses after lease, so
+// the work of a run that died is taken over. The caller does the work with
+// nothing locked and settles the claim with FinishRun or ReleaseRun. A key
+// done already is not claimed.
+func (s *Store) ClaimRun(ctx context.Context, key string, lease time.Duration) (chat.RunClaim, error) {
+	c := chat.RunClaim{Key: key}
+	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `
+			INSERT INTO job_runs AS r (key, claim, claimed_until) VALUES ($1, gen_random_uuid(), now() + $2::interval)
+			ON CONFLICT (key) DO UPDATE SET claim = excluded.claim, claimed_until = excluded.claimed_until
+				WHERE r.done_at IS NULL AND r.claimed_until <= now()
+			RETURNING claim::text, now()`, key, lease).Scan(&c.Token, &c.Now)
+		if !errors.Is(err, pgx.ErrNoRows) {
 			return err
 		}
-		ran = true
-		return do(ctx)
+		// Done, or claimed by a live run; ON CONFLICT locked the row.
+		var held *time.Time
+		err = tx.QueryRow(ctx, `SELECT claimed_until, now() FROM job_runs WHERE key = $1`, key).Scan(&held, &c.Now)
+		if held != nil {
+			c.HeldUntil = *held
+		}
+		return err
 	})
 	if err != nil {
-		var ce *chat.Error
-		if errors.As(err, &ce) {
-			return false, err
-		}
-		return false, wrap("run once", err)
+		return chat.RunClaim{}, wrap("claim run", err)
 	}
-	return ran, nil
+	return c, nil
 }
 
-// ForgetRuns deletes the keys of runs done before cutoff.
+// FinishRun records that the work of claim c was done, even if the claim
+// lapsed meanwhile (the work was done all the same): no later run claims
+// it.
+func (s *Store) FinishRun(ctx context.Context, c chat.RunClaim) error {
+	_, err := s.db.Exec(ctx, `
+		INSERT INTO job_runs AS r (key, done_at) VALUES ($1, now())
+		ON CONFLICT (key) DO UPDATE SET done_at = COALESCE(r.done_at, now()), claim = NULL, claimed_until = NULL`, c.Key)
+	return wrap("finish run", err)
+}
+
+// ReleaseRun gives claim c up (the work failed): the next run claims it. A
+// claim that lapsed and was taken by another run is left to that run.
+func (s *Store) ReleaseRun(ctx context.Context, c chat.RunClaim) error {
+	if c.Token == "" {
+		return errors.New("storage: releasing a run that was not claimed")
+	}
+	_, err := s.db.Exec(ctx, `DELETE FROM job_runs WHERE key = $1 AND claim = $2::uuid`, c.Key, c.Token)
+	return wrap("release run", err)
+}
+
+// ForgetRuns deletes the keys of runs done before cutoff, and the claims
+// that lapsed before it (their work was dead-lettered or never retried).
 func (s *Store) ForgetRuns(ctx context.Context, cutoff time.Time) error {
-	_, err := s.db.Exec(ctx, `DELETE FROM job_runs WHERE done_at < $1`, cutoff)
+	_, err := s.db.Exec(ctx, `DELETE FROM job_runs WHERE done_at < $1 OR claimed_until < $1`, cutoff)
 	return wrap("forget runs", err)
 }
 

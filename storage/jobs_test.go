@@ -3,8 +3,8 @@ package storage_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -318,33 +318,120 @@ func TestClaimPendingSMS(t *testing.T) {
 	})
 }
 
-func TestRunOnce(t *testing.T) {
+func TestClaimRun(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	var runs atomic.Int32
-	do := func(context.Context) error { runs.Add(1); time.Sleep(20 * time.Millisecond); return nil }
 
-	ran, err := b.store.RunOnce(b.ctx, "k1", func(context.Context) error { return errors.New("slack down") })
-	require.Error(t, err)
-	require.False(t, ran)
+	t.Run("ClaimReleaseFinish", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		c, err := b.store.ClaimRun(b.ctx, "k1", time.Minute)
+		require.NoError(t, err)
+		require.NotEmpty(t, c.Token)
+		require.Equal(t, "k1", c.Key)
 
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, err := b.store.RunOnce(b.ctx, "k1", do)
+		held, err := b.store.ClaimRun(b.ctx, "k1", time.Minute)
+		require.NoError(t, err)
+		require.Empty(t, held.Token, "a second run while the first holds the key")
+		require.WithinDuration(t, c.Now.Add(time.Minute), held.HeldUntil, time.Second)
+
+		// While the work is under way nothing is locked: other keys are
+		// claimed at once.
+		quick, cancel := context.WithTimeout(b.ctx, 2*time.Second)
+		defer cancel()
+		other, err := b.store.ClaimRun(quick, "k2", time.Minute)
+		require.NoError(t, err)
+		require.NotEmpty(t, other.Token)
+
+		require.NoError(t, b.store.ReleaseRun(b.ctx, c), "slack down")
+		again, err := b.store.ClaimRun(b.ctx, "k1", time.Minute)
+		require.NoError(t, err)
+		require.NotEmpty(t, again.Token, "a released key is claimed again")
+		require.NoError(t, b.store.FinishRun(b.ctx, again))
+		done, err := b.store.ClaimRun(b.ctx, "k1", time.Minute)
+		require.NoError(t, err)
+		require.Equal(t, chat.RunClaim{Key: "k1", Now: done.Now}, done, "done: nothing to claim")
+		require.Error(t, b.store.ReleaseRun(b.ctx, done), "nothing to release")
+	})
+
+	t.Run("LapsedClaimIsTakenOver", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		dead, err := b.store.ClaimRun(b.ctx, "k", time.Minute)
+		require.NoError(t, err)
+		_, err = b.pool.Exec(b.ctx, `UPDATE job_runs SET claimed_until = now() - interval '1 second'`)
+		require.NoError(t, err)
+		next, err := b.store.ClaimRun(b.ctx, "k", time.Minute)
+		require.NoError(t, err)
+		require.NotEmpty(t, next.Token)
+		require.NotEqual(t, dead.Token, next.Token)
+
+		// The first run was only slow: its release leaves the new claim
+		// alone; its finish records the work, which no run claims again.
+		require.NoError(t, b.store.ReleaseRun(b.ctx, dead))
+		held, err := b.store.ClaimRun(b.ctx, "k", time.Minute)
+		require.NoError(t, err)
+		require.NotZero(t, held.HeldUntil)
+		require.NoError(t, b.store.FinishRun(b.ctx, dead))
+		require.NoError(t, b.store.ReleaseRun(b.ctx, next), "the second run failed: the work stays done")
+		done, err := b.store.ClaimRun(b.ctx, "k", time.Minute)
+		require.NoError(t, err)
+		require.Empty(t, done.Token)
+		require.Zero(t, done.HeldUntil)
+	})
+
+	t.Run("FinishWithoutARowRecordsIt", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		// The claim lapsed, another run took it, failed and released it:
+		// the first run's finish still records the work.
+		require.NoError(t, b.store.FinishRun(b.ctx, chat.RunClaim{Key: "k", Token: "00000000-0000-0000-0000-000000000000"}))
+		done, err := b.store.ClaimRun(b.ctx, "k", time.Minute)
+		require.NoError(t, err)
+		require.Empty(t, done.Token)
+	})
+
+	t.Run("ConcurrentClaimsOneWins", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		var wg sync.WaitGroup
+		claims, errs := make([]chat.RunClaim, 5), make([]error, 5)
+		for i := range claims {
+			wg.Go(func() { claims[i], errs[i] = b.store.ClaimRun(b.ctx, "k", time.Minute) })
+		}
+		wg.Wait()
+		won := 0
+		for i, c := range claims {
+			require.NoError(t, errs[i])
+			if c.Token != "" {
+				won++
+			} else {
+				require.NotZero(t, c.HeldUntil)
+			}
+		}
+		require.Equal(t, 1, won)
+	})
+
+	t.Run("ForgetRuns", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		for _, k := range []string{"old done", "old claim", "new done", "new claim"} {
+			c, err := b.store.ClaimRun(b.ctx, k, time.Minute)
 			require.NoError(t, err)
-		}()
-	}
-	wg.Wait()
-	require.EqualValues(t, 1, runs.Load(), "a failed run releases the key; then exactly one of the concurrent runs does the work")
-	ran, err = b.store.RunOnce(b.ctx, "k1", do)
-	require.NoError(t, err)
-	require.False(t, ran)
-	ran, err = b.store.RunOnce(b.ctx, "k2", do)
-	require.NoError(t, err)
-	require.True(t, ran)
+			if strings.HasSuffix(k, "done") {
+				require.NoError(t, b.store.FinishRun(b.ctx, c))
+			}
+		}
+		_, err := b.pool.Exec(b.ctx, `
+			UPDATE job_runs SET done_at = now() - interval '8 days' WHERE key = 'old done';
+			UPDATE job_runs SET claimed_until = now() - interval '8 days' WHERE key = 'old claim'`)
+		require.NoError(t, err)
+		require.NoError(t, b.store.ForgetRuns(b.ctx, time.Now().Add(-7*24*time.Hour)))
+		rows, err := b.pool.Query(b.ctx, `SELECT key FROM job_runs ORDER BY key`)
+		require.NoError(t, err)
+		keys, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err)
+		require.Equal(t, []string{"new claim", "new done"}, keys)
+	})
 }
 
 func TestBridgeSlack(t *testing.T) {

@@ -47,20 +47,17 @@ type CodeStore interface {
 // CodeSMS is the text of the SMS that carries a verification code.
 func CodeSMS(code string) string { return "Your Switchboard code is " + code }
 
-// heldCodeRetry is how soon a run comes back while another one holds its
-// code: that one is about to settle it.
-const heldCodeRetry = time.Second
-
 // HandleCode returns the handler of CodeKind: it makes a fresh code
 // (auth.NewPhoneCode), claims it with its hash as hash makes it
 // (auth.Tokens.HashPhoneCode), sends it through breaker unless another
 // account verified the number (then nothing goes out: see chat.PhoneCode),
 // and marks it sent. A failed send releases the code; the retry makes
 // another. As for SMS (see HandleSMS), a run that dies between Twilio's
-// acceptance and the mark leaves a claim that lapses after claimLease, and
-// the next run sends a new code, which replaces the first; a run that dies
-// before Twilio accepted loses nothing. A second run, or two at once, send
-// one code.
+// acceptance and the mark leaves a claim that lapses after
+// integrations.ClaimLease, and the next run sends a new code, which
+// replaces the first; a run that dies before Twilio accepted loses nothing.
+// A second run, or two at once, send one code; a run that meets another
+// one's claim comes back after integrations.HeldRetry.
 func HandleCode(store CodeStore, sender *Sender, breaker *jobs.Breaker, hash func(userID, code string) []byte) jobs.Handler {
 	return func(ctx context.Context, payload []byte) error {
 		var p CodePayload
@@ -68,7 +65,7 @@ func HandleCode(store CodeStore, sender *Sender, breaker *jobs.Breaker, hash fun
 			return jobs.Permanent(fmt.Errorf("code payload: %w", err))
 		}
 		code := auth.NewPhoneCode()
-		c, err := store.ClaimPhoneCode(ctx, p.UserID, p.CodeID, hash(p.UserID, code), claimLease)
+		c, err := store.ClaimPhoneCode(ctx, p.UserID, p.CodeID, hash(p.UserID, code), integrations.ClaimLease)
 		if errors.Is(err, chat.ErrNotFound) {
 			return jobs.Permanent(err)
 		}
@@ -76,7 +73,7 @@ func HandleCode(store CodeStore, sender *Sender, breaker *jobs.Breaker, hash fun
 			return err
 		}
 		if !c.HeldUntil.IsZero() {
-			return jobs.Wait(ErrHeld, min(heldCodeRetry, c.HeldUntil.Sub(c.Now)))
+			return jobs.Wait(integrations.ErrHeld, min(integrations.HeldRetry, c.HeldUntil.Sub(c.Now)))
 		}
 		if !c.Claimed {
 			return nil
@@ -84,7 +81,7 @@ func HandleCode(store CodeStore, sender *Sender, breaker *jobs.Breaker, hash fun
 		if !c.Taken {
 			err = breaker.Do(func() error { return sender.Send(c.Phone, CodeSMS(code)) })
 		}
-		settle, cancel := settleContext(ctx)
+		settle, cancel := integrations.SettleContext(ctx)
 		defer cancel()
 		if err != nil {
 			return errors.Join(err, store.ReleasePhoneCode(settle, c))

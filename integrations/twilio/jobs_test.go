@@ -84,7 +84,7 @@ func (b *jobBundle) lapse(t *testing.T) {
 // work.
 func requireHeld(t *testing.T, err error) {
 	t.Helper()
-	require.ErrorIs(t, err, twilio.ErrHeld)
+	require.ErrorIs(t, err, integrations.ErrHeld)
 	require.False(t, jobs.IsPermanent(err))
 }
 

@@ -45,7 +45,7 @@ func NewSender(cfg SenderConfig) (*Sender, error) {
 		return nil, errors.New("twilio: account SID, auth token and from number are required")
 	}
 	// twilio-go takes no context: bound each call by the transport instead,
-	// so that it ends well within the claim it runs under (claimLease).
+	// so that it ends well within the claim it runs under.
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.ResponseHeaderTimeout = 15 * time.Second
 	var next http.RoundTripper = transport
@@ -149,30 +149,9 @@ type Scheduler interface {
 // (SPEC §8).
 const Throttle = time.Minute
 
-const (
-	// sendTimeout bounds one call to Twilio, connection included.
-	sendTimeout = 20 * time.Second
-	// settleTimeout bounds recording the outcome of a call. It runs even
-	// when the job's own time is up: once Twilio has the SMS, recording it
-	// is what keeps the next run from sending it again.
-	settleTimeout = 5 * time.Second
-	// claimLease is how long a claim keeps other runs away. A run settles
-	// its claim within sendTimeout + settleTimeout of taking it, whatever
-	// its job's Timeout, so a live claim belongs to a run still at work and
-	// a lapsed one to a run that died (or lost the database); the next run
-	// takes the work over.
-	claimLease = 45 * time.Second
-)
-
-// ErrHeld is wrapped by the error of a run deferred (jobs.Wait) because
-// another run holds the same work.
-var ErrHeld = errors.New("another run holds this work")
-
-// settleContext is ctx for recording what Twilio did, outliving ctx by up
-// to settleTimeout.
-func settleContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
-}
+// sendTimeout bounds one call to Twilio, connection included, well within
+// integrations.ClaimLease.
+const sendTimeout = 20 * time.Second
 
 // HandleSMS returns the handler of SMSKind. It claims what is pending for
 // the user about the room and sends it, through breaker, in one SMS; if an
@@ -183,19 +162,19 @@ func settleContext(ctx context.Context) (context.Context, context.CancelFunc) {
 //
 // What a run claims goes out at least once (SPEC §10): a failed call
 // releases the claim and the retry sends it; a run that dies before Twilio
-// accepted leaves a claim that lapses after claimLease, and the next run
-// sends it. A run that dies after Twilio accepted the SMS but before
-// MarkSMSSent committed leaves the same lapsing claim, and the next run
-// sends the SMS again: Twilio takes no idempotency key, and a duplicate is
-// better than a notification lost. Every other repeat (a second run, two at
-// once, a timed-out run still calling Twilio) sends nothing more.
+// accepted leaves a claim that lapses after integrations.ClaimLease, and
+// the next run sends it. A run that dies after Twilio accepted the SMS but
+// before MarkSMSSent committed leaves the same lapsing claim, and the next
+// run sends the SMS again: Twilio takes no idempotency key, and a duplicate
+// is better than a notification lost. Every other repeat (a second run, two
+// at once, a timed-out run still calling Twilio) sends nothing more.
 func HandleSMS(store SMSStore, sender *Sender, breaker *jobs.Breaker, queue Scheduler, gap time.Duration) jobs.Handler {
 	return func(ctx context.Context, payload []byte) error {
 		var p integrations.SMSPayload
 		if err := json.Unmarshal(payload, &p); err != nil {
 			return jobs.Permanent(fmt.Errorf("sms payload: %w", err))
 		}
-		c, err := store.ClaimPendingSMS(ctx, p.UserID, p.RoomID, claimLease)
+		c, err := store.ClaimPendingSMS(ctx, p.UserID, p.RoomID, integrations.ClaimLease)
 		if errors.Is(err, chat.ErrNotFound) {
 			return jobs.Permanent(err)
 		}
@@ -206,7 +185,7 @@ func HandleSMS(store SMSStore, sender *Sender, breaker *jobs.Breaker, queue Sche
 		case !c.HeldUntil.IsZero():
 			// Once the other run sent, the throttle holds this run's
 			// messages for gap anyway.
-			return jobs.Wait(ErrHeld, min(gap, c.HeldUntil.Sub(c.Now)))
+			return jobs.Wait(integrations.ErrHeld, min(gap, c.HeldUntil.Sub(c.Now)))
 		case c.Token == "":
 			return nil // nothing pending: an earlier run sent it
 		case c.Phone == "":
@@ -222,7 +201,7 @@ func HandleSMS(store SMSStore, sender *Sender, breaker *jobs.Breaker, queue Sche
 			return queue.EnqueueAt(ctx, SMSKind.Type, key, payload, next)
 		}
 		err = breaker.Do(func() error { return sender.Send(c.Phone, FormatSMS(c.RoomName, c.Messages)) })
-		settle, cancel := settleContext(ctx)
+		settle, cancel := integrations.SettleContext(ctx)
 		defer cancel()
 		if err != nil {
 			return errors.Join(err, store.ReleaseSMSClaim(settle, c))
