@@ -87,21 +87,6 @@ func TestHandlePost(t *testing.T) {
 	require.False(t, jobs.IsPermanent(err))
 }
 
-// requireHeld requires that err defers the run for another that holds the
-// work.
-func requireHeld(t *testing.T, err error) {
-	t.Helper()
-	require.ErrorIs(t, err, integrations.ErrHeld)
-	require.False(t, jobs.IsPermanent(err))
-}
-
-// lapse makes every claim lapse, as when its run died a lease ago.
-func (b *postBundle) lapse(t *testing.T) {
-	t.Helper()
-	_, err := b.Pool.Exec(b.Ctx, `UPDATE job_runs SET claimed_until = now() - interval '1 second' WHERE claim IS NOT NULL`)
-	require.NoError(t, err)
-}
-
 // postStore lets a test break the storage the post job sees.
 type postStore struct {
 	*storage.Store
@@ -133,7 +118,7 @@ func TestHandlePostClaims(t *testing.T) {
 		wg.Wait()
 		for _, err := range errs {
 			if err != nil {
-				requireHeld(t, err)
+				jobstest.RequireHeld(t, err)
 			}
 		}
 		require.Equal(t, 1, b.fake.Requests())
@@ -152,7 +137,7 @@ func TestHandlePostClaims(t *testing.T) {
 
 		quick, cancel := context.WithTimeout(b.Ctx, 2*time.Second)
 		defer cancel()
-		requireHeld(t, handle(quick, payload))
+		jobstest.RequireHeld(t, handle(quick, payload))
 		require.Equal(t, 1, b.fake.Requests())
 
 		release() // Slack answers 503: nothing was posted
@@ -169,9 +154,9 @@ func TestHandlePostClaims(t *testing.T) {
 		require.NoError(t, json.Unmarshal(payload, &p))
 		_, err := b.Store.ClaimRun(b.Ctx, "slack-post:"+p.MessageID, time.Minute) // and died
 		require.NoError(t, err)
-		requireHeld(t, handle(b.Ctx, payload))
+		jobstest.RequireHeld(t, handle(b.Ctx, payload))
 		require.Zero(t, b.fake.Requests())
-		b.lapse(t)
+		b.LapseClaims(t)
 		require.NoError(t, handle(b.Ctx, payload))
 		require.NoError(t, handle(b.Ctx, payload))
 		require.Len(t, b.fake.Accepted(), 1, "posted once, by the run after the lease")
@@ -184,8 +169,8 @@ func TestHandlePostClaims(t *testing.T) {
 		died := errors.New("the process died before FinishRun")
 		require.ErrorIs(t, b.handler(postStore{Store: b.Store, finishErr: died})(b.Ctx, payload), died)
 		handle := b.handler(b.Store)
-		requireHeld(t, handle(b.Ctx, payload))
-		b.lapse(t)
+		jobstest.RequireHeld(t, handle(b.Ctx, payload))
+		b.LapseClaims(t)
 		require.NoError(t, handle(b.Ctx, payload))
 		require.Len(t, b.fake.Accepted(), 2, "at least once: the run after the lease posts again")
 		require.NoError(t, handle(b.Ctx, payload))

@@ -14,6 +14,7 @@ import (
 
 	"github.com/switchboard-chat/switchboard/chat"
 	"github.com/switchboard-chat/switchboard/integrations/jobs"
+	"github.com/switchboard-chat/switchboard/integrations/jobs/jobstest"
 	"github.com/switchboard-chat/switchboard/integrations/twilio"
 	"github.com/switchboard-chat/switchboard/integrations/twilio/twiliotest"
 	"github.com/switchboard-chat/switchboard/storage"
@@ -129,7 +130,7 @@ func TestHandleCode(t *testing.T) {
 		wg.Wait()
 		for _, err := range errs {
 			if err != nil {
-				requireHeld(t, err)
+				jobstest.RequireHeld(t, err)
 			}
 		}
 		require.Equal(t, 1, b.fake.Requests())
@@ -152,7 +153,7 @@ func TestHandleCode(t *testing.T) {
 		defer cancel()
 		_, err := b.Store.VerifyPhone(quick, j.user.ID, hashCode(j.user.ID, "000000"))
 		require.ErrorIs(t, err, storage.ErrWrongCode)
-		requireHeld(t, handle(quick, j.payload))
+		jobstest.RequireHeld(t, handle(quick, j.payload))
 
 		release()
 		require.Error(t, <-first)
@@ -171,10 +172,10 @@ func TestHandleCode(t *testing.T) {
 		_, err := b.Store.ClaimPhoneCode(b.Ctx, p.UserID, p.CodeID, hashCode(p.UserID, "111111"), time.Minute) // and died
 		require.NoError(t, err)
 		handle := b.handleCode(b.Store)
-		requireHeld(t, handle(b.Ctx, j.payload))
+		jobstest.RequireHeld(t, handle(b.Ctx, j.payload))
 		require.Zero(t, b.fake.Requests())
 
-		b.lapse(t)
+		b.LapseClaims(t)
 		require.NoError(t, handle(b.Ctx, j.payload))
 		codes := b.codes(t, j.phone)
 		require.Len(t, codes, 1, "sent once, by the run after the lease")
@@ -188,8 +189,8 @@ func TestHandleCode(t *testing.T) {
 		died := errors.New("the process died before MarkPhoneCodeSent")
 		require.ErrorIs(t, b.handleCode(codeStore{Store: b.Store, markErr: died})(b.Ctx, j.payload), died)
 		handle := b.handleCode(b.Store)
-		requireHeld(t, handle(b.Ctx, j.payload))
-		b.lapse(t)
+		jobstest.RequireHeld(t, handle(b.Ctx, j.payload))
+		b.LapseClaims(t)
 		require.NoError(t, handle(b.Ctx, j.payload))
 		codes := b.codes(t, j.phone)
 		require.Len(t, codes, 2, "at least once: the run after the lease sends a new code")

@@ -71,23 +71,6 @@ func setupJobs(t *testing.T) *jobBundle {
 	return b
 }
 
-// lapse makes every claim lapse, as when its run died a lease ago.
-func (b *jobBundle) lapse(t *testing.T) {
-	t.Helper()
-	_, err := b.Pool.Exec(b.Ctx, `
-		UPDATE sms_throttle SET claimed_until = now() - interval '1 second' WHERE claim IS NOT NULL;
-		UPDATE phone_codes SET claimed_until = now() - interval '1 second' WHERE claimed_until IS NOT NULL`)
-	require.NoError(t, err)
-}
-
-// requireHeld requires that err defers the run for another that holds the
-// work.
-func requireHeld(t *testing.T, err error) {
-	t.Helper()
-	require.ErrorIs(t, err, integrations.ErrHeld)
-	require.False(t, jobs.IsPermanent(err))
-}
-
 // smsJob is bob, who wants SMS at his verified number, in alice's room.
 type smsJob struct {
 	alice, bob chat.User
@@ -209,7 +192,7 @@ func TestHandleSMSConcurrentRunsSendOnce(t *testing.T) {
 	wg.Wait()
 	for _, err := range errs {
 		if err != nil {
-			requireHeld(t, err)
+			jobstest.RequireHeld(t, err)
 		}
 	}
 	require.Equal(t, 1, b.fake.Requests(), "one run called Twilio; the others were deferred or found nothing")
@@ -236,7 +219,7 @@ func TestHandleSMSNothingLockedDuringTheCall(t *testing.T) {
 
 	quick, cancel := context.WithTimeout(b.Ctx, 2*time.Second)
 	defer cancel()
-	requireHeld(t, handle(quick, j.payload))
+	jobstest.RequireHeld(t, handle(quick, j.payload))
 	b.post(t, j, "two")
 	require.Equal(t, 1, b.fake.Requests())
 
@@ -261,10 +244,10 @@ func TestHandleSMSCrashWindows(t *testing.T) {
 		_, err := b.Store.ClaimPendingSMS(b.Ctx, j.bob.ID, j.room.ID, time.Minute) // and died
 		require.NoError(t, err)
 		handle := b.handleSMS(b.Store)
-		requireHeld(t, handle(b.Ctx, j.payload))
+		jobstest.RequireHeld(t, handle(b.Ctx, j.payload))
 		require.Zero(t, b.fake.Requests(), "the claim keeps the next run away while it may be alive")
 
-		b.lapse(t)
+		b.LapseClaims(t)
 		require.NoError(t, handle(b.Ctx, j.payload))
 		require.NoError(t, handle(b.Ctx, j.payload))
 		require.Len(t, b.fake.Accepted(), 1, "sent once, by the run after the lease")
@@ -280,9 +263,9 @@ func TestHandleSMSCrashWindows(t *testing.T) {
 		require.Len(t, b.fake.Accepted(), 1)
 
 		handle := b.handleSMS(b.Store)
-		requireHeld(t, handle(b.Ctx, j.payload))
+		jobstest.RequireHeld(t, handle(b.Ctx, j.payload))
 		require.Len(t, b.fake.Accepted(), 1)
-		b.lapse(t)
+		b.LapseClaims(t)
 		require.NoError(t, handle(b.Ctx, j.payload))
 		require.Len(t, b.fake.Accepted(), 2,
 			"at least once: Twilio takes no idempotency key, so the run after the lease sends the SMS again")

@@ -64,3 +64,16 @@ func (f *Fixture) Stored(t testing.TB, source string) []StoredMessage {
 	t.Helper()
 	return MessagesFrom(t, f.Pool, source)
 }
+
+// LapseClaims makes every claim on outside work lapse (SMS, codes, runs),
+// as when the runs that took them died a lease ago.
+func (f *Fixture) LapseClaims(t testing.TB) {
+	t.Helper()
+	_, err := f.Pool.Exec(f.Ctx, `
+		UPDATE sms_throttle SET claimed_until = now() - interval '1 second' WHERE claim IS NOT NULL;
+		UPDATE phone_codes SET claimed_until = now() - interval '1 second' WHERE claimed_until IS NOT NULL;
+		UPDATE job_runs SET claimed_until = now() - interval '1 second' WHERE claim IS NOT NULL`)
+	if err != nil {
+		t.Fatalf("storagetest: lapse claims: %v", err)
+	}
+}

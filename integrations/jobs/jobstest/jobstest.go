@@ -5,11 +5,13 @@ package jobstest
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard-chat/switchboard/broker/brokertest"
+	"github.com/switchboard-chat/switchboard/integrations"
 	"github.com/switchboard-chat/switchboard/integrations/jobs"
 )
 
@@ -32,4 +34,13 @@ func Breaker(t testing.TB, name string) *jobs.Breaker {
 		t.Fatalf("jobstest: %v", err)
 	}
 	return q.NewBreaker(name)
+}
+
+// RequireHeld fails t unless err defers a run, without it counting as a
+// failure, because another run holds its work (integrations.ErrHeld).
+func RequireHeld(t testing.TB, err error) {
+	t.Helper()
+	if !errors.Is(err, integrations.ErrHeld) || jobs.IsPermanent(err) {
+		t.Fatalf("got %v, want a run deferred for another that holds the work", err)
+	}
 }
