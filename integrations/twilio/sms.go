@@ -181,6 +181,9 @@ func HandleSMS(store SMSStore, sender *Sender, breaker *jobs.Breaker, queue Sche
 		if err != nil {
 			return err
 		}
+		// A claim taken is settled even if the job's time runs out.
+		settle, cancel := integrations.SettleContext(ctx)
+		defer cancel()
 		switch {
 		case !c.HeldUntil.IsZero():
 			// Once the other run sent, the throttle holds this run's
@@ -191,18 +194,16 @@ func HandleSMS(store SMSStore, sender *Sender, breaker *jobs.Breaker, queue Sche
 		case c.Phone == "":
 			// The number was removed or changed (and so is unverified)
 			// since: nothing to send it to.
-			return store.DropPendingSMS(ctx, c)
+			return store.DropPendingSMS(settle, c)
 		case !c.LastSentAt.IsZero() && c.Now.Sub(c.LastSentAt) < gap:
 			next := c.LastSentAt.Add(gap)
-			if err := store.ReleaseSMSClaim(ctx, c); err != nil {
+			if err := store.ReleaseSMSClaim(settle, c); err != nil {
 				return err
 			}
 			key := fmt.Sprintf("sms:%s:%s:at:%d", p.UserID, p.RoomID, next.Unix())
 			return queue.EnqueueAt(ctx, SMSKind.Type, key, payload, next)
 		}
 		err = breaker.Do(func() error { return sender.Send(c.Phone, FormatSMS(c.RoomName, c.Messages)) })
-		settle, cancel := integrations.SettleContext(ctx)
-		defer cancel()
 		if err != nil {
 			return errors.Join(err, store.ReleaseSMSClaim(settle, c))
 		}
