@@ -248,7 +248,7 @@ func (s *Store) ClaimRun(ctx context.Context, key string, lease time.Duration) (
 	c := chat.RunClaim{Key: key}
 	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx, `
-			INSERT INTO job_runs AS r (key, claim, claimed_until) VALUES ($1, gen_random_uuid(), now() + $2::interval)
+			INSERT INTO job_runs AS r (key, done_at, claim, claimed_until) VALUES ($1, NULL, gen_random_uuid(), now() + $2::interval)
 			ON CONFLICT (key) DO UPDATE SET claim = excluded.claim, claimed_until = excluded.claimed_until
 				WHERE r.done_at IS NULL AND r.claimed_until <= now()
 			RETURNING claim::text, now()`, key, lease).Scan(&c.Token, &c.Now)
