@@ -1,6 +1,6 @@
 // Package integrations carries stored messages to the outside world. The
-// relay moves outbox rows (written in each message's transaction, see
-// storage.WithOutbox) into the job queue; the fanout job then decides who
+// relay moves outbox rows (written in each message's transaction by the
+// store) into the job queue; the fanout job then decides who
 // gets an SMS (offline members who asked for them) and whether the message
 // goes to a bridged Slack channel, and enqueues those jobs. The Twilio and
 // Slack packages send them; package jobs is the queue.
@@ -17,7 +17,6 @@ import (
 
 	"github.com/switchboard-chat/switchboard/chat"
 	"github.com/switchboard-chat/switchboard/integrations/jobs"
-	"github.com/switchboard-chat/switchboard/storage"
 )
 
 // FanoutKind is the job that turns one stored message into SMS and Slack jobs.
@@ -31,8 +30,8 @@ const (
 
 // Store is what the relay and the fanout read and write.
 type Store interface {
-	RelayOutbox(ctx context.Context, limit int, enqueue func([]storage.OutboxEntry) error) (int, error)
-	Notice(ctx context.Context, messageID string) (storage.Notice, error)
+	RelayOutbox(ctx context.Context, limit int, enqueue func(messageIDs []string) error) (int, error)
+	Notice(ctx context.Context, messageID string) (chat.Notice, error)
 	AddPendingSMS(ctx context.Context, messageID string, userIDs []string) error
 	ForgetRuns(ctx context.Context, cutoff time.Time) error
 }
@@ -148,10 +147,10 @@ func (r *Relay) Run(ctx context.Context) {
 	}
 	pause, lastForget := interval, time.Time{}
 	for {
-		n, err := r.Store.RelayOutbox(ctx, relayBatch, func(entries []storage.OutboxEntry) error {
-			for _, e := range entries {
-				payload, _ := json.Marshal(MessagePayload{MessageID: e.MessageID})
-				if err := r.Queue.Enqueue(ctx, FanoutKind.Type, "fanout:"+e.MessageID, payload); err != nil {
+		n, err := r.Store.RelayOutbox(ctx, relayBatch, func(messageIDs []string) error {
+			for _, id := range messageIDs {
+				payload, _ := json.Marshal(MessagePayload{MessageID: id})
+				if err := r.Queue.Enqueue(ctx, FanoutKind.Type, "fanout:"+id, payload); err != nil {
 					return err
 				}
 			}

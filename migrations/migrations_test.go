@@ -81,3 +81,48 @@ func TestPhoneVerificationMigration(t *testing.T) {
 	_, err = p.Up(ctx)
 	require.NoError(t, err)
 }
+
+// TestClaimsMigration runs 00006 up and down over job runs recorded before
+// it, and checks that a binary from before claims can still record runs.
+func TestClaimsMigration(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	url := storagetest.NewDatabase(t)
+	db, err := sql.Open("pgx", url)
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	p, err := goose.NewProvider(goose.DialectPostgres, db, os.DirFS("."))
+	require.NoError(t, err)
+
+	_, err = p.DownTo(ctx, 5)
+	require.NoError(t, err)
+	_, err = db.ExecContext(ctx, `INSERT INTO job_runs (key) VALUES ('before')`)
+	require.NoError(t, err)
+	_, err = p.UpTo(ctx, 6)
+	require.NoError(t, err)
+	_, err = db.ExecContext(ctx, `INSERT INTO job_runs (key) VALUES ('old binary')`)
+	require.NoError(t, err, "the old RunOnce insert still records a run done")
+	_, err = db.ExecContext(ctx, `INSERT INTO job_runs (key, done_at, claim, claimed_until) VALUES ('under way', NULL, gen_random_uuid(), now())`)
+	require.NoError(t, err)
+	_, err = db.ExecContext(ctx, `INSERT INTO job_runs (key, done_at) VALUES ('neither', NULL)`)
+	require.ErrorContains(t, err, "job_runs_claim_check", "a run is done or claimed")
+	var done int
+	require.NoError(t, db.QueryRowContext(ctx, `SELECT count(*) FROM job_runs WHERE done_at IS NOT NULL AND claim IS NULL`).Scan(&done))
+	require.Equal(t, 2, done)
+
+	_, err = p.DownTo(ctx, 5)
+	require.NoError(t, err)
+	var keys []string
+	rows, err := db.QueryContext(ctx, `SELECT key FROM job_runs ORDER BY key`)
+	require.NoError(t, err)
+	for rows.Next() {
+		var k string
+		require.NoError(t, rows.Scan(&k))
+		keys = append(keys, k)
+	}
+	require.NoError(t, rows.Err())
+	require.Equal(t, []string{"before", "old binary"}, keys, "a run under way was not done")
+
+	_, err = p.Up(ctx)
+	require.NoError(t, err)
+}

@@ -15,14 +15,15 @@ import (
 // This file holds the account's profile and the verification of its phone
 // number (SPEC §3, §8). A code goes through three steps: UpdateProfile asks
 // for it (a phone_codes row and a job, in one transaction), the job makes
-// and sends it (SendPhoneCode), and the owner enters it (VerifyPhone). The
+// it, claims it (ClaimPhoneCode), sends it and settles the claim
+// (MarkPhoneCodeSent), and the owner enters it (VerifyPhone). The
 // code itself is made in the job and stored only as a keyed hash, so it is
 // never at rest in Postgres or in the Redis queue.
 
 // WithPhoneCodes turns on verification codes (SMS is configured):
 // UpdateProfile calls enqueue for each code it asks for, inside its
 // transaction, so that the job exists exactly when the change commits (the
-// job waits for that commit: see SendPhoneCode). Without it a new number is
+// job waits for that commit: see ClaimPhoneCode). Without it a new number is
 // stored unverified and no code is asked for.
 func WithPhoneCodes(enqueue func(ctx context.Context, userID, codeID string) error) Option {
 	return func(s *Store) { s.phoneCodes = enqueue }
@@ -121,34 +122,28 @@ func requestPhoneCode(ctx context.Context, tx pgx.Tx, uid int64, phone string) (
 	return id, err
 }
 
-// PhoneCode is a verification code about to be made and sent.
-type PhoneCode struct {
-	UserID string
-	Phone  string // the number it is for
-	// Taken reports that another account verified Phone. The code is then
-	// made as any other but not sent: the number's owner gets no SMS from
-	// strangers, and the account that asked sees what it would see had the
-	// SMS been lost (its codes never match).
-	Taken bool
-}
-
-// SendPhoneCode makes the code codeID of userID that UpdateProfile asked
-// for: send sends it (unless Taken) and returns its keyed hash, which is
-// stored with its expiry, chat.PhoneCodeLifetime from now. The account's
-// row is locked first, which waits for the transaction that asked for the
-// code to commit, and stays locked while send runs, so that two runs of
-// one job make one code; when send fails nothing changes. A code that is
-// no longer the account's current one (a newer one was asked for, the
-// number was cleared or verified) or that was made already is left alone.
-func (s *Store) SendPhoneCode(ctx context.Context, userID, codeID string, send func(PhoneCode) ([]byte, error)) error {
+// ClaimPhoneCode takes, in one short transaction, the code codeID of userID
+// that UpdateProfile asked for, if it is still to be made: it stores hash,
+// the keyed hash of the code the caller made, with its expiry,
+// chat.PhoneCodeLifetime from now, and a claim that lapses after lease. The
+// account's row is locked first, which waits for the transaction that asked
+// for the code to commit, and only until this one commits: no lock is held
+// while the caller sends the code. It settles the claim with
+// MarkPhoneCodeSent or ReleasePhoneCode. While the claim holds, other runs
+// get HeldUntil; once it lapses (its run died), the next run claims the
+// code with a hash of its own, which replaces the first. A code that is no
+// longer the account's current one (a newer one was asked for, the number
+// was cleared or verified) or that was made already is not claimed.
+func (s *Store) ClaimPhoneCode(ctx context.Context, userID, codeID string, hash []byte, lease time.Duration) (chat.PhoneCode, error) {
 	uid, err := parseID(userID)
 	if err != nil {
-		return err
+		return chat.PhoneCode{}, err
 	}
 	cid, err := parseID(codeID)
 	if err != nil {
-		return err
+		return chat.PhoneCode{}, err
 	}
+	c := chat.PhoneCode{UserID: userID, CodeID: codeID, Hash: hash}
 	err = pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		phone, verified, err := lockPhone(ctx, tx, uid)
 		if errors.Is(err, chat.ErrNotFound) {
@@ -159,27 +154,66 @@ func (s *Store) SendPhoneCode(ctx context.Context, userID, codeID string, send f
 		}
 		// A statement after the lock: it sees what the transaction that
 		// asked for the code committed.
-		c := PhoneCode{UserID: userID}
+		var made bool
+		var held *time.Time
 		err = tx.QueryRow(ctx, `
-			SELECT c.phone, EXISTS (SELECT 1 FROM users u WHERE u.phone = c.phone AND u.phone_verified AND u.id <> c.user_id)
+			SELECT c.phone, EXISTS (SELECT 1 FROM users u WHERE u.phone = c.phone AND u.phone_verified AND u.id <> c.user_id),
+			       c.code_hash IS NOT NULL, c.claimed_until, now()
 			FROM phone_codes c
-			WHERE c.id = $1 AND c.user_id = $2 AND c.code_hash IS NULL
-			  AND c.id = (SELECT max(id) FROM phone_codes WHERE user_id = $2)`, cid, uid).Scan(&c.Phone, &c.Taken)
+			WHERE c.id = $1 AND c.user_id = $2
+			  AND c.id = (SELECT max(id) FROM phone_codes WHERE user_id = $2)`, cid, uid).
+			Scan(&c.Phone, &c.Taken, &made, &held, &c.Now)
 		if errors.Is(err, pgx.ErrNoRows) || (err == nil && (verified || phone == nil || *phone != c.Phone)) {
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		hash, err := send(c)
-		if err != nil {
-			return err
+		switch {
+		case made && held == nil:
+			return nil // made and settled
+		case made && held.After(c.Now):
+			c.HeldUntil = *held
+			return nil
 		}
-		_, err = tx.Exec(ctx, `UPDATE phone_codes SET code_hash = $2, expires_at = now() + $3::interval WHERE id = $1`,
-			cid, hash, chat.PhoneCodeLifetime)
+		_, err = tx.Exec(ctx, `
+			UPDATE phone_codes SET code_hash = $2, expires_at = now() + $3::interval, claimed_until = now() + $4::interval
+			WHERE id = $1`, cid, hash, chat.PhoneCodeLifetime, lease)
+		c.Claimed = err == nil
 		return err
 	})
-	return wrap("send phone code", err)
+	if err != nil {
+		return chat.PhoneCode{}, wrap("claim phone code", err)
+	}
+	return c, nil
+}
+
+// MarkPhoneCodeSent settles claim c: the code went out (or, Taken, was not
+// to), and it expires chat.PhoneCodeLifetime from now. A claim that lapsed
+// and was taken over is left alone: the code of the later run is the one
+// that counts.
+func (s *Store) MarkPhoneCodeSent(ctx context.Context, c chat.PhoneCode) error {
+	cid, err := parseID(c.CodeID)
+	if err != nil {
+		return err
+	}
+	_, err = s.db.Exec(ctx, `
+		UPDATE phone_codes SET claimed_until = NULL, expires_at = now() + $3::interval
+		WHERE id = $1 AND code_hash = $2 AND claimed_until IS NOT NULL`, cid, c.Hash, chat.PhoneCodeLifetime)
+	return wrap("mark phone code sent", err)
+}
+
+// ReleasePhoneCode gives claim c up (the code could not be sent): the code
+// is forgotten, and the next run makes and claims another.
+func (s *Store) ReleasePhoneCode(ctx context.Context, c chat.PhoneCode) error {
+	cid, err := parseID(c.CodeID)
+	if err != nil {
+		return err
+	}
+	_, err = s.db.Exec(ctx, `
+		UPDATE phone_codes SET code_hash = NULL, expires_at = NULL, claimed_until = NULL
+		WHERE id = $1 AND code_hash = $2 AND claimed_until IS NOT NULL`, cid, c.Hash)
+	return wrap("release phone code", err)
 }
 
 // VerifyPhone's refusals, all bad_request.

@@ -56,18 +56,25 @@ func (b *phoneBundle) setPhone(t *testing.T, userID, phone string) codeRequest {
 	return reqs[before]
 }
 
-// makeCode runs the job of req with a send that records what it was asked
-// to send and returns hash, and returns that record (nil: send was not
-// called).
-func (b *phoneBundle) makeCode(t *testing.T, req codeRequest, hash string) *storage.PhoneCode {
+// made is what a code job was to send.
+type made struct {
+	UserID, Phone string
+	Taken         bool
+}
+
+// makeCode does what the job of req does, minus Twilio: it claims the code
+// with hash and marks it sent, and returns what was to be sent (nil: the
+// code was not claimed, nothing to send).
+func (b *phoneBundle) makeCode(t *testing.T, req codeRequest, hash string) *made {
 	t.Helper()
-	var sent *storage.PhoneCode
-	err := b.store.SendPhoneCode(b.ctx, req.UserID, req.CodeID, func(c storage.PhoneCode) ([]byte, error) {
-		sent = &c
-		return []byte(hash), nil
-	})
+	c, err := b.store.ClaimPhoneCode(b.ctx, req.UserID, req.CodeID, []byte(hash), time.Minute)
 	require.NoError(t, err)
-	return sent
+	require.Zero(t, c.HeldUntil, "no other run holds it")
+	if !c.Claimed {
+		return nil
+	}
+	require.NoError(t, b.store.MarkPhoneCodeSent(b.ctx, c))
+	return &made{UserID: c.UserID, Phone: c.Phone, Taken: c.Taken}
 }
 
 func (b *phoneBundle) verify(userID, hash string) (chat.Profile, error) {
@@ -85,7 +92,7 @@ func TestPhoneVerification(t *testing.T) {
 		require.Equal(t, alice.ID, req.UserID)
 
 		sent := b.makeCode(t, req, "hash-1")
-		require.Equal(t, &storage.PhoneCode{UserID: alice.ID, Phone: "+15550100"}, sent)
+		require.Equal(t, &made{UserID: alice.ID, Phone: "+15550100"}, sent)
 		require.Nil(t, b.makeCode(t, req, "hash-2"), "a second run of the job makes no second code")
 		var stored []byte
 		var expires time.Time
@@ -234,7 +241,7 @@ func TestPhoneVerification(t *testing.T) {
 		req := b.setPhone(t, mallory.ID, "+15550100")
 		// Its code is made but not to be sent.
 		sent := b.makeCode(t, req, "mallorys")
-		require.Equal(t, &storage.PhoneCode{UserID: mallory.ID, Phone: "+15550100", Taken: true}, sent)
+		require.Equal(t, &made{UserID: mallory.ID, Phone: "+15550100", Taken: true}, sent)
 		// No code verifies it, not even the one made; the answer is a
 		// wrong code's, and it counts as one.
 		for range chat.PhoneCodeTries {
@@ -256,14 +263,11 @@ func TestPhoneVerification(t *testing.T) {
 		// The job starts while UpdateProfile's transaction is still open
 		// (as a fast worker would): it must wait and then see the code.
 		var wg sync.WaitGroup
-		var sent *storage.PhoneCode
+		var claim chat.PhoneCode
 		var jobErr error
 		store := storage.New(b.pool, storage.WithPhoneCodes(func(_ context.Context, userID, codeID string) error {
 			wg.Go(func() {
-				jobErr = b.store.SendPhoneCode(b.ctx, userID, codeID, func(c storage.PhoneCode) ([]byte, error) {
-					sent = &c
-					return []byte("right"), nil
-				})
+				claim, jobErr = b.store.ClaimPhoneCode(b.ctx, userID, codeID, []byte("right"), time.Minute)
 			})
 			time.Sleep(200 * time.Millisecond) // the job reaches the account's row lock meanwhile
 			return nil
@@ -272,7 +276,9 @@ func TestPhoneVerification(t *testing.T) {
 		require.NoError(t, err)
 		wg.Wait()
 		require.NoError(t, jobErr)
-		require.Equal(t, &storage.PhoneCode{UserID: alice.ID, Phone: "+15550100"}, sent)
+		require.True(t, claim.Claimed)
+		require.Equal(t, "+15550100", claim.Phone)
+		require.NoError(t, b.store.MarkPhoneCodeSent(b.ctx, claim))
 		_, err = b.verify(alice.ID, "right")
 		require.NoError(t, err)
 	})
@@ -312,7 +318,7 @@ func TestPhoneVerification(t *testing.T) {
 
 // TestUnverifiedNumberGetsNoSMS: a member whose number is not verified is
 // not among those to notify, writes no outbox row, and an SMS pending from
-// before the number changed is dropped instead of sent.
+// before the number changed is claimed without a number, and dropped.
 func TestUnverifiedNumberGetsNoSMS(t *testing.T) {
 	t.Parallel()
 	b := setupPhone(t)
@@ -342,11 +348,115 @@ func TestUnverifiedNumberGetsNoSMS(t *testing.T) {
 	// unverified, and gets nothing.
 	require.NoError(t, b.store.AddPendingSMS(b.ctx, m.ID, []string{carol.ID}))
 	b.setPhone(t, carol.ID, "+15550301")
-	sent := 0
-	_, err = b.store.SendPendingSMS(b.ctx, carol.ID, r.ID, time.Minute, func(storage.PendingSMS) error { sent++; return nil })
+	c, err := b.store.ClaimPendingSMS(b.ctx, carol.ID, r.ID, time.Minute)
 	require.NoError(t, err)
-	require.Zero(t, sent)
+	require.NotEmpty(t, c.Token)
+	require.Empty(t, c.Phone, "no verified number to send to")
+	require.NoError(t, b.store.DropPendingSMS(b.ctx, c))
 	var pending int
 	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*) FROM sms_pending`).Scan(&pending))
 	require.Zero(t, pending)
+}
+
+// TestPhoneCodeClaims: the claim of a code is taken in one short
+// transaction and holds no lock while the code is sent; other runs are kept
+// away until it is settled or lapses.
+func TestPhoneCodeClaims(t *testing.T) {
+	t.Parallel()
+
+	t.Run("HeldThenSettled", func(t *testing.T) {
+		t.Parallel()
+		b := setupPhone(t)
+		alice := b.user(t, "alice")
+		req := b.setPhone(t, alice.ID, "+15550100")
+		c, err := b.store.ClaimPhoneCode(b.ctx, req.UserID, req.CodeID, []byte("first"), time.Minute)
+		require.NoError(t, err)
+		require.True(t, c.Claimed)
+		require.Equal(t, req.CodeID, c.CodeID)
+		require.Equal(t, []byte("first"), c.Hash)
+		require.Zero(t, c.HeldUntil)
+
+		other, err := b.store.ClaimPhoneCode(b.ctx, req.UserID, req.CodeID, []byte("second"), time.Minute)
+		require.NoError(t, err)
+		require.False(t, other.Claimed, "a second run while the first holds the code")
+		require.WithinDuration(t, c.Now.Add(time.Minute), other.HeldUntil, time.Second)
+
+		// While the code is on its way nothing is locked: the account can
+		// change and enter codes at once, and a claimed code already works
+		// (its SMS may have arrived before the mark).
+		quick, cancel := context.WithTimeout(b.ctx, 2*time.Second)
+		defer cancel()
+		_, err = b.store.UpdateProfile(quick, alice.ID, chat.ProfileUpdate{DisplayName: ptr("Alice")})
+		require.NoError(t, err)
+		_, err = b.store.VerifyPhone(quick, alice.ID, []byte("second"))
+		require.ErrorIs(t, err, storage.ErrWrongCode)
+
+		require.NoError(t, b.store.MarkPhoneCodeSent(b.ctx, c))
+		after, err := b.store.ClaimPhoneCode(b.ctx, req.UserID, req.CodeID, []byte("third"), time.Minute)
+		require.NoError(t, err)
+		require.False(t, after.Claimed, "settled: nothing to do")
+		require.Zero(t, after.HeldUntil)
+		_, err = b.verify(alice.ID, "first")
+		require.NoError(t, err)
+	})
+
+	t.Run("ReleasedCodeIsForgotten", func(t *testing.T) {
+		t.Parallel()
+		b := setupPhone(t)
+		alice := b.user(t, "alice")
+		req := b.setPhone(t, alice.ID, "+15550100")
+		c, err := b.store.ClaimPhoneCode(b.ctx, req.UserID, req.CodeID, []byte("unsent"), time.Minute)
+		require.NoError(t, err)
+		require.NoError(t, b.store.ReleasePhoneCode(b.ctx, c))
+		_, err = b.verify(alice.ID, "unsent")
+		require.ErrorIs(t, err, storage.ErrWrongCode, "a code that did not go out does not verify")
+		require.NotNil(t, b.makeCode(t, req, "retried"), "the retry claims the code again")
+		_, err = b.verify(alice.ID, "retried")
+		require.NoError(t, err)
+	})
+
+	t.Run("LapsedClaimIsTakenOver", func(t *testing.T) {
+		t.Parallel()
+		b := setupPhone(t)
+		alice := b.user(t, "alice")
+		req := b.setPhone(t, alice.ID, "+15550100")
+		dead, err := b.store.ClaimPhoneCode(b.ctx, req.UserID, req.CodeID, []byte("dead run"), time.Minute)
+		require.NoError(t, err)
+		_, err = b.pool.Exec(b.ctx, `UPDATE phone_codes SET claimed_until = now() - interval '1 second'`)
+		require.NoError(t, err)
+
+		require.NotNil(t, b.makeCode(t, req, "next run"), "the run after the lease makes its own code")
+		// The dead run's settling, had it come late, changes nothing.
+		require.NoError(t, b.store.MarkPhoneCodeSent(b.ctx, dead))
+		require.NoError(t, b.store.ReleasePhoneCode(b.ctx, dead))
+		_, err = b.verify(alice.ID, "dead run")
+		require.ErrorIs(t, err, storage.ErrWrongCode, "the code of the later run replaced it")
+		_, err = b.verify(alice.ID, "next run")
+		require.NoError(t, err)
+	})
+
+	t.Run("ConcurrentClaimsOneWins", func(t *testing.T) {
+		t.Parallel()
+		b := setupPhone(t)
+		alice := b.user(t, "alice")
+		req := b.setPhone(t, alice.ID, "+15550100")
+		var wg sync.WaitGroup
+		claims, errs := make([]chat.PhoneCode, 5), make([]error, 5)
+		for i := range claims {
+			wg.Go(func() {
+				claims[i], errs[i] = b.store.ClaimPhoneCode(b.ctx, req.UserID, req.CodeID, []byte{byte(i)}, time.Minute)
+			})
+		}
+		wg.Wait()
+		won := 0
+		for i, c := range claims {
+			require.NoError(t, errs[i])
+			if c.Claimed {
+				won++
+			} else {
+				require.NotZero(t, c.HeldUntil)
+			}
+		}
+		require.Equal(t, 1, won)
+	})
 }

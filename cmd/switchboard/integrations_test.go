@@ -213,17 +213,17 @@ func TestSMSOutboundToOfflineMembersFoldedPerMinute(t *testing.T) {
 	name := s.roomName(t, alice, room)
 
 	sendWS(t, aliceWS, room, "first")
-	eventually(t, "bob gets the first SMS", func() bool { return len(fake.Sent()) == 1 })
-	require.Equal(t, twiliotest.SMS{To: "+15552220002", From: testTwilioFrom, Body: "[#" + name + "] " + alice.Username + ": first"}, fake.Sent()[0])
+	eventually(t, "bob gets the first SMS", func() bool { return len(fake.Accepted()) == 1 })
+	require.Equal(t, twiliotest.SMS{To: "+15552220002", From: testTwilioFrom, Body: "[#" + name + "] " + alice.Username + ": first"}, fake.Accepted()[0])
 
 	// Within the throttle window (1 s in tests, a minute in production)
 	// the next messages wait and go out together.
 	sendWS(t, aliceWS, room, "second")
 	sendWS(t, aliceWS, room, "third")
-	eventually(t, "bob gets the folded SMS", func() bool { return len(fake.Sent()) == 2 })
-	require.Equal(t, "[#"+name+"] "+alice.Username+": second\n"+alice.Username+": third", fake.Sent()[1].Body)
+	eventually(t, "bob gets the folded SMS", func() bool { return len(fake.Accepted()) == 2 })
+	require.Equal(t, "[#"+name+"] "+alice.Username+": second\n"+alice.Username+": third", fake.Accepted()[1].Body)
 	time.Sleep(1500 * time.Millisecond)
-	require.Len(t, fake.Sent(), 2, "no other SMS: none to carol (online), none to alice (the sender)")
+	require.Len(t, fake.Accepted(), 2, "no other SMS: none to carol (online), none to alice (the sender)")
 }
 
 func TestSMSRetriesAfterTwilioErrorsAndDeadLettersRefusedNumbers(t *testing.T) {
@@ -240,7 +240,7 @@ func TestSMSRetriesAfterTwilioErrorsAndDeadLettersRefusedNumbers(t *testing.T) {
 
 	fake.Fail(twiliotest.Failure{Status: 500, Code: 20500}, twiliotest.Failure{Status: 503, Code: 20503}, twiliotest.Failure{Status: 429, Code: 20429})
 	sendWS(t, aliceWS, room, "through the errors")
-	eventually(t, "sent after three failures", func() bool { return len(fake.Sent()) == 1 })
+	eventually(t, "sent after three failures", func() bool { return len(fake.Accepted()) == 1 })
 	require.Equal(t, 4, fake.Requests())
 
 	room2 := s.createRoom(t, alice, "public")
@@ -271,8 +271,8 @@ func TestSMSRetriesAfterTwilioErrorsAndDeadLettersRefusedNumbers(t *testing.T) {
 	require.Regexp(t, `(?m)^\S+:sms\s+0\s+0\s+0\s+0\s+1\s`, table, "one dead SMS job")
 	require.Regexp(t, `(?m)^twilio\s+closed\s`, table)
 	require.Contains(t, runCLI(t, s, "jobs", "retry", dead[0].ID), "queued again")
-	eventually(t, "the re-queued job sends", func() bool { return len(fake.Sent()) == 2 })
-	require.Equal(t, "+15554440004", fake.Sent()[1].To)
+	eventually(t, "the re-queued job sends", func() bool { return len(fake.Accepted()) == 2 })
+	require.Equal(t, "+15554440004", fake.Accepted()[1].To)
 }
 
 // cliCommand is the binary run with args (no spaces within one) against
@@ -332,14 +332,14 @@ func TestWorkerKilledMidJobLosesNothing(t *testing.T) {
 	_ = worker.Wait()
 	killed := time.Now()
 	release()
-	require.Empty(t, fake.Sent(), "the killed worker's request was never answered")
+	require.Empty(t, fake.Accepted(), "the killed worker's request was never answered")
 
 	time.Sleep(time.Until(killed.Add(62 * time.Second)))
 	newTestServerWith(t, nodeOptions{databaseURL: db, redisPrefix: prefix, twilio: fake})
-	eventually(t, "another node's worker recovers the job", func() bool { return len(fake.Sent()) == 1 })
+	eventually(t, "another node's worker recovers the job", func() bool { return len(fake.Accepted()) == 1 })
 	time.Sleep(time.Second)
-	require.Len(t, fake.Sent(), 1)
-	require.Contains(t, fake.Sent()[0].Body, "survive the crash")
+	require.Len(t, fake.Accepted(), 1)
+	require.Contains(t, fake.Accepted()[0].Body, "survive the crash")
 }
 
 func TestSlackOutboundPostsEveryMessageNotFromSlack(t *testing.T) {
@@ -356,11 +356,11 @@ func TestSlackOutboundPostsEveryMessageNotFromSlack(t *testing.T) {
 
 	fake.Fail(slacktest.Failure{Status: 500})
 	sendWS(t, aliceWS, room, "hello slack")
-	eventually(t, "posted after a 500", func() bool { return len(fake.Posts()) == 1 })
-	require.Equal(t, slacktest.Post{Channel: "C0BRIDGED", Text: "hello slack", Username: "Alice L."}, fake.Posts()[0])
+	eventually(t, "posted after a 500", func() bool { return len(fake.Accepted()) == 1 })
+	require.Equal(t, slacktest.Post{Channel: "C0BRIDGED", Text: "hello slack", Username: "Alice L."}, fake.Accepted()[0])
 	r := s.do(t, "POST", "/api/v1/rooms/"+room+"/messages", alice.Token, map[string]any{"body": "over http"})
 	require.Equal(t, http.StatusCreated, r.Status)
-	eventually(t, "HTTP posts go too", func() bool { return len(fake.Posts()) == 2 })
+	eventually(t, "HTTP posts go too", func() bool { return len(fake.Accepted()) == 2 })
 
 	// A message from the bridged channel is stored and delivered, not
 	// posted back.
@@ -382,12 +382,12 @@ func TestSlackOutboundPostsEveryMessageNotFromSlack(t *testing.T) {
 	require.Equal(t, http.StatusOK, status, "Slack's retry of the same event")
 	time.Sleep(500 * time.Millisecond)
 	require.Len(t, s.history(t, alice, room), 3, "the retried event is stored once")
-	require.Len(t, fake.Posts(), 2, "nothing from Slack goes back to Slack")
+	require.Len(t, fake.Accepted(), 2, "nothing from Slack goes back to Slack")
 
 	require.Contains(t, runCLI(t, s, "rooms", "unbridge-slack", room), "no longer bridged")
 	sendWS(t, aliceWS, room, "after unbridging")
 	time.Sleep(500 * time.Millisecond)
-	require.Len(t, fake.Posts(), 2, "an unbridged room posts nothing")
+	require.Len(t, fake.Accepted(), 2, "an unbridged room posts nothing")
 }
 
 func TestSlackCommandPostsToTheRoom(t *testing.T) {
@@ -457,12 +457,12 @@ func TestOutboxSurvivesRelayDownAndRedisOutage(t *testing.T) {
 	aliceWS.ready()
 	sendWS(t, aliceWS, room, "while no relay runs")
 	time.Sleep(300 * time.Millisecond)
-	require.Empty(t, fake.Sent())
+	require.Empty(t, fake.Accepted())
 
 	// A node with workers, whose Redis goes away for a while.
 	b := newTestServerWith(t, nodeOptions{databaseURL: db, redisPrefix: prefix, redisURL: proxy.URL(), twilio: fake})
-	eventually(t, "the waiting message is relayed and sent", func() bool { return len(fake.Sent()) == 1 })
-	require.Equal(t, "[#"+a.roomName(t, alice, room)+"] "+alice.Username+": while no relay runs", fake.Sent()[0].Body)
+	eventually(t, "the waiting message is relayed and sent", func() bool { return len(fake.Accepted()) == 1 })
+	require.Equal(t, "[#"+a.roomName(t, alice, room)+"] "+alice.Username+": while no relay runs", fake.Accepted()[0].Body)
 
 	bWS := b.dialWS(t, alice.Token)
 	bWS.ready()
@@ -473,12 +473,12 @@ func TestOutboxSurvivesRelayDownAndRedisOutage(t *testing.T) {
 	var waiting int
 	require.NoError(t, b.node.pool.QueryRow(t.Context(), `SELECT count(*) FROM outbox`).Scan(&waiting))
 	require.Equal(t, 1, waiting, "the job waits in Postgres while Redis is down")
-	require.Len(t, fake.Sent(), 1)
+	require.Len(t, fake.Accepted(), 1)
 	proxy.Restore()
-	eventually(t, "sent once Redis is back", func() bool { return len(fake.Sent()) == 2 })
+	eventually(t, "sent once Redis is back", func() bool { return len(fake.Accepted()) == 2 })
 	time.Sleep(1500 * time.Millisecond)
-	require.Len(t, fake.Sent(), 2, "each message sent once")
-	require.Contains(t, fake.Sent()[1].Body, "during the redis outage")
+	require.Len(t, fake.Accepted(), 2, "each message sent once")
+	require.Contains(t, fake.Accepted()[1].Body, "during the redis outage")
 }
 
 func TestJobMetrics(t *testing.T) {
@@ -493,7 +493,7 @@ func TestJobMetrics(t *testing.T) {
 	fake.Fail(twiliotest.Failure{Status: 500, Code: 20500})
 	r := s.do(t, "POST", "/api/v1/rooms/"+room+"/messages", alice.Token, map[string]any{"body": "hi"})
 	require.Equal(t, http.StatusCreated, r.Status)
-	eventually(t, "sent", func() bool { return len(fake.Sent()) == 1 })
+	eventually(t, "sent", func() bool { return len(fake.Accepted()) == 1 })
 
 	metrics := func() string {
 		resp, err := http.Get(s.URL + "/metrics")

@@ -23,7 +23,7 @@ var codeBody = regexp.MustCompile(`^Your Switchboard code is ([0-9]{6})$`)
 // first.
 func codesTo(fake *twiliotest.API, phone string) []string {
 	var codes []string
-	for _, m := range fake.Sent() {
+	for _, m := range fake.Accepted() {
 		if sub := codeBody.FindStringSubmatch(m.Body); m.To == phone && sub != nil {
 			codes = append(codes, sub[1])
 		}
@@ -99,7 +99,7 @@ func TestPhoneCodeSentAndVerified(t *testing.T) {
 	require.Equal(t, phone, r.Body["phone"])
 	require.Equal(t, false, r.Body["phone_verified"])
 	code := nthCode(t, fake, phone, 1)
-	require.Equal(t, []twiliotest.SMS{{To: phone, From: testTwilioFrom, Body: "Your Switchboard code is " + code}}, fake.Sent())
+	require.Equal(t, []twiliotest.SMS{{To: phone, From: testTwilioFrom, Body: "Your Switchboard code is " + code}}, fake.Accepted())
 	var plain int
 	require.NoError(t, s.node.pool.QueryRow(t.Context(), `SELECT count(*) FROM phone_codes c WHERE c::text LIKE '%' || $1 || '%'`, code).Scan(&plain))
 	require.Zero(t, plain, "the code is stored hashed")
@@ -126,7 +126,7 @@ func TestPhoneCodeSentAndVerified(t *testing.T) {
 	require.Equal(t, http.StatusOK, r.Status)
 	require.Equal(t, p, decodeBody[apiProfile](t, r))
 	time.Sleep(500 * time.Millisecond)
-	require.Len(t, fake.Sent(), 1)
+	require.Len(t, fake.Accepted(), 1)
 
 	// Clearing removes the number and its verification.
 	r = s.do(t, "PATCH", "/api/v1/me", alice.Token, map[string]any{"phone": nil})
@@ -207,7 +207,7 @@ func TestPhoneCodesRateLimited(t *testing.T) {
 	require.Equal(t, before, s.me(t, alice), "the refused request changed nothing")
 	time.Sleep(500 * time.Millisecond)
 	require.Empty(t, codesTo(fake, phones[3]))
-	require.Len(t, fake.Sent(), 3)
+	require.Len(t, fake.Accepted(), 3)
 
 	// Asking for the same number again is a new code, and refused as well.
 	r = s.do(t, "PATCH", "/api/v1/me", alice.Token, map[string]any{"phone": phones[2]})
@@ -233,7 +233,7 @@ func TestPhoneVerifiedByAnotherAccount(t *testing.T) {
 	require.Equal(t, false, r.Body["phone_verified"])
 	s.codeMade(t, mallory)
 	time.Sleep(300 * time.Millisecond)
-	require.Len(t, fake.Sent(), 1, "no SMS to a number verified by another account")
+	require.Len(t, fake.Accepted(), 1, "no SMS to a number verified by another account")
 
 	// Carol's wrong code on her own number is the reference answer.
 	s.setProfile(t, carol, map[string]any{"phone": "+15557770022"})
@@ -278,7 +278,7 @@ func TestPhoneUnverifiedGetsNoNotification(t *testing.T) {
 	require.Equal(t, http.StatusCreated, r.Status)
 	notification := "[#" + s.roomName(t, alice, room) + "] " + alice.Username + ": anyone?"
 	eventually(t, "carol's notification", func() bool {
-		for _, m := range fake.Sent() {
+		for _, m := range fake.Accepted() {
 			if m.To == "+15557770032" && m.Body == notification {
 				return true
 			}
@@ -286,7 +286,7 @@ func TestPhoneUnverifiedGetsNoNotification(t *testing.T) {
 		return false
 	})
 	time.Sleep(time.Second)
-	for _, m := range fake.Sent() {
+	for _, m := range fake.Accepted() {
 		if m.To == "+15557770031" {
 			require.Regexp(t, codeBody, m.Body, "bob's unverified number gets its code and nothing else")
 		}

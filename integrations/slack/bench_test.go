@@ -15,7 +15,7 @@ import (
 func BenchmarkEventsWebhook(b *testing.B) {
 	bundle := setup(b)
 	alice := bundle.user(b, "alice", "")
-	general := bundle.room(b, alice, "general", chat.Public)
+	general := bundle.Room(b, alice, "general", chat.Public)
 	bundle.bridge(b, general, "C123ABC456")
 	n := 0
 	for b.Loop() {
@@ -34,9 +34,9 @@ func BenchmarkEventsWebhook(b *testing.B) {
 func BenchmarkEventTask(b *testing.B) {
 	bundle := setup(b)
 	alice := bundle.user(b, "alice", "")
-	general := bundle.room(b, alice, "general", chat.Public)
+	general := bundle.Room(b, alice, "general", chat.Public)
 	bundle.bridge(b, general, "C123ABC456")
-	handle := slack.HandleEventTask(bundle.store, storagetest.NewPoster(b, bundle.store))
+	handle := slack.HandleEventTask(bundle.Store, storagetest.NewPoster(b, bundle.Store))
 	n := 0
 	for b.Loop() {
 		// The webhook makes the job's payload, off the clock.
@@ -48,11 +48,11 @@ func BenchmarkEventTask(b *testing.B) {
 		}
 		jobs := bundle.queue.queued()
 		b.StartTimer()
-		if err := handle(bundle.ctx, jobs[len(jobs)-1].Payload); err != nil {
+		if err := handle(bundle.Ctx, jobs[len(jobs)-1].Payload); err != nil {
 			b.Fatal(err)
 		}
 	}
-	if got := len(bundle.stored(b, chat.SourceSlack)); got != n {
+	if got := len(bundle.Stored(b, chat.SourceSlack)); got != n {
 		b.Fatalf("%d messages stored, want %d", got, n)
 	}
 }

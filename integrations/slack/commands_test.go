@@ -42,7 +42,7 @@ func TestCommands(t *testing.T) {
 		b := setup(t)
 		alice := b.user(t, "alice", "U0ALICE")
 		b.user(t, "bob", "U0BOB")
-		b.room(t, alice, "General", chat.Public)
+		b.Room(t, alice, "General", chat.Public)
 
 		require.Equal(t, "Posted to #General.", b.command(t, "U0ALICE", "post #general hello   world", "1.1.a"))
 		// Slack escapes &, < and >, and sends mentions and channels as
@@ -56,18 +56,18 @@ func TestCommands(t *testing.T) {
 			{Room: "General", Sender: "alice", Body: "hello   world", Source: "slack", ExternalID: "1.1.a"},
 			{Room: "General", Sender: "alice", Body: "fish & chips <3 for @bob in #general", Source: "slack", ExternalID: "1.1.b"},
 			{Room: "General", Sender: "alice", Body: "via a token", Source: "slack", ExternalID: "1.1.c"},
-		}, b.stored(t, chat.SourceSlack))
+		}, b.Stored(t, chat.SourceSlack))
 	})
 
 	t.Run("ReplayedCommandStoredOnce", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		alice := b.user(t, "alice", "U0ALICE")
-		b.room(t, alice, "general", chat.Public)
+		b.Room(t, alice, "general", chat.Public)
 		for range 3 {
 			require.Equal(t, "Posted to #general.", b.command(t, "U0ALICE", "post #general once", "13345224609.738474920.8088930838d88f008e0"))
 		}
-		require.Len(t, b.stored(t, chat.SourceSlack), 1)
+		require.Len(t, b.Stored(t, chat.SourceSlack), 1)
 	})
 
 	t.Run("NotAMember", func(t *testing.T) {
@@ -75,28 +75,28 @@ func TestCommands(t *testing.T) {
 		b := setup(t)
 		alice := b.user(t, "alice", "U0ALICE")
 		b.user(t, "bob", "U0BOB")
-		b.room(t, alice, "general", chat.Public)
-		b.room(t, alice, "secret", chat.Private)
+		b.Room(t, alice, "general", chat.Public)
+		b.Room(t, alice, "secret", chat.Private)
 		for _, name := range []string{"general", "secret", "nowhere"} {
 			require.Equal(t, "You are not in a room named #"+name+".", b.command(t, "U0BOB", "post #"+name+" hi", "t-"+name))
 			require.Equal(t, "You are not in a room named #"+name+".", b.command(t, "U0BOB", "recent #"+name, "r-"+name))
 		}
-		require.Empty(t, b.stored(t, chat.SourceSlack))
+		require.Empty(t, b.Stored(t, chat.SourceSlack))
 	})
 
 	t.Run("UnknownSlackUser", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		alice := b.user(t, "alice", "U0ALICE")
-		b.room(t, alice, "general", chat.Public)
+		b.Room(t, alice, "general", chat.Public)
 		for _, text := range []string{"post #general hi", "recent #general"} {
 			reply := b.command(t, "U0STRANGER", text, "t")
 			require.Equal(t, "Your Slack account is not linked to a Switchboard account yet. "+
 				"Set your Slack user id, U0STRANGER, as slack_user_id in your Switchboard profile, then try again.", reply)
 		}
-		require.Empty(t, b.stored(t, chat.SourceSlack))
+		require.Empty(t, b.Stored(t, chat.SourceSlack))
 		var users int
-		require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*) FROM users`).Scan(&users))
+		require.NoError(t, b.Pool.QueryRow(b.Ctx, `SELECT count(*) FROM users`).Scan(&users))
 		require.Equal(t, 1, users, "commands create no guests")
 	})
 
@@ -104,13 +104,13 @@ func TestCommands(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		alice := b.user(t, "alice", "U0ALICE")
-		general := b.room(t, alice, "general", chat.Public)
+		general := b.Room(t, alice, "general", chat.Public)
 
 		require.Equal(t, "#general has no messages yet.", b.command(t, "U0ALICE", "recent #general", "t"))
 		for i := 1; i <= 25; i++ {
-			b.say(t, general, alice, fmt.Sprintf("m%d", i))
+			b.Say(t, general, alice, fmt.Sprintf("m%d", i))
 		}
-		b.say(t, general, alice, "<b>bold</b> & co")
+		b.Say(t, general, alice, "<b>bold</b> & co")
 
 		lines := func(from, to int) string {
 			var l []string
@@ -133,20 +133,20 @@ func TestCommands(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		alice := b.user(t, "alice", "U0ALICE")
-		b.room(t, alice, "general", chat.Public)
+		b.Room(t, alice, "general", chat.Public)
 		for _, text := range []string{"", "help", "  ", "delete #general", "post", "post #general", "post #general   ", "post # hi", "recent", "recent #"} {
 			require.Equal(t, usageText, b.command(t, "U0ALICE", text, "t"), "text %q", text)
 		}
-		require.Empty(t, b.stored(t, chat.SourceSlack))
+		require.Empty(t, b.Stored(t, chat.SourceSlack))
 	})
 
 	t.Run("RefusedBody", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		alice := b.user(t, "alice", "U0ALICE")
-		b.room(t, alice, "general", chat.Public)
+		b.Room(t, alice, "general", chat.Public)
 		require.Equal(t, "Not posted: body has 4001 characters; the limit is 4000.",
 			b.command(t, "U0ALICE", "post #general "+strings.Repeat("a", 4001), "t"))
-		require.Empty(t, b.stored(t, chat.SourceSlack))
+		require.Empty(t, b.Stored(t, chat.SourceSlack))
 	})
 }

@@ -43,11 +43,11 @@ func messageEvent(t testing.TB, outer, inner map[string]any) []byte {
 // would, and returns their errors.
 func (b *testBundle) runJobs(t testing.TB) []error {
 	t.Helper()
-	handle := slack.HandleEventTask(b.store, storagetest.NewPoster(t, b.store))
+	handle := slack.HandleEventTask(b.Store, storagetest.NewPoster(t, b.Store))
 	var errs []error
 	for _, j := range b.queue.queued() {
 		require.Equal(t, slack.EventTaskType, j.Type)
-		errs = append(errs, handle(b.ctx, j.Payload))
+		errs = append(errs, handle(b.Ctx, j.Payload))
 	}
 	return errs
 }
@@ -72,7 +72,7 @@ func TestEvents(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		alice := b.user(t, "alice", "")
-		general := b.room(t, alice, "general", chat.Private)
+		general := b.Room(t, alice, "general", chat.Private)
 		b.bridge(t, general, "C123ABC456")
 
 		// The documented event: U123ABC456 says "Live long and prospect."
@@ -86,19 +86,19 @@ func TestEvents(t *testing.T) {
 		require.Len(t, jobs, 2)
 		require.Equal(t, "slack-event:Ev123ABC456", jobs[0].Key)
 		require.Equal(t, jobs[0], jobs[1], "a retry makes the same job, which the queue keeps once")
-		require.Empty(t, b.stored(t, chat.SourceSlack), "nothing is stored before the job runs")
+		require.Empty(t, b.Stored(t, chat.SourceSlack), "nothing is stored before the job runs")
 
 		// The job may also run twice: stored once.
 		require.Equal(t, []error{nil, nil}, b.runJobs(t))
 		require.Equal(t, []stored{
 			{Room: "general", Sender: "slack-u123abc456", Body: "Live long and prospect.", Source: "slack", ExternalID: "Ev123ABC456"},
-		}, b.stored(t, chat.SourceSlack))
+		}, b.Stored(t, chat.SourceSlack))
 
 		// The guest was created and added to the (private) room.
-		guest, err := b.store.UserByUsername(b.ctx, "slack-u123abc456")
+		guest, err := b.Store.UserByUsername(b.Ctx, "slack-u123abc456")
 		require.NoError(t, err)
-		require.NoError(t, b.store.CheckMember(b.ctx, guest.ID, general.ID))
-		_, _, err = b.store.Credentials(b.ctx, "slack-u123abc456")
+		require.NoError(t, b.Store.CheckMember(b.Ctx, guest.ID, general.ID))
+		_, _, err = b.Store.Credentials(b.Ctx, "slack-u123abc456")
 		require.ErrorIs(t, err, chat.ErrNotFound, "a guest cannot log in")
 	})
 
@@ -107,8 +107,8 @@ func TestEvents(t *testing.T) {
 		b := setup(t)
 		alice := b.user(t, "alice", "U123ABC456")
 		bob := b.user(t, "bob", "U0BOB")
-		general := b.room(t, alice, "general", chat.Public)
-		other := b.room(t, bob, "other", chat.Public)
+		general := b.Room(t, alice, "general", chat.Public)
+		other := b.Room(t, bob, "other", chat.Public)
 		b.bridge(t, general, "C123ABC456")
 		b.bridge(t, other, "C0OTHER")
 
@@ -123,15 +123,15 @@ func TestEvents(t *testing.T) {
 			{Room: "general", Sender: "alice", Body: "Live long and prospect.", Source: "slack", ExternalID: "Ev123ABC456"},
 			{Room: "general", Sender: "slack-u0bob", Body: "hi from bob", Source: "slack", ExternalID: "Ev2"},
 			{Room: "other", Sender: "bob", Body: "in my room", Source: "slack", ExternalID: "Ev3"},
-		}, b.stored(t, chat.SourceSlack))
-		require.ErrorIs(t, b.store.CheckMember(b.ctx, bob.ID, general.ID), chat.ErrForbidden)
+		}, b.Stored(t, chat.SourceSlack))
+		require.ErrorIs(t, b.Store.CheckMember(b.Ctx, bob.ID, general.ID), chat.ErrForbidden)
 	})
 
 	t.Run("Formatting", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		alice := b.user(t, "alice", "U0ALICE")
-		general := b.room(t, alice, "general", chat.Public)
+		general := b.Room(t, alice, "general", chat.Public)
 		b.bridge(t, general, "C123ABC456")
 
 		tests := []struct{ text, want string }{
@@ -149,7 +149,7 @@ func TestEvents(t *testing.T) {
 			require.Equal(t, http.StatusOK, r.Status)
 		}
 		require.Len(t, b.runJobs(t), len(tests))
-		got := b.stored(t, chat.SourceSlack)
+		got := b.Stored(t, chat.SourceSlack)
 		require.Len(t, got, len(tests))
 		for i, tt := range tests {
 			require.Equal(t, tt.want, got[i].Body, "from %q", tt.text)
@@ -160,7 +160,7 @@ func TestEvents(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		alice := b.user(t, "alice", "U123ABC456")
-		general := b.room(t, alice, "general", chat.Public)
+		general := b.Room(t, alice, "general", chat.Public)
 		b.bridge(t, general, "C123ABC456")
 
 		tests := map[string][]byte{
@@ -194,7 +194,7 @@ func TestEvents(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		alice := b.user(t, "alice", "")
-		general := b.room(t, alice, "general", chat.Public)
+		general := b.Room(t, alice, "general", chat.Public)
 		b.bridge(t, general, "C123ABC456")
 
 		valid := string(messageEvent(t, nil, map[string]any{"text": "TEXT"}))
@@ -207,14 +207,14 @@ func TestEvents(t *testing.T) {
 		r := signed(t, b.events, "application/json", []byte(strings.Replace(valid, "TEXT", `\ud83d\ude00`, 1)))
 		require.Equal(t, http.StatusOK, r.Status)
 		require.Equal(t, []error{nil}, b.runJobs(t))
-		require.Equal(t, "😀", b.stored(t, chat.SourceSlack)[0].Body)
+		require.Equal(t, "😀", b.Stored(t, chat.SourceSlack)[0].Body)
 	})
 
 	t.Run("EnqueueFailureAsksForRetry", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		alice := b.user(t, "alice", "")
-		general := b.room(t, alice, "general", chat.Public)
+		general := b.Room(t, alice, "general", chat.Public)
 		b.bridge(t, general, "C123ABC456")
 
 		b.queue.mu.Lock()
@@ -236,11 +236,11 @@ func TestEvents(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		alice := b.user(t, "alice", "")
-		general := b.room(t, alice, "general", chat.Public)
+		general := b.Room(t, alice, "general", chat.Public)
 		b.bridge(t, general, "C123ABC456")
-		handle := slack.HandleEventTask(b.store, storagetest.NewPoster(t, b.store))
+		handle := slack.HandleEventTask(b.Store, storagetest.NewPoster(t, b.Store))
 
-		require.True(t, jobs.IsPermanent(handle(b.ctx, []byte(`not json`))))
+		require.True(t, jobs.IsPermanent(handle(b.Ctx, []byte(`not json`))))
 
 		// Slack allows longer messages than Switchboard: the job fails with
 		// the reason, and retrying will not help.
@@ -252,7 +252,7 @@ func TestEvents(t *testing.T) {
 		require.Equal(t, chat.CodeTooLarge, ce.Code)
 		require.True(t, jobs.IsPermanent(errs[0]), "straight to the dead set")
 		require.Contains(t, errs[0].Error(), "Ev123ABC456")
-		require.Empty(t, b.stored(t, chat.SourceSlack))
+		require.Empty(t, b.Stored(t, chat.SourceSlack))
 	})
 
 	t.Run("SenderCannotBeMapped", func(t *testing.T) {
@@ -260,7 +260,7 @@ func TestEvents(t *testing.T) {
 		b := setup(t)
 		alice := b.user(t, "alice", "")
 		b.user(t, "slack-u0taken", "") // registered before the prefix was reserved
-		general := b.room(t, alice, "general", chat.Public)
+		general := b.Room(t, alice, "general", chat.Public)
 		b.bridge(t, general, "C123ABC456")
 
 		cases := []struct {
@@ -282,6 +282,6 @@ func TestEvents(t *testing.T) {
 			require.Equal(t, tc.code, chat.ErrorOf(errs[i]).Code, "%v", errs[i])
 			require.Contains(t, errs[i].Error(), "cannot be mapped")
 		}
-		require.Empty(t, b.stored(t, chat.SourceSlack))
+		require.Empty(t, b.Stored(t, chat.SourceSlack))
 	})
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/switchboard-chat/switchboard/chat"
 	"github.com/switchboard-chat/switchboard/integrations"
 	"github.com/switchboard-chat/switchboard/integrations/jobs"
-	"github.com/switchboard-chat/switchboard/storage"
 )
 
 // PostKind is the job that posts one message to its room's Slack channel.
@@ -38,15 +37,23 @@ func NewAPI(cfg APIConfig) *slack.Client {
 	return slack.New(cfg.BotToken, opts...)
 }
 
-// PostStore is what the post job reads and writes.
+// PostStore is what the post job reads and writes: it claims the post,
+// calls Slack with nothing locked, and settles the claim.
 type PostStore interface {
-	Notice(ctx context.Context, messageID string) (storage.Notice, error)
-	RunOnce(ctx context.Context, key string, do func(context.Context) error) (bool, error)
+	Notice(ctx context.Context, messageID string) (chat.Notice, error)
+	ClaimRun(ctx context.Context, key string, lease time.Duration) (chat.RunClaim, error)
+	FinishRun(ctx context.Context, c chat.RunClaim) error
+	ReleaseRun(ctx context.Context, c chat.RunClaim) error
 }
 
 // HandlePost returns the handler of PostKind: it posts the message with
 // chat.postMessage under the sender's display name, once per message even
-// if the job runs twice.
+// if the job runs twice. The post is claimed under "slack-post:<message
+// id>"; a failed call releases the claim for the retry, and a run that
+// meets another one's claim comes back later without using an attempt.
+// As for SMS (see integrations.ClaimLease), a run that dies after Slack
+// accepted the post and before FinishRun has it posted again by the run
+// after the lease.
 func HandlePost(store PostStore, api *slack.Client, breaker *jobs.Breaker) jobs.Handler {
 	return func(ctx context.Context, payload []byte) error {
 		var p integrations.MessagePayload
@@ -63,15 +70,27 @@ func HandlePost(store PostStore, api *slack.Client, breaker *jobs.Breaker) jobs.
 		if n.SlackChannel == "" {
 			return nil // unbridged since
 		}
-		_, err = store.RunOnce(ctx, "slack-post:"+n.Message.ID, func(ctx context.Context) error {
-			return breaker.Do(func() error {
-				_, _, err := api.PostMessageContext(ctx, n.SlackChannel,
-					slack.MsgOptionText(n.Message.Body, true),
-					slack.MsgOptionUsername(n.Message.Sender.DisplayName))
-				return classify(err)
-			})
+		c, err := store.ClaimRun(ctx, "slack-post:"+n.Message.ID, integrations.ClaimLease)
+		switch {
+		case err != nil:
+			return err
+		case !c.HeldUntil.IsZero():
+			return jobs.Wait(integrations.ErrHeld, min(integrations.HeldRetry, c.HeldUntil.Sub(c.Now)))
+		case c.Token == "":
+			return nil // posted already
+		}
+		err = breaker.Do(func() error {
+			_, _, err := api.PostMessageContext(ctx, n.SlackChannel,
+				slack.MsgOptionText(n.Message.Body, true),
+				slack.MsgOptionUsername(n.Message.Sender.DisplayName))
+			return classify(err)
 		})
-		return err
+		settle, cancel := integrations.SettleContext(ctx)
+		defer cancel()
+		if err != nil {
+			return errors.Join(err, store.ReleaseRun(settle, c))
+		}
+		return store.FinishRun(settle, c)
 	}
 }
 

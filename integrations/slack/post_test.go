@@ -3,65 +3,79 @@ package slack_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
+	"sync"
 	"testing"
+	"time"
 
-	"github.com/redis/go-redis/v9"
+	slackgo "github.com/slack-go/slack"
 	"github.com/stretchr/testify/require"
 
-	"github.com/switchboard-chat/switchboard/broker/brokertest"
 	"github.com/switchboard-chat/switchboard/chat"
 	"github.com/switchboard-chat/switchboard/integrations"
 	"github.com/switchboard-chat/switchboard/integrations/jobs"
+	"github.com/switchboard-chat/switchboard/integrations/jobs/jobstest"
 	"github.com/switchboard-chat/switchboard/integrations/slack"
 	"github.com/switchboard-chat/switchboard/integrations/slack/slacktest"
 	"github.com/switchboard-chat/switchboard/storage"
 	"github.com/switchboard-chat/switchboard/storage/storagetest"
 )
 
+// postBundle is alice in a room bridged to C0123, a fake Slack API and the
+// post job on both.
+type postBundle struct {
+	*storagetest.Fixture
+	alice chat.User
+	room  chat.Room
+	fake  *slacktest.API
+	api   *slackgo.Client
+	brk   *jobs.Breaker
+}
+
+func setupPost(t *testing.T) *postBundle {
+	t.Helper()
+	b := &postBundle{Fixture: storagetest.NewFixture(t), fake: slacktest.New(t, "xoxb-test"), brk: jobstest.Breaker(t, "slack")}
+	p, err := b.Store.CreateUser(b.Ctx, "alice", "x", "Alice Liddell")
+	require.NoError(t, err)
+	b.alice = p.User
+	b.room = b.Room(t, b.alice, "general", chat.Public)
+	_, err = b.Store.BridgeSlack(b.Ctx, b.room.ID, "C0123")
+	require.NoError(t, err)
+	b.api = slack.NewAPI(slack.APIConfig{BotToken: "xoxb-test", APIURL: b.fake.URL()})
+	return b
+}
+
+// post stores a message of alice's and returns the payload of its job.
+func (b *postBundle) post(t *testing.T, body string) []byte {
+	t.Helper()
+	p, _ := json.Marshal(integrations.MessagePayload{MessageID: b.Say(t, b.room, b.alice, body).ID})
+	return p
+}
+
+func (b *postBundle) handler(store slack.PostStore) jobs.Handler {
+	return slack.HandlePost(store, b.api, b.brk)
+}
+
 func TestHandlePost(t *testing.T) {
 	t.Parallel()
-	ctx := t.Context()
-	store := storage.New(storagetest.NewPool(t))
-	alice, err := store.CreateUser(ctx, "alice", "x", "Alice Liddell")
-	require.NoError(t, err)
-	room, err := store.CreateRoom(ctx, alice.ID, "general", chat.Public)
-	require.NoError(t, err)
-	_, err = store.BridgeSlack(ctx, room.ID, "C0123")
-	require.NoError(t, err)
-	post := func(body string) []byte {
-		m, _, err := store.SaveMessage(ctx, chat.NewMessage{RoomID: room.ID, SenderID: alice.ID, Body: body, Source: chat.SourceWeb})
-		require.NoError(t, err)
-		p, _ := json.Marshal(integrations.MessagePayload{MessageID: m.ID})
-		return p
-	}
-
-	opts, err := redis.ParseURL(brokertest.RedisURL())
-	require.NoError(t, err)
-	rdb := redis.NewClient(opts)
-	prefix := brokertest.Prefix()
-	t.Cleanup(func() {
-		rdb.Del(context.Background(), prefix+"breakers")
-		rdb.Close()
-	})
-	q, err := jobs.New(jobs.Config{Redis: rdb, Prefix: prefix})
-	require.NoError(t, err)
-	fake := slacktest.New(t, "xoxb-test")
-	handle := slack.HandlePost(store, slack.NewAPI(slack.APIConfig{BotToken: "xoxb-test", APIURL: fake.URL()}), q.NewBreaker("slack"))
+	b := setupPost(t)
+	ctx, fake, handle := b.Ctx, b.fake, b.handler(b.Store)
+	post := func(body string) []byte { return b.post(t, body) }
 
 	hello := post("hello <b>&")
 	require.NoError(t, handle(ctx, hello))
 	require.NoError(t, handle(ctx, hello), "a second run of the same job")
-	require.Equal(t, []slacktest.Post{{Channel: "C0123", Text: "hello &lt;b&gt;&amp;", Username: "Alice Liddell"}}, fake.Posts(),
+	require.Equal(t, []slacktest.Post{{Channel: "C0123", Text: "hello &lt;b&gt;&amp;", Username: "Alice Liddell"}}, fake.Accepted(),
 		"posted once, under the sender's name, with Slack's escaping")
 
 	retried := post("after a 500")
 	fake.Fail(slacktest.Failure{Status: http.StatusInternalServerError})
-	err = handle(ctx, retried)
+	err := handle(ctx, retried)
 	require.Error(t, err)
 	require.False(t, jobs.IsPermanent(err))
 	require.NoError(t, handle(ctx, retried), "a failed run does not mark the post done")
-	require.Len(t, fake.Posts(), 2)
+	require.Len(t, fake.Accepted(), 2)
 
 	fake.Fail(slacktest.Failure{Error: "channel_not_found"})
 	err = handle(ctx, post("to a deleted channel"))
@@ -71,4 +85,95 @@ func TestHandlePost(t *testing.T) {
 	err = handle(ctx, post("slow down"))
 	require.Error(t, err)
 	require.False(t, jobs.IsPermanent(err))
+}
+
+// postStore lets a test break the storage the post job sees.
+type postStore struct {
+	*storage.Store
+	finishErr error // FinishRun fails with it, writing nothing
+}
+
+func (s postStore) FinishRun(ctx context.Context, c chat.RunClaim) error {
+	if s.finishErr != nil {
+		return s.finishErr
+	}
+	return s.Store.FinishRun(ctx, c)
+}
+
+// TestHandlePostClaims: the post is claimed, Slack is called with nothing
+// locked, and what a run that stops between its steps leaves to the next
+// (README, "Exactly once, honestly").
+func TestHandlePostClaims(t *testing.T) {
+	t.Parallel()
+
+	t.Run("ConcurrentRunsPostOnce", func(t *testing.T) {
+		t.Parallel()
+		b := setupPost(t)
+		payload, handle := b.post(t, "once"), b.handler(b.Store)
+		errs := make([]error, 5)
+		var wg sync.WaitGroup
+		for i := range errs {
+			wg.Go(func() { errs[i] = handle(b.Ctx, payload) })
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				jobstest.RequireHeld(t, err)
+			}
+		}
+		require.Equal(t, 1, b.fake.Requests())
+		require.Len(t, b.fake.Accepted(), 1)
+	})
+
+	t.Run("NothingLockedDuringTheCall", func(t *testing.T) {
+		t.Parallel()
+		b := setupPost(t)
+		payload, handle := b.post(t, "slow"), b.handler(b.Store)
+		release := b.fake.Hold()
+		defer release()
+		first := make(chan error, 1)
+		go func() { first <- handle(b.Ctx, payload) }()
+		b.fake.WaitRequests(t, 1)
+
+		quick, cancel := context.WithTimeout(b.Ctx, 2*time.Second)
+		defer cancel()
+		jobstest.RequireHeld(t, handle(quick, payload))
+		require.Equal(t, 1, b.fake.Requests())
+
+		release() // Slack answers 503: nothing was posted
+		require.Error(t, <-first)
+		require.NoError(t, handle(b.Ctx, payload), "the retry")
+		require.Len(t, b.fake.Accepted(), 1)
+	})
+
+	t.Run("DiedAfterClaim", func(t *testing.T) {
+		t.Parallel()
+		b := setupPost(t)
+		payload, handle := b.post(t, "after a crash"), b.handler(b.Store)
+		var p integrations.MessagePayload
+		require.NoError(t, json.Unmarshal(payload, &p))
+		_, err := b.Store.ClaimRun(b.Ctx, "slack-post:"+p.MessageID, time.Minute) // and died
+		require.NoError(t, err)
+		jobstest.RequireHeld(t, handle(b.Ctx, payload))
+		require.Zero(t, b.fake.Requests())
+		b.LapseClaims(t)
+		require.NoError(t, handle(b.Ctx, payload))
+		require.NoError(t, handle(b.Ctx, payload))
+		require.Len(t, b.fake.Accepted(), 1, "posted once, by the run after the lease")
+	})
+
+	t.Run("DiedAfterSlackAccepted", func(t *testing.T) {
+		t.Parallel()
+		b := setupPost(t)
+		payload := b.post(t, "twice")
+		died := errors.New("the process died before FinishRun")
+		require.ErrorIs(t, b.handler(postStore{Store: b.Store, finishErr: died})(b.Ctx, payload), died)
+		handle := b.handler(b.Store)
+		jobstest.RequireHeld(t, handle(b.Ctx, payload))
+		b.LapseClaims(t)
+		require.NoError(t, handle(b.Ctx, payload))
+		require.Len(t, b.fake.Accepted(), 2, "at least once: the run after the lease posts again")
+		require.NoError(t, handle(b.Ctx, payload))
+		require.Len(t, b.fake.Accepted(), 2)
+	})
 }

@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-chat/switchboard/chat"
@@ -65,9 +64,7 @@ func (r *recorder) queued() []job {
 }
 
 type testBundle struct {
-	ctx      context.Context
-	pool     *pgxpool.Pool
-	store    *storage.Store
+	*storagetest.Fixture
 	queue    *recorder
 	commands *httptest.Server
 	events   *httptest.Server
@@ -75,8 +72,7 @@ type testBundle struct {
 
 func setup(t testing.TB) *testBundle {
 	t.Helper()
-	pool := storagetest.NewPool(t)
-	b := &testBundle{ctx: t.Context(), pool: pool, store: storage.New(pool), queue: &recorder{}}
+	b := &testBundle{Fixture: storagetest.NewFixture(t), queue: &recorder{}}
 	b.commands, b.events = b.servers(t, testSecret, func() time.Time { return testNow })
 	return b
 }
@@ -86,8 +82,8 @@ func (b *testBundle) servers(t testing.TB, secret string, now func() time.Time) 
 	t.Helper()
 	cfg := slack.WebhookConfig{
 		SigningSecret: secret,
-		Store:         b.store,
-		Poster:        storagetest.NewPoster(t, b.store),
+		Store:         b.Store,
+		Poster:        storagetest.NewPoster(t, b.Store),
 		Queue:         b.queue,
 		Now:           now,
 		Logger:        slog.New(slog.NewTextHandler(t.Output(), nil)),
@@ -105,41 +101,23 @@ func (b *testBundle) servers(t testing.TB, secret string, now func() time.Time) 
 // user creates an account; a non-empty slackID is linked on its profile.
 func (b *testBundle) user(t testing.TB, name, slackID string) chat.User {
 	t.Helper()
-	p, err := b.store.CreateUser(b.ctx, name, "hash", strings.ToUpper(name))
-	require.NoError(t, err)
+	u := b.User(t, name)
 	if slackID != "" {
-		_, err = b.store.UpdateProfile(b.ctx, p.ID, chat.ProfileUpdate{SlackUserID: &slackID})
+		_, err := b.Store.UpdateProfile(b.Ctx, u.ID, chat.ProfileUpdate{SlackUserID: &slackID})
 		require.NoError(t, err)
 	}
-	return p.User
-}
-
-func (b *testBundle) room(t testing.TB, creator chat.User, name, visibility string) chat.Room {
-	t.Helper()
-	r, err := b.store.CreateRoom(b.ctx, creator.ID, name, visibility)
-	require.NoError(t, err)
-	return r
+	return u
 }
 
 // bridge bridges room to the Slack channel, as `rooms bridge-slack` does.
 func (b *testBundle) bridge(t testing.TB, room chat.Room, channel string) {
 	t.Helper()
-	_, err := b.pool.Exec(b.ctx, `UPDATE rooms SET slack_channel_id = $2 WHERE id = $1::bigint`, room.ID, channel)
-	require.NoError(t, err)
-}
-
-func (b *testBundle) say(t testing.TB, room chat.Room, sender chat.User, body string) {
-	t.Helper()
-	_, _, err := b.store.SaveMessage(b.ctx, chat.NewMessage{RoomID: room.ID, SenderID: sender.ID, Body: body, Source: chat.SourceWeb})
+	_, err := b.Pool.Exec(b.Ctx, `UPDATE rooms SET slack_channel_id = $2 WHERE id = $1::bigint`, room.ID, channel)
 	require.NoError(t, err)
 }
 
 // stored is a row of the messages table as the tests check it.
 type stored = storagetest.StoredMessage
-
-func (b *testBundle) stored(t testing.TB, source string) []stored {
-	return storagetest.MessagesFrom(t, b.pool, source)
-}
 
 // sign computes X-Slack-Signature as Slack's documentation gives it: the
 // test's own oracle, checked against the published vectors.
@@ -244,7 +222,7 @@ func TestSignatureVectors(t *testing.T) {
 	// The one signed url_verification among them was answered; nothing was
 	// queued or stored.
 	require.Empty(t, b.queue.queued())
-	require.Empty(t, b.stored(t, chat.SourceSlack))
+	require.Empty(t, b.Stored(t, chat.SourceSlack))
 }
 
 func TestSignatureWindow(t *testing.T) {

@@ -12,7 +12,7 @@ import (
 func BenchmarkWebhook(b *testing.B) {
 	bundle := setup(b)
 	alice := bundle.user(b, "alice", "+14155550100")
-	bundle.room(b, alice, "general", chat.Public)
+	bundle.Room(b, alice, "general", chat.Public)
 	n := 0
 	for b.Loop() {
 		n++

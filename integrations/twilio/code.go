@@ -11,7 +11,6 @@ import (
 	"github.com/switchboard-chat/switchboard/chat"
 	"github.com/switchboard-chat/switchboard/integrations"
 	"github.com/switchboard-chat/switchboard/integrations/jobs"
-	"github.com/switchboard-chat/switchboard/storage"
 )
 
 // CodeKind is the job that makes and sends one phone verification code
@@ -37,37 +36,56 @@ func EnqueueCode(q integrations.Enqueuer) func(ctx context.Context, userID, code
 	}
 }
 
-// CodeStore is what the code job reads and writes.
+// CodeStore is what the code job reads and writes: it claims the code,
+// sends it with nothing locked, and settles the claim.
 type CodeStore interface {
-	SendPhoneCode(ctx context.Context, userID, codeID string, send func(storage.PhoneCode) ([]byte, error)) error
+	ClaimPhoneCode(ctx context.Context, userID, codeID string, hash []byte, lease time.Duration) (chat.PhoneCode, error)
+	MarkPhoneCodeSent(ctx context.Context, c chat.PhoneCode) error
+	ReleasePhoneCode(ctx context.Context, c chat.PhoneCode) error
 }
 
 // CodeSMS is the text of the SMS that carries a verification code.
 func CodeSMS(code string) string { return "Your Switchboard code is " + code }
 
 // HandleCode returns the handler of CodeKind: it makes a fresh code
-// (auth.NewPhoneCode), sends it through breaker unless another account
-// verified the number (then nothing goes out: see storage.PhoneCode), and
-// has it stored as hash makes it (auth.Tokens.HashPhoneCode). A failed send
-// stores nothing; the retry makes another code.
+// (auth.NewPhoneCode), claims it with its hash as hash makes it
+// (auth.Tokens.HashPhoneCode), sends it through breaker unless another
+// account verified the number (then nothing goes out: see chat.PhoneCode),
+// and marks it sent. A failed send releases the code; the retry makes
+// another. As for SMS (see HandleSMS), a run that dies between Twilio's
+// acceptance and the mark leaves a claim that lapses after
+// integrations.ClaimLease, and the next run sends a new code, which
+// replaces the first; a run that dies before Twilio accepted loses nothing.
+// A second run, or two at once, send one code; a run that meets another
+// one's claim comes back after integrations.HeldRetry.
 func HandleCode(store CodeStore, sender *Sender, breaker *jobs.Breaker, hash func(userID, code string) []byte) jobs.Handler {
 	return func(ctx context.Context, payload []byte) error {
 		var p CodePayload
 		if err := json.Unmarshal(payload, &p); err != nil {
 			return jobs.Permanent(fmt.Errorf("code payload: %w", err))
 		}
-		err := store.SendPhoneCode(ctx, p.UserID, p.CodeID, func(c storage.PhoneCode) ([]byte, error) {
-			code := auth.NewPhoneCode()
-			if !c.Taken {
-				if err := breaker.Do(func() error { return sender.Send(c.Phone, CodeSMS(code)) }); err != nil {
-					return nil, err
-				}
-			}
-			return hash(c.UserID, code), nil
-		})
+		code := auth.NewPhoneCode()
+		c, err := store.ClaimPhoneCode(ctx, p.UserID, p.CodeID, hash(p.UserID, code), integrations.ClaimLease)
 		if errors.Is(err, chat.ErrNotFound) {
 			return jobs.Permanent(err)
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		if !c.HeldUntil.IsZero() {
+			return jobs.Wait(integrations.ErrHeld, min(integrations.HeldRetry, c.HeldUntil.Sub(c.Now)))
+		}
+		if !c.Claimed {
+			return nil
+		}
+		if !c.Taken {
+			err = breaker.Do(func() error { return sender.Send(c.Phone, CodeSMS(code)) })
+		}
+		settle, cancel := integrations.SettleContext(ctx)
+		defer cancel()
+		if err != nil {
+			return errors.Join(err, store.ReleasePhoneCode(settle, c))
+		}
+		return store.MarkPhoneCodeSent(settle, c)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -17,7 +18,6 @@ import (
 	"github.com/switchboard-chat/switchboard/chat"
 	"github.com/switchboard-chat/switchboard/integrations"
 	"github.com/switchboard-chat/switchboard/integrations/jobs"
-	"github.com/switchboard-chat/switchboard/storage"
 )
 
 // SMSKind is the job that sends one (folded) SMS notification.
@@ -44,18 +44,20 @@ func NewSender(cfg SenderConfig) (*Sender, error) {
 	if cfg.AccountSID == "" || cfg.AuthToken == "" || cfg.From == "" {
 		return nil, errors.New("twilio: account SID, auth token and from number are required")
 	}
-	// twilio-go takes no context: bound each call by the transport instead.
+	// twilio-go takes no context: bound each call by the transport instead,
+	// so that it ends well within the claim it runs under.
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.ResponseHeaderTimeout = 15 * time.Second
-	httpClient := &http.Client{Transport: transport}
+	var next http.RoundTripper = transport
 	if cfg.APIURL != "" {
 		base, err := url.Parse(cfg.APIURL)
 		if err != nil || base.Host == "" {
 			return nil, fmt.Errorf("twilio: bad API URL %q", cfg.APIURL)
 		}
 		// twilio-go builds absolute api.twilio.com URLs; send them to base.
-		httpClient.Transport = rebase{base: base, next: transport}
+		next = rebase{base: base, next: transport}
 	}
+	httpClient := &http.Client{Transport: deadline{d: sendTimeout, next: next}}
 	c := &twclient.Client{
 		Credentials: twclient.NewCredentials(cfg.AccountSID, cfg.AuthToken),
 		HTTPClient:  httpClient,
@@ -78,6 +80,37 @@ func (r rebase) RoundTrip(req *http.Request) (*http.Response, error) {
 	return r.next.RoundTrip(req)
 }
 
+// deadline ends each request, the reading of its answer included, d after
+// it started. (http.Client.Timeout would too, but with a goroutine per
+// request that stays until d when the body is not closed, as twilio-go
+// leaves it after an error status.)
+type deadline struct {
+	d    time.Duration
+	next http.RoundTripper
+}
+
+func (t deadline) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx, cancel := context.WithTimeout(req.Context(), t.d)
+	resp, err := t.next.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	resp.Body = cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+	return resp, nil
+}
+
+// cancelOnClose ends a request's context when its body is closed.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b cancelOnClose) Close() error {
+	defer b.cancel()
+	return b.ReadCloser.Close()
+}
+
 // Send sends body to the number to. Errors Twilio gives for a request that
 // cannot succeed (4xx other than 429: an invalid or unsubscribed number)
 // are jobs.Permanent; others (5xx, 429, network) are worth a retry.
@@ -97,9 +130,14 @@ func (s *Sender) Send(to, body string) error {
 	return nil
 }
 
-// SMSStore is what the SMS job reads and writes.
+// SMSStore is what the SMS job reads and writes: it claims the SMS work of
+// a (user, room) pair, calls Twilio with nothing locked, and settles the
+// claim.
 type SMSStore interface {
-	SendPendingSMS(ctx context.Context, userID, roomID string, gap time.Duration, send func(storage.PendingSMS) error) (time.Time, error)
+	ClaimPendingSMS(ctx context.Context, userID, roomID string, lease time.Duration) (chat.SMSClaim, error)
+	MarkSMSSent(ctx context.Context, c chat.SMSClaim) error
+	DropPendingSMS(ctx context.Context, c chat.SMSClaim) error
+	ReleaseSMSClaim(ctx context.Context, c chat.SMSClaim) error
 }
 
 // Scheduler enqueues a job to run later; *jobs.Queue implements it.
@@ -111,27 +149,65 @@ type Scheduler interface {
 // (SPEC §8).
 const Throttle = time.Minute
 
-// HandleSMS returns the handler of SMSKind: it sends, in one SMS, every
-// message pending for the user about the room, through breaker; if an SMS
-// about that room went to the user less than gap (Throttle) ago, it
-// schedules itself for when the next one may go instead.
+// sendTimeout bounds one call to Twilio, connection included, well within
+// integrations.ClaimLease.
+const sendTimeout = 20 * time.Second
+
+// HandleSMS returns the handler of SMSKind. It claims what is pending for
+// the user about the room and sends it, through breaker, in one SMS; if an
+// SMS about that room went to the user less than gap (Throttle) ago, it
+// sends nothing and schedules itself for when the next one may go, which
+// folds in everything that came meanwhile. While another run holds the pair
+// it comes back later without using an attempt.
+//
+// What a run claims goes out at least once (SPEC §10): a failed call
+// releases the claim and the retry sends it; a run that dies before Twilio
+// accepted leaves a claim that lapses after integrations.ClaimLease, and
+// the next run sends it. A run that dies after Twilio accepted the SMS but
+// before MarkSMSSent committed leaves the same lapsing claim, and the next
+// run sends the SMS again: Twilio takes no idempotency key, and a duplicate
+// is better than a notification lost. Every other repeat (a second run, two
+// at once, a timed-out run still calling Twilio) sends nothing more.
 func HandleSMS(store SMSStore, sender *Sender, breaker *jobs.Breaker, queue Scheduler, gap time.Duration) jobs.Handler {
 	return func(ctx context.Context, payload []byte) error {
 		var p integrations.SMSPayload
 		if err := json.Unmarshal(payload, &p); err != nil {
 			return jobs.Permanent(fmt.Errorf("sms payload: %w", err))
 		}
-		next, err := store.SendPendingSMS(ctx, p.UserID, p.RoomID, gap, func(sms storage.PendingSMS) error {
-			return breaker.Do(func() error { return sender.Send(sms.Phone, FormatSMS(sms.RoomName, sms.Messages)) })
-		})
+		c, err := store.ClaimPendingSMS(ctx, p.UserID, p.RoomID, integrations.ClaimLease)
 		if errors.Is(err, chat.ErrNotFound) {
 			return jobs.Permanent(err)
 		}
-		if err != nil || next.IsZero() {
+		if err != nil {
 			return err
 		}
-		key := fmt.Sprintf("sms:%s:%s:at:%d", p.UserID, p.RoomID, next.Unix())
-		return queue.EnqueueAt(ctx, SMSKind.Type, key, payload, next)
+		// A claim taken is settled even if the job's time runs out.
+		settle, cancel := integrations.SettleContext(ctx)
+		defer cancel()
+		switch {
+		case !c.HeldUntil.IsZero():
+			// Once the other run sent, the throttle holds this run's
+			// messages for gap anyway.
+			return jobs.Wait(integrations.ErrHeld, min(gap, c.HeldUntil.Sub(c.Now)))
+		case c.Token == "":
+			return nil // nothing pending: an earlier run sent it
+		case c.Phone == "":
+			// The number was removed or changed (and so is unverified)
+			// since: nothing to send it to.
+			return store.DropPendingSMS(settle, c)
+		case !c.LastSentAt.IsZero() && c.Now.Sub(c.LastSentAt) < gap:
+			next := c.LastSentAt.Add(gap)
+			if err := store.ReleaseSMSClaim(settle, c); err != nil {
+				return err
+			}
+			key := fmt.Sprintf("sms:%s:%s:at:%d", p.UserID, p.RoomID, next.Unix())
+			return queue.EnqueueAt(ctx, SMSKind.Type, key, payload, next)
+		}
+		err = breaker.Do(func() error { return sender.Send(c.Phone, FormatSMS(c.RoomName, c.Messages)) })
+		if err != nil {
+			return errors.Join(err, store.ReleaseSMSClaim(settle, c))
+		}
+		return store.MarkSMSSent(settle, c)
 	}
 }
 

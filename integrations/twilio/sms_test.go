@@ -23,7 +23,7 @@ func TestSenderThroughTwilioGo(t *testing.T) {
 	require.NoError(t, err)
 
 	require.NoError(t, sender.Send("+15551234567", "[#general] alice: hi"))
-	require.Equal(t, []twiliotest.SMS{{To: "+15551234567", From: "+15005550006", Body: "[#general] alice: hi"}}, fake.Sent())
+	require.Equal(t, []twiliotest.SMS{{To: "+15551234567", From: "+15005550006", Body: "[#general] alice: hi"}}, fake.Accepted())
 
 	for _, tc := range []struct {
 		name      string
@@ -41,7 +41,7 @@ func TestSenderThroughTwilioGo(t *testing.T) {
 		require.Error(t, err, tc.name)
 		require.Equal(t, tc.permanent, jobs.IsPermanent(err), "%s: %v", tc.name, err)
 	}
-	require.Len(t, fake.Sent(), 1, "failed requests sent nothing")
+	require.Len(t, fake.Accepted(), 1, "failed requests sent nothing")
 
 	wrong, err := twilio.NewSender(twilio.SenderConfig{AccountSID: fake.AccountSID, AuthToken: "wrong", From: "+1", APIURL: fake.URL()})
 	require.NoError(t, err)

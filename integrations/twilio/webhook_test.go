@@ -2,7 +2,6 @@ package twilio_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/hmac"
 	"crypto/sha1"
 	"encoding/base64"
@@ -19,7 +18,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-chat/switchboard/chat"
@@ -38,16 +36,13 @@ const (
 )
 
 type testBundle struct {
-	ctx   context.Context
-	pool  *pgxpool.Pool
-	store *storage.Store
-	srv   *httptest.Server // the webhook configured with testToken and testURL
+	*storagetest.Fixture
+	srv *httptest.Server // the webhook configured with testToken and testURL
 }
 
 func setup(t testing.TB) *testBundle {
 	t.Helper()
-	pool := storagetest.NewPool(t)
-	b := &testBundle{ctx: t.Context(), pool: pool, store: storage.New(pool)}
+	b := &testBundle{Fixture: storagetest.NewFixture(t)}
 	b.srv = b.server(t, testToken, testURL)
 	return b
 }
@@ -58,8 +53,8 @@ func (b *testBundle) server(t testing.TB, token, publicURL string) *httptest.Ser
 	h, err := twilio.NewWebhook(twilio.WebhookConfig{
 		AuthToken: token,
 		URL:       publicURL,
-		Store:     b.store,
-		Poster:    storagetest.NewPoster(t, b.store),
+		Store:     b.Store,
+		Poster:    storagetest.NewPoster(t, b.Store),
 		Logger:    slog.New(slog.NewTextHandler(t.Output(), nil)),
 	})
 	require.NoError(t, err)
@@ -71,25 +66,11 @@ func (b *testBundle) server(t testing.TB, token, publicURL string) *httptest.Ser
 // user creates an account; a non-empty phone becomes its verified number.
 func (b *testBundle) user(t testing.TB, name, phone string) chat.User {
 	t.Helper()
-	p, err := b.store.CreateUser(b.ctx, name, "hash", strings.ToUpper(name))
-	require.NoError(t, err)
+	u := b.User(t, name)
 	if phone != "" {
-		storagetest.VerifyPhone(t, b.pool, p.ID, phone)
+		storagetest.VerifyPhone(t, b.Pool, u.ID, phone)
 	}
-	return p.User
-}
-
-func (b *testBundle) room(t testing.TB, creator chat.User, name, visibility string) chat.Room {
-	t.Helper()
-	r, err := b.store.CreateRoom(b.ctx, creator.ID, name, visibility)
-	require.NoError(t, err)
-	return r
-}
-
-func (b *testBundle) say(t testing.TB, room chat.Room, sender chat.User, body string) {
-	t.Helper()
-	_, _, err := b.store.SaveMessage(b.ctx, chat.NewMessage{RoomID: room.ID, SenderID: sender.ID, Body: body, Source: chat.SourceWeb})
-	require.NoError(t, err)
+	return u
 }
 
 // notRegistered is the answer to an SMS from a number that is no
@@ -100,10 +81,6 @@ func ptr[T any](v T) *T { return &v }
 
 // stored is a row of the messages table as the tests check it.
 type stored = storagetest.StoredMessage
-
-func (b *testBundle) stored(t testing.TB, source string) []stored {
-	return storagetest.MessagesFrom(t, b.pool, source)
-}
 
 // sms posts an SMS as Twilio would, signed for testURL.
 func (b *testBundle) sms(t testing.TB, from, body, sid string) answer {
@@ -243,7 +220,7 @@ func TestWebhookSignatureVectors(t *testing.T) {
 			}
 		})
 	}
-	require.Empty(t, b.stored(t, chat.SourceSMS))
+	require.Empty(t, b.Stored(t, chat.SourceSMS))
 }
 
 func TestWebhook(t *testing.T) {
@@ -253,8 +230,8 @@ func TestWebhook(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		alice := b.user(t, "alice", "+14155550100")
-		b.room(t, alice, "general", chat.Public)
-		b.room(t, alice, "Random", chat.Private)
+		b.Room(t, alice, "general", chat.Public)
+		b.Room(t, alice, "Random", chat.Private)
 
 		require.Empty(t, b.sms(t, "+14155550100", "#general hello from my phone", "SM001").requireTwiML(t))
 		// Room names match in any letter case; text after the name keeps its
@@ -264,7 +241,7 @@ func TestWebhook(t *testing.T) {
 		require.Equal(t, []stored{
 			{Room: "general", Sender: "alice", Body: "hello from my phone", Source: "sms", ExternalID: "SM001"},
 			{Room: "Random", Sender: "alice", Body: "two  words", Source: "sms", ExternalID: "SM002"},
-		}, b.stored(t, chat.SourceSMS))
+		}, b.Stored(t, chat.SourceSMS))
 	})
 
 	t.Run("PlainTextGoesToLastActiveRoom", func(t *testing.T) {
@@ -272,24 +249,24 @@ func TestWebhook(t *testing.T) {
 		b := setup(t)
 		alice := b.user(t, "alice", "+14155550100")
 		bob := b.user(t, "bob", "")
-		general := b.room(t, alice, "general", chat.Public)
-		random := b.room(t, alice, "random", chat.Public)
-		_, _, err := b.store.Join(b.ctx, bob.ID, general.ID)
+		general := b.Room(t, alice, "general", chat.Public)
+		random := b.Room(t, alice, "random", chat.Public)
+		_, _, err := b.Store.Join(b.Ctx, bob.ID, general.ID)
 		require.NoError(t, err)
 
-		b.say(t, general, alice, "from the web")
+		b.Say(t, general, alice, "from the web")
 		require.Empty(t, b.sms(t, "+14155550100", "first", "SM1").requireTwiML(t))
-		b.say(t, random, alice, "now here")
+		b.Say(t, random, alice, "now here")
 		require.Empty(t, b.sms(t, "+14155550100", "second", "SM2").requireTwiML(t))
 		// Another member's post does not move alice's room.
-		b.say(t, general, bob, "bob speaks")
+		b.Say(t, general, bob, "bob speaks")
 		require.Empty(t, b.sms(t, "+14155550100", "third", "SM3").requireTwiML(t))
 		// An SMS to a named room makes it the active one.
 		require.Empty(t, b.sms(t, "+14155550100", "#general fourth", "SM4").requireTwiML(t))
 		require.Empty(t, b.sms(t, "+14155550100", "fifth", "SM5").requireTwiML(t))
 
 		var got []string
-		for _, s := range b.stored(t, chat.SourceSMS) {
+		for _, s := range b.Stored(t, chat.SourceSMS) {
 			got = append(got, s.Room+":"+s.Body)
 		}
 		require.Equal(t, []string{"general:first", "random:second", "random:third", "general:fourth", "general:fifth"}, got)
@@ -300,9 +277,9 @@ func TestWebhook(t *testing.T) {
 		b := setup(t)
 		alice := b.user(t, "alice", "+14155550100")
 		bob := b.user(t, "bob", "+14155550101")
-		b.room(t, alice, "general", chat.Public)
-		b.room(t, alice, "secret", chat.Private)
-		b.room(t, bob, "bobs", chat.Public)
+		b.Room(t, alice, "general", chat.Public)
+		b.Room(t, alice, "secret", chat.Private)
+		b.Room(t, bob, "bobs", chat.Public)
 
 		// A public room bob is not in, a private one, and one that does not
 		// exist all get the same answer, so private rooms stay hidden.
@@ -312,7 +289,7 @@ func TestWebhook(t *testing.T) {
 			reply = b.sms(t, "+14155550101", "#"+name+" ?", "SM-recent-"+name).requireTwiML(t)
 			require.Equal(t, "You are not in a room named #"+name+".", reply)
 		}
-		require.Empty(t, b.stored(t, chat.SourceSMS))
+		require.Empty(t, b.Stored(t, chat.SourceSMS))
 	})
 
 	t.Run("Recent", func(t *testing.T) {
@@ -320,8 +297,8 @@ func TestWebhook(t *testing.T) {
 		b := setup(t)
 		alice := b.user(t, "alice", "+14155550100")
 		bob := b.user(t, "bob", "")
-		general := b.room(t, alice, "General", chat.Public)
-		_, _, err := b.store.Join(b.ctx, bob.ID, general.ID)
+		general := b.Room(t, alice, "General", chat.Public)
+		_, _, err := b.Store.Join(b.Ctx, bob.ID, general.ID)
 		require.NoError(t, err)
 
 		require.Equal(t, "#General has no messages yet.", b.sms(t, "+14155550100", "#general ?", "SM0").requireTwiML(t))
@@ -331,9 +308,9 @@ func TestWebhook(t *testing.T) {
 			if i%2 == 0 {
 				sender = bob
 			}
-			b.say(t, general, sender, fmt.Sprintf("message %d", i))
+			b.Say(t, general, sender, fmt.Sprintf("message %d", i))
 		}
-		b.say(t, general, bob, "a long one\non two lines "+strings.Repeat("x", 200))
+		b.Say(t, general, bob, "a long one\non two lines "+strings.Repeat("x", 200))
 
 		reply := b.sms(t, "+14155550100", "#general ?", "SM1").requireTwiML(t)
 		require.Equal(t, strings.Join([]string{
@@ -345,33 +322,33 @@ func TestWebhook(t *testing.T) {
 			// 100 characters on one line, the last one an ellipsis.
 			"bob: a long one on two lines " + strings.Repeat("x", 100-1-len("a long one on two lines ")) + "…",
 		}, "\n"), reply)
-		require.Empty(t, b.stored(t, chat.SourceSMS), "asking for recent messages stores nothing")
+		require.Empty(t, b.Stored(t, chat.SourceSMS), "asking for recent messages stores nothing")
 	})
 
 	t.Run("UnknownNumber", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		alice := b.user(t, "alice", "+14155550100")
-		b.room(t, alice, "general", chat.Public)
+		b.Room(t, alice, "general", chat.Public)
 
 		for _, from := range []string{"+14155550199", "", "14155550100"} {
 			reply := b.sms(t, from, "#general hello", "SM-"+from).requireTwiML(t)
 			require.Equal(t, notRegistered, reply)
 		}
-		require.Empty(t, b.stored(t, chat.SourceSMS))
+		require.Empty(t, b.Stored(t, chat.SourceSMS))
 	})
 
 	t.Run("UnverifiedNumberIsUnknown", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		alice := b.user(t, "alice", "")
-		general := b.room(t, alice, "general", chat.Public)
-		b.say(t, general, alice, "from the web")
+		general := b.Room(t, alice, "general", chat.Public)
+		b.Say(t, general, alice, "from the web")
 		// alice set the number but never entered its code; bob holds it
 		// unverified too.
 		bob := b.user(t, "bob", "")
 		for _, u := range []chat.User{alice, bob} {
-			_, err := b.store.UpdateProfile(b.ctx, u.ID, chat.ProfileUpdate{Phone: ptr("+14155550100")})
+			_, err := b.Store.UpdateProfile(b.Ctx, u.ID, chat.ProfileUpdate{Phone: ptr("+14155550100")})
 			require.NoError(t, err)
 		}
 
@@ -379,7 +356,7 @@ func TestWebhook(t *testing.T) {
 			reply := b.sms(t, "+14155550100", body, fmt.Sprintf("SM%d", i)).requireTwiML(t)
 			require.Equal(t, notRegistered, reply, body)
 		}
-		require.Empty(t, b.stored(t, chat.SourceSMS))
+		require.Empty(t, b.Stored(t, chat.SourceSMS))
 	})
 
 	t.Run("NeverPostedGetsUsage", func(t *testing.T) {
@@ -391,16 +368,16 @@ func TestWebhook(t *testing.T) {
 		require.Equal(t, usage, b.sms(t, "+14155550100", "anyone there?", "SM1").requireTwiML(t), "in no room")
 
 		// Creating a room, joining one or being added to one is not posting.
-		b.room(t, alice, "mine", chat.Public)
-		theirs := b.room(t, bob, "theirs", chat.Public)
-		_, _, err := b.store.Join(b.ctx, alice.ID, theirs.ID)
+		b.Room(t, alice, "mine", chat.Public)
+		theirs := b.Room(t, bob, "theirs", chat.Public)
+		_, _, err := b.Store.Join(b.Ctx, alice.ID, theirs.ID)
 		require.NoError(t, err)
-		added := b.room(t, bob, "added", chat.Private)
-		_, _, err = b.store.AddMember(b.ctx, bob.ID, added.ID, "alice")
+		added := b.Room(t, bob, "added", chat.Private)
+		_, _, err = b.Store.AddMember(b.Ctx, bob.ID, added.ID, "alice")
 		require.NoError(t, err)
-		b.say(t, added, bob, "welcome")
+		b.Say(t, added, bob, "welcome")
 		require.Equal(t, usage, b.sms(t, "+14155550100", "anyone there?", "SM2").requireTwiML(t), "in rooms, never posted")
-		require.Empty(t, b.stored(t, chat.SourceSMS))
+		require.Empty(t, b.Stored(t, chat.SourceSMS))
 	})
 
 	t.Run("BeingAddedDoesNotRedirectPlainText", func(t *testing.T) {
@@ -408,57 +385,57 @@ func TestWebhook(t *testing.T) {
 		b := setup(t)
 		victim := b.user(t, "victim", "+14155550100")
 		mallory := b.user(t, "mallory", "")
-		home := b.room(t, victim, "home", chat.Private)
-		b.say(t, home, victim, "from the web")
+		home := b.Room(t, victim, "home", chat.Private)
+		b.Say(t, home, victim, "from the web")
 		// Mallory adds the victim to her room and talks there, hoping to
 		// receive the victim's next plain-text SMS.
-		trap := b.room(t, mallory, "trap", chat.Private)
-		_, _, err := b.store.AddMember(b.ctx, mallory.ID, trap.ID, "victim")
+		trap := b.Room(t, mallory, "trap", chat.Private)
+		_, _, err := b.Store.AddMember(b.Ctx, mallory.ID, trap.ID, "victim")
 		require.NoError(t, err)
-		b.say(t, trap, mallory, "hello victim")
+		b.Say(t, trap, mallory, "hello victim")
 
 		require.Empty(t, b.sms(t, "+14155550100", "private note", "SM1").requireTwiML(t))
 		require.Equal(t, []stored{{Room: "home", Sender: "victim", Body: "private note", Source: "sms", ExternalID: "SM1"}},
-			b.stored(t, chat.SourceSMS))
+			b.Stored(t, chat.SourceSMS))
 	})
 
 	t.Run("RoomNameWithoutText", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		alice := b.user(t, "alice", "+14155550100")
-		b.room(t, alice, "general", chat.Public)
+		b.Room(t, alice, "general", chat.Public)
 		reply := b.sms(t, "+14155550100", "#general", "SM1").requireTwiML(t)
 		require.Equal(t, `Write your message after #general, or send "#general ?" for its latest messages.`, reply)
-		require.Empty(t, b.stored(t, chat.SourceSMS))
+		require.Empty(t, b.Stored(t, chat.SourceSMS))
 	})
 
 	t.Run("RetriedMessageSidStoredOnce", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		alice := b.user(t, "alice", "+14155550100")
-		general := b.room(t, alice, "general", chat.Public)
-		random := b.room(t, alice, "random", chat.Public)
-		b.say(t, general, alice, "hi")
+		general := b.Room(t, alice, "general", chat.Public)
+		random := b.Room(t, alice, "random", chat.Public)
+		b.Say(t, general, alice, "hi")
 
 		first := b.sms(t, "+14155550100", "only once", "SMretry")
 		require.Empty(t, first.requireTwiML(t))
 		// Between Twilio's attempts alice posts elsewhere: the retry still
 		// finds the first message and stores nothing.
-		b.say(t, random, alice, "meanwhile")
+		b.Say(t, random, alice, "meanwhile")
 		for range 3 {
 			again := b.sms(t, "+14155550100", "only once", "SMretry")
 			require.Equal(t, first.Raw, again.Raw)
 			require.Empty(t, again.requireTwiML(t))
 		}
 		require.Equal(t, []stored{{Room: "general", Sender: "alice", Body: "only once", Source: "sms", ExternalID: "SMretry"}},
-			b.stored(t, chat.SourceSMS))
+			b.Stored(t, chat.SourceSMS))
 	})
 
 	t.Run("BadBody", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		alice := b.user(t, "alice", "+14155550100")
-		b.say(t, b.room(t, alice, "general", chat.Public), alice, "plain text goes here")
+		b.Say(t, b.Room(t, alice, "general", chat.Public), alice, "plain text goes here")
 
 		tests := []struct {
 			name, body, reply string
@@ -476,15 +453,15 @@ func TestWebhook(t *testing.T) {
 		}
 		// The longest body that fits is stored.
 		require.Empty(t, b.sms(t, "+14155550100", strings.Repeat("é", 4000), "SM-max").requireTwiML(t))
-		require.Len(t, b.stored(t, chat.SourceSMS), 1)
+		require.Len(t, b.Stored(t, chat.SourceSMS), 1)
 	})
 
 	t.Run("RepliesAreEscaped", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		alice := b.user(t, "alice", "+14155550100")
-		general := b.room(t, alice, "general", chat.Public)
-		b.say(t, general, alice, `</Message><Redirect>https://evil.example</Redirect> & "quotes"`)
+		general := b.Room(t, alice, "general", chat.Public)
+		b.Say(t, general, alice, `</Message><Redirect>https://evil.example</Redirect> & "quotes"`)
 
 		a := b.sms(t, "+14155550100", "#general ?", "SM1")
 		require.Equal(t, "#general, latest:\nalice: </Message><Redirect>https://evil.example</Redirect> & \"quotes\"", a.requireTwiML(t))
@@ -495,7 +472,7 @@ func TestWebhook(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		alice := b.user(t, "alice", "+14155550100")
-		b.room(t, alice, "general", chat.Public)
+		b.Room(t, alice, "general", chat.Public)
 		form := url.Values{"From": {"+14155550100"}, "Body": {"#general via proxy"}, "MessageSid": {"SMproxy"}}
 
 		// The request reaches 127.0.0.1 with the proxy's Host header; the
@@ -526,14 +503,14 @@ func TestWebhook(t *testing.T) {
 		require.Equal(t, http.StatusForbidden, post(t, b.srv.URL, "application/x-www-form-urlencoded", []byte(tampered.Encode()), &sig).Status)
 
 		require.Equal(t, []stored{{Room: "general", Sender: "alice", Body: "via proxy", Source: "sms", ExternalID: "SMproxy"}},
-			b.stored(t, chat.SourceSMS))
+			b.Stored(t, chat.SourceSMS))
 	})
 
 	t.Run("SizeLimit", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		alice := b.user(t, "alice", "+14155550100")
-		b.say(t, b.room(t, alice, "general", chat.Public), alice, "plain text goes here")
+		b.Say(t, b.Room(t, alice, "general", chat.Public), alice, "plain text goes here")
 
 		// Just under 64 KiB is read (and answered: the text is too long).
 		form := url.Values{"From": {"+14155550100"}, "MessageSid": {"SMbig"}}
@@ -549,7 +526,7 @@ func TestWebhook(t *testing.T) {
 		a = post(t, b.srv.URL, "application/x-www-form-urlencoded", []byte(form.Encode()), &sig)
 		require.Equal(t, http.StatusRequestEntityTooLarge, a.Status)
 		require.Contains(t, a.Raw, `"code":"too_large"`)
-		require.Empty(t, b.stored(t, chat.SourceSMS))
+		require.Empty(t, b.Stored(t, chat.SourceSMS))
 	})
 
 	t.Run("PostOnly", func(t *testing.T) {

@@ -2,7 +2,9 @@ package storagetest
 
 import (
 	"context"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -30,7 +32,14 @@ func VerifyPhone(t testing.TB, pool *pgxpool.Pool, userID, phone string) {
 		t.Fatalf("storagetest: no code asked for %s (already its verified number?)", phone)
 	}
 	hash := []byte("storagetest code")
-	if err := store.SendPhoneCode(ctx, userID, codeID, func(storage.PhoneCode) ([]byte, error) { return hash, nil }); err != nil {
+	c, err := store.ClaimPhoneCode(ctx, userID, codeID, hash, time.Minute)
+	if err == nil && !c.Claimed {
+		err = fmt.Errorf("code %s not claimed: %+v", codeID, c)
+	}
+	if err == nil {
+		err = store.MarkPhoneCodeSent(ctx, c)
+	}
+	if err != nil {
 		t.Fatalf("storagetest: make code: %v", err)
 	}
 	if _, err := store.VerifyPhone(ctx, userID, hash); err != nil {

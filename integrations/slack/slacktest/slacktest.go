@@ -1,16 +1,17 @@
 // Package slacktest is a fake of the Slack Web API's chat.postMessage on
 // 127.0.0.1 for tests: point SLACK_API_URL at URL and read the posts with
-// Posts.
+// Accepted. The skeleton (counting, scripted failures, holding, waiting) is
+// fakeapi's; this package knows Slack's path, token and JSON.
 package slacktest
 
 import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/switchboard-chat/switchboard/internal/fakeapi"
 )
 
 // Post is one accepted chat.postMessage call.
@@ -25,53 +26,27 @@ type Failure struct {
 	Error  string
 }
 
-// API is the fake; requests must carry the bot token.
+// API is the fake; requests must carry the bot token. A held request, once
+// released, fails with 503.
 type API struct {
 	Token string
-	srv   *httptest.Server
-
-	mu       sync.Mutex
-	posts    []Post
-	failures []Failure
-	requests int
+	*fakeapi.Server[Post, Failure]
 }
 
 // New starts a fake for the bot token and stops it when t ends.
 func New(t testing.TB, token string) *API {
 	a := &API{Token: token}
-	a.srv = httptest.NewServer(http.HandlerFunc(a.serve))
-	t.Cleanup(a.srv.Close)
+	a.Server = fakeapi.New[Post, Failure](t, fakeapi.Config{
+		Serve: a.serve,
+		Held:  func(w http.ResponseWriter) { w.WriteHeader(http.StatusServiceUnavailable) },
+	})
 	return a
 }
 
-// URL is the SLACK_API_URL for this fake (it ends in "/").
-func (a *API) URL() string { return a.srv.URL + "/api/" }
-
-// Fail scripts the answers to the next len(fs) requests.
-func (a *API) Fail(fs ...Failure) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.failures = append(a.failures, fs...)
-}
-
-// Posts returns the accepted posts.
-func (a *API) Posts() []Post {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return append([]Post(nil), a.posts...)
-}
-
-// Requests counts every request.
-func (a *API) Requests() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.requests
-}
+// URL is the SLACK_API_URL for this fake (it ends in "/api/").
+func (a *API) URL() string { return a.Server.URL() + "/api/" }
 
 func (a *API) serve(w http.ResponseWriter, r *http.Request) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.requests++
 	w.Header().Set("Content-Type", "application/json")
 	if r.URL.Path != "/api/chat.postMessage" {
 		_ = json.NewEncoder(w).Encode(map[string]any{"ok": false, "error": "unknown_method"})
@@ -89,9 +64,7 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewEncoder(w).Encode(map[string]any{"ok": false, "error": "invalid_auth"})
 		return
 	}
-	if len(a.failures) > 0 {
-		f := a.failures[0]
-		a.failures = a.failures[1:]
+	if f, ok := a.NextFailure(); ok {
 		if f.Status != 0 && f.Status != http.StatusOK {
 			if f.Status == http.StatusTooManyRequests {
 				w.Header().Set("Retry-After", "1")
@@ -103,9 +76,9 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := Post{Channel: r.PostForm.Get("channel"), Text: r.PostForm.Get("text"), Username: r.PostForm.Get("username")}
-	a.posts = append(a.posts, p)
+	n := a.Accept(p)
 	_ = json.NewEncoder(w).Encode(map[string]any{
-		"ok": true, "channel": p.Channel, "ts": fmt.Sprintf("1700000000.%06d", len(a.posts)),
+		"ok": true, "channel": p.Channel, "ts": fmt.Sprintf("1700000000.%06d", n),
 		"message": map[string]any{"text": p.Text, "username": p.Username, "bot_id": "B0FAKE"},
 	})
 }
