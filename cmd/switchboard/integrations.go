@@ -25,23 +25,12 @@ var jobKinds = []jobs.Kind{integrations.FanoutKind, twilio.SMSKind, twilio.CodeK
 
 // newQueue returns the job queue on rdb.
 func newQueue(cfg *config, rdb redis.UniversalClient, reg prometheus.Registerer, log *slog.Logger) (*jobs.Queue, error) {
-	jc := jobs.Config{Redis: rdb, Prefix: cfg.RedisPrefix, Kinds: jobKinds, Logger: log.With(slog.String("component", "jobs"))}
-	if reg != nil {
-		jc.Metrics = jobs.NewMetrics(reg)
-	}
+	jc := jobs.Config{Redis: rdb, Prefix: cfg.RedisPrefix, Kinds: jobKinds, Registerer: reg,
+		Logger: log.With(slog.String("component", "jobs"))}
 	if cfg.tuneJobs != nil {
 		cfg.tuneJobs(&jc)
 	}
-	q, err := jobs.New(jc)
-	if err != nil {
-		return nil, err
-	}
-	if reg != nil {
-		if err := q.RegisterDepth(reg); err != nil {
-			return nil, err
-		}
-	}
-	return q, nil
+	return jobs.New(jc)
 }
 
 // storeOptions turn on what the store does for the integrations that are

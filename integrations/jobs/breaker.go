@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -61,12 +62,12 @@ func (q *Queue) breakersKey() string { return q.cfg.Prefix + "breakers" }
 
 // publishBreaker records a state change for metrics and the jobs CLI.
 func (q *Queue) publishBreaker(name string, s gobreaker.State) {
-	q.cfg.Metrics.breaker(name, s)
+	q.metrics.breaker(name, s)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	value := s.String() + " " + strconv.FormatInt(time.Now().Unix(), 10)
 	if err := q.cfg.Redis.HSet(ctx, q.breakersKey(), name, value).Err(); err != nil {
-		q.log.Warn("record circuit breaker state", "api", name, "error", err)
+		q.log.WarnContext(ctx, "record circuit breaker state", slog.String("api", name), slog.Any("error", err))
 	}
 }
 

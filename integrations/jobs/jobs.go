@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -40,10 +41,12 @@ type Config struct {
 	Redis redis.UniversalClient
 	// Prefix starts every queue name, so that clusters (and tests) sharing
 	// one Redis keep their tasks apart.
-	Prefix  string
-	Kinds   []Kind
-	Logger  *slog.Logger
-	Metrics *Metrics // nil: no metrics
+	Prefix string
+	Kinds  []Kind
+	Logger *slog.Logger
+	// Registerer registers the queue's metrics; nil leaves them
+	// unregistered.
+	Registerer prometheus.Registerer
 	// RetryBase is the mean delay before the first retry (default 2 s); it
 	// doubles with each attempt up to RetryMax (default 10 min).
 	RetryBase, RetryMax time.Duration
@@ -64,6 +67,7 @@ type Queue struct {
 	client    *asynq.Client
 	inspector *asynq.Inspector
 	log       *slog.Logger
+	metrics   *metrics
 }
 
 // New returns a Queue on cfg.Redis. It does not close the Redis client.
@@ -87,6 +91,10 @@ func New(cfg Config) (*Queue, error) {
 		client:    asynq.NewClientFromRedisClient(cfg.Redis),
 		inspector: asynq.NewInspectorFromRedisClient(cfg.Redis),
 		log:       cfg.Logger,
+	}
+	var err error
+	if q.metrics, err = newMetrics(q, cfg.Registerer); err != nil {
+		return nil, fmt.Errorf("jobs: %w", err)
 	}
 	for _, k := range cfg.Kinds {
 		if k.Type == "" || k.Queue == "" || k.MaxAttempts < 1 {
@@ -159,7 +167,7 @@ func (q *Queue) EnqueueAt(ctx context.Context, typ, key string, payload []byte, 
 	if err != nil {
 		return fmt.Errorf("enqueue %s: %w", typ, err)
 	}
-	q.cfg.Metrics.enqueued(typ)
+	q.metrics.enqueued(typ)
 	return nil
 }
 
@@ -257,7 +265,7 @@ func (q *Queue) instrument(typ string, h Handler) asynq.HandlerFunc {
 	return func(ctx context.Context, t *asynq.Task) error {
 		err := h(ctx, t.Payload())
 		if err == nil {
-			q.cfg.Metrics.outcome(typ, "succeeded")
+			q.metrics.outcome(typ, "succeeded")
 			return nil
 		}
 		id, _ := asynq.GetTaskID(ctx)
@@ -266,13 +274,13 @@ func (q *Queue) instrument(typ string, h Handler) asynq.HandlerFunc {
 		log := q.log.With(slog.String("type", typ), slog.String("id", id), slog.Int("attempt", attempt+1), slog.Any("error", err))
 		switch _, wait := isWait(err); {
 		case wait:
-			q.cfg.Metrics.outcome(typ, "deferred")
+			q.metrics.outcome(typ, "deferred")
 			log.Info("job deferred")
 		case IsPermanent(err) || attempt >= maxRetry:
-			q.cfg.Metrics.outcome(typ, "dead")
+			q.metrics.outcome(typ, "dead")
 			log.Error("job dead")
 		default:
-			q.cfg.Metrics.outcome(typ, "retried")
+			q.metrics.outcome(typ, "retried")
 			log.Warn("job failed, will retry")
 		}
 		return err

@@ -10,7 +10,6 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
@@ -24,9 +23,35 @@ var (
 )
 
 type fixture struct {
-	q       *jobs.Queue
-	metrics *jobs.Metrics
-	rdb     *redis.Client
+	q   *jobs.Queue
+	reg *prometheus.Registry
+	rdb *redis.Client
+}
+
+// metric reads the value of one series the queue registered, 0 when it
+// has not been written yet.
+func (f *fixture) metric(t *testing.T, name string, labels ...string) float64 {
+	t.Helper()
+	families, err := f.reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range families {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			for i, l := range m.GetLabel() {
+				if 2*i+1 >= len(labels) || l.GetName() != labels[2*i] || l.GetValue() != labels[2*i+1] {
+					continue series
+				}
+			}
+			if m.GetCounter() != nil {
+				return m.GetCounter().GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return 0
 }
 
 // newQueue returns a queue with fast retries on its own prefix; its queues
@@ -36,9 +61,9 @@ func newQueue(t *testing.T, tune func(*jobs.Config)) *fixture {
 	opts, err := redis.ParseURL(brokertest.RedisURL())
 	require.NoError(t, err)
 	rdb := redis.NewClient(opts)
-	m := jobs.NewMetrics(prometheus.NewRegistry())
+	reg := prometheus.NewRegistry()
 	cfg := jobs.Config{
-		Redis: rdb, Prefix: brokertest.Prefix(), Kinds: []jobs.Kind{flaky, other}, Metrics: m,
+		Redis: rdb, Prefix: brokertest.Prefix(), Kinds: []jobs.Kind{flaky, other}, Registerer: reg,
 		RetryBase: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond, PollInterval: 50 * time.Millisecond,
 		BreakerTimeout: 300 * time.Millisecond,
 	}
@@ -57,7 +82,7 @@ func newQueue(t *testing.T, tune func(*jobs.Config)) *fixture {
 		rdb.Del(context.Background(), cfg.Prefix+"breakers")
 		rdb.Close()
 	})
-	return &fixture{q: q, metrics: m, rdb: rdb}
+	return &fixture{q: q, reg: reg, rdb: rdb}
 }
 
 // work runs handlers until t ends.
@@ -103,10 +128,10 @@ func TestRetriesWithBackoffThenSucceeds(t *testing.T) {
 	require.NoError(t, f.q.Enqueue(t.Context(), flaky.Type, "k1", []byte("p")))
 	require.Eventually(t, func() bool { return r.count() == 3 }, 10*time.Second, 20*time.Millisecond)
 	require.Eventually(t, func() bool {
-		return testutil.ToFloat64(f.metrics.Outcomes.WithLabelValues(flaky.Type, "succeeded")) == 1
+		return f.metric(t, "switchboard_jobs_runs_total", "outcome", "succeeded", "type", flaky.Type) == 1
 	}, 5*time.Second, 20*time.Millisecond)
-	require.Equal(t, 2.0, testutil.ToFloat64(f.metrics.Outcomes.WithLabelValues(flaky.Type, "retried")))
-	require.Equal(t, 1.0, testutil.ToFloat64(f.metrics.Enqueued.WithLabelValues(flaky.Type)))
+	require.Equal(t, 2.0, f.metric(t, "switchboard_jobs_runs_total", "outcome", "retried", "type", flaky.Type))
+	require.Equal(t, 1.0, f.metric(t, "switchboard_jobs_enqueued_total", "type", flaky.Type))
 	time.Sleep(200 * time.Millisecond)
 	require.Equal(t, 3, r.count(), "no run after the success")
 	dead, err := f.q.Dead(t.Context())
@@ -133,7 +158,7 @@ func TestDeadAfterLastAttemptAndRetry(t *testing.T) {
 	require.Equal(t, 3, dead[0].Attempts)
 	require.Contains(t, dead[0].LastError, "attempt 3: still failing")
 	require.Equal(t, "payload", dead[0].Payload)
-	require.Equal(t, 1.0, testutil.ToFloat64(f.metrics.Outcomes.WithLabelValues(flaky.Type, "dead")))
+	require.Equal(t, 1.0, f.metric(t, "switchboard_jobs_runs_total", "outcome", "dead", "type", flaky.Type))
 	stats, err := f.q.Stats(t.Context())
 	require.NoError(t, err)
 	require.Equal(t, 1, stats[0].Dead)
@@ -227,7 +252,7 @@ func TestBreakerOpensAndTasksWaitWithoutUsingAttempts(t *testing.T) {
 		require.NoError(t, f.q.Enqueue(t.Context(), flaky.Type, fmt.Sprint("t", i), nil))
 	}
 	require.Eventually(t, func() bool {
-		return testutil.ToFloat64(f.metrics.Breakers.WithLabelValues("fakeapi")) == 2
+		return f.metric(t, "switchboard_circuit_breaker_state", "api", "fakeapi") == 2
 	}, 10*time.Second, 10*time.Millisecond)
 	states, err := f.q.Breakers(t.Context())
 	require.NoError(t, err)
@@ -237,19 +262,19 @@ func TestBreakerOpensAndTasksWaitWithoutUsingAttempts(t *testing.T) {
 	// While it is open, tasks are deferred, not failed: none goes dead
 	// although each has only 3 attempts and the API stays down a while.
 	require.Eventually(t, func() bool {
-		return testutil.ToFloat64(f.metrics.Outcomes.WithLabelValues(flaky.Type, "deferred")) >= 5
+		return f.metric(t, "switchboard_jobs_runs_total", "outcome", "deferred", "type", flaky.Type) >= 5
 	}, 10*time.Second, 10*time.Millisecond)
 	time.Sleep(time.Second)
 	mu.Lock()
 	apiDown = false
 	mu.Unlock()
 	require.Eventually(t, func() bool {
-		return testutil.ToFloat64(f.metrics.Outcomes.WithLabelValues(flaky.Type, "succeeded")) == 5
+		return f.metric(t, "switchboard_jobs_runs_total", "outcome", "succeeded", "type", flaky.Type) == 5
 	}, 15*time.Second, 20*time.Millisecond)
 	dead, err := f.q.Dead(t.Context())
 	require.NoError(t, err)
 	require.Empty(t, dead)
-	require.Equal(t, 0.0, testutil.ToFloat64(f.metrics.Breakers.WithLabelValues("fakeapi")), "closed again")
+	require.Equal(t, 0.0, f.metric(t, "switchboard_circuit_breaker_state", "api", "fakeapi"), "closed again")
 	mu.Lock()
 	defer mu.Unlock()
 	require.Less(t, calls, 5*3+5, "the open breaker kept tasks from calling the API")

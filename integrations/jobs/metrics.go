@@ -7,59 +7,53 @@ import (
 	"github.com/sony/gobreaker/v2"
 )
 
-// Metrics are the job queue's Prometheus series.
-type Metrics struct {
-	Enqueued *prometheus.CounterVec // by type
-	Outcomes *prometheus.CounterVec // by type and outcome: succeeded, retried, deferred, dead
-	Breakers *prometheus.GaugeVec   // by api: 0 closed, 1 half-open, 2 open
+// metrics are the job queue's Prometheus series.
+type metrics struct {
+	enqueuedTotal *prometheus.CounterVec // by type
+	outcomes      *prometheus.CounterVec // by type and outcome: succeeded, retried, deferred, dead
+	breakers      *prometheus.GaugeVec   // by api: 0 closed, 1 half-open, 2 open
 }
 
-// NewMetrics registers the job series on reg.
-func NewMetrics(reg prometheus.Registerer) *Metrics {
-	m := &Metrics{
-		Enqueued: prometheus.NewCounterVec(prometheus.CounterOpts{
+// newMetrics makes the job series and, with a reg, registers them and a
+// gauge of the queues' depths read at each scrape.
+func newMetrics(q *Queue, reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		enqueuedTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_jobs_enqueued_total", Help: "Jobs added to the queue, by type.",
 		}, []string{"type"}),
-		Outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
+		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_jobs_runs_total", Help: "Job runs by type and outcome (succeeded, retried, deferred by an open breaker, dead).",
 		}, []string{"type", "outcome"}),
-		Breakers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		breakers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "switchboard_circuit_breaker_state", Help: "Circuit breaker per external API: 0 closed, 1 half-open, 2 open.",
 		}, []string{"api"}),
 	}
-	reg.MustRegister(m.Enqueued, m.Outcomes, m.Breakers)
-	return m
-}
-
-func (m *Metrics) enqueued(typ string) {
-	if m != nil {
-		m.Enqueued.WithLabelValues(typ).Inc()
+	if reg == nil {
+		return m, nil
 	}
-}
-
-func (m *Metrics) outcome(typ, outcome string) {
-	if m != nil {
-		m.Outcomes.WithLabelValues(typ, outcome).Inc()
+	depth := depthCollector{q: q, desc: prometheus.NewDesc("switchboard_jobs_queue_depth",
+		"Tasks in each job queue by state.", []string{"queue", "state"}, nil)}
+	for _, c := range []prometheus.Collector{m.enqueuedTotal, m.outcomes, m.breakers, depth} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
 	}
+	return m, nil
 }
 
-func (m *Metrics) breaker(api string, s gobreaker.State) {
-	if m != nil {
-		m.Breakers.WithLabelValues(api).Set(float64(s))
-	}
+func (m *metrics) enqueued(typ string) { m.enqueuedTotal.WithLabelValues(typ).Inc() }
+
+func (m *metrics) outcome(typ, outcome string) { m.outcomes.WithLabelValues(typ, outcome).Inc() }
+
+func (m *metrics) breaker(api string, s gobreaker.State) {
+	m.breakers.WithLabelValues(api).Set(float64(s))
 }
 
-// depthCollector reports queue depth by state at scrape time.
+// depthCollector reports each queue's tasks by state (pending, active,
+// scheduled, retry, dead), read from Redis at scrape time.
 type depthCollector struct {
 	q    *Queue
 	desc *prometheus.Desc
-}
-
-// RegisterDepth adds a gauge of each queue's tasks by state (pending,
-// active, scheduled, retry, dead) to reg, read from Redis at each scrape.
-func (q *Queue) RegisterDepth(reg prometheus.Registerer) error {
-	return reg.Register(depthCollector{q: q, desc: prometheus.NewDesc("switchboard_jobs_queue_depth",
-		"Tasks in each job queue by state.", []string{"queue", "state"}, nil)})
 }
 
 func (c depthCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
