@@ -80,7 +80,7 @@ type Config struct {
 	// Registerer registers the hit and miss counters; nil leaves them
 	// unregistered.
 	Registerer prometheus.Registerer
-	Logger  *slog.Logger
+	Logger     *slog.Logger
 }
 
 // Cache is a read-through cache of storage's reads.

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboard-chat/switchboard/chat"
 )
 
 // Limit is a sustained rate with a burst.
@@ -29,22 +31,6 @@ type Limit struct {
 	Rate float64
 	// Burst is how many requests a full budget allows at once; at least 1.
 	Burst int
-}
-
-// Result is the answer of Allow.
-type Result struct {
-	// Allowed reports whether the request may go ahead; it has then been
-	// counted.
-	Allowed bool
-	// Limit is the burst: the most requests a full budget allows.
-	Limit int
-	// Remaining is how many more requests would be allowed right now.
-	Remaining int
-	// RetryAfter is, when refused, how long until one request is allowed;
-	// zero when allowed.
-	RetryAfter time.Duration
-	// ResetAfter is how long until the budget is full again.
-	ResetAfter time.Duration
 }
 
 //go:embed gcra.lua
@@ -77,25 +63,25 @@ func NewRedis(client *redis.Client, prefix string, limit Limit) (*Redis, error) 
 func (r *Redis) Limit() Limit { return r.limit }
 
 // Allow counts one request for key if its budget allows it. An error means
-// Redis could not answer; the Result is then zero and the caller chooses
+// Redis could not answer; the result is then zero and the caller chooses
 // whether to fail open.
-func (r *Redis) Allow(ctx context.Context, key string) (Result, error) {
+func (r *Redis) Allow(ctx context.Context, key string) (chat.LimitResult, error) {
 	interval := strconv.FormatFloat(1/r.limit.Rate, 'g', -1, 64)
 	v, err := gcraScript.Run(ctx, r.client, []string{r.prefix + "rl:" + key}, interval, r.limit.Burst).Slice()
 	if err != nil {
-		return Result{}, fmt.Errorf("ratelimit: %w", err)
+		return chat.LimitResult{}, fmt.Errorf("ratelimit: %w", err)
 	}
 	if len(v) != 4 {
-		return Result{}, fmt.Errorf("ratelimit: script returned %d values", len(v))
+		return chat.LimitResult{}, fmt.Errorf("ratelimit: script returned %d values", len(v))
 	}
 	allowed, _ := v[0].(int64)
 	remaining, _ := v[1].(int64)
 	retry, err1 := seconds(v[2])
 	reset, err2 := seconds(v[3])
 	if err := errors.Join(err1, err2); err != nil {
-		return Result{}, fmt.Errorf("ratelimit: %w", err)
+		return chat.LimitResult{}, fmt.Errorf("ratelimit: %w", err)
 	}
-	return Result{
+	return chat.LimitResult{
 		Allowed:    allowed == 1,
 		Limit:      r.limit.Burst,
 		Remaining:  int(remaining),

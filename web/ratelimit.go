@@ -16,21 +16,7 @@ import (
 type Limiter interface {
 	// Allow counts one request for key if the key's budget allows it. An
 	// error means the limiter could not answer.
-	Allow(ctx context.Context, key string) (LimitResult, error)
-}
-
-// LimitResult is a Limiter's answer.
-type LimitResult struct {
-	// Allowed reports whether the request may go ahead.
-	Allowed bool
-	// Limit is the most requests a full budget allows (the burst).
-	Limit int
-	// Remaining is how many more requests would be allowed right now.
-	Remaining int
-	// RetryAfter is, when refused, how long until one request is allowed.
-	RetryAfter time.Duration
-	// ResetAfter is how long until the budget is full again.
-	ResetAfter time.Duration
+	Allow(ctx context.Context, key string) (chat.LimitResult, error)
 }
 
 // limiterLogEvery is the least time between two logs of a failing limiter,

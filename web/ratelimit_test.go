@@ -17,11 +17,11 @@ import (
 )
 
 type fakeLimiter struct {
-	res LimitResult
+	res chat.LimitResult
 	err error
 }
 
-func (f fakeLimiter) Allow(context.Context, string) (LimitResult, error) { return f.res, f.err }
+func (f fakeLimiter) Allow(context.Context, string) (chat.LimitResult, error) { return f.res, f.err }
 
 // limitedAPI returns an API with only the limiter and a logger into buf.
 func limitedAPI(l Limiter, buf *bytes.Buffer) *API {
@@ -46,7 +46,7 @@ func TestLimited(t *testing.T) {
 	t.Run("Refused", func(t *testing.T) {
 		t.Parallel()
 		var buf bytes.Buffer
-		w, ran := runLimited(limitedAPI(fakeLimiter{res: LimitResult{Limit: 20, RetryAfter: 1200 * time.Millisecond, ResetAfter: 3900 * time.Millisecond}}, &buf))
+		w, ran := runLimited(limitedAPI(fakeLimiter{res: chat.LimitResult{Limit: 20, RetryAfter: 1200 * time.Millisecond, ResetAfter: 3900 * time.Millisecond}}, &buf))
 		require.False(t, ran)
 		require.Equal(t, http.StatusTooManyRequests, w.Code)
 		require.Contains(t, w.Body.String(), `"rate_limited"`)
@@ -59,7 +59,7 @@ func TestLimited(t *testing.T) {
 	t.Run("Allowed", func(t *testing.T) {
 		t.Parallel()
 		var buf bytes.Buffer
-		w, ran := runLimited(limitedAPI(fakeLimiter{res: LimitResult{Allowed: true, Limit: 20, Remaining: 7, ResetAfter: 2 * time.Second}}, &buf))
+		w, ran := runLimited(limitedAPI(fakeLimiter{res: chat.LimitResult{Allowed: true, Limit: 20, Remaining: 7, ResetAfter: 2 * time.Second}}, &buf))
 		require.True(t, ran)
 		require.Equal(t, "7", w.Header().Get("RateLimit-Remaining"))
 		require.Equal(t, "2", w.Header().Get("RateLimit-Reset"))

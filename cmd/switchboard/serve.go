@@ -262,27 +262,19 @@ func newNode(ctx context.Context, cfg *config, secret []byte, log *slog.Logger) 
 		if err != nil {
 			return nil, fmt.Errorf("auth rate limit: %w", err)
 		}
-		webCfg.AuthLimiter = webLimiter{rl}
+		webCfg.AuthLimiter = rl
 	}
 	if cfg.HTTPRateLimit > 0 {
 		rl, err := ratelimit.NewRedis(b.rdb, cfg.RedisPrefix, ratelimit.Limit{Rate: cfg.HTTPRateLimit, Burst: cfg.HTTPRateBurst})
 		if err != nil {
 			return nil, fmt.Errorf("http rate limit: %w", err)
 		}
-		webCfg.Limiter = webLimiter{rl}
+		webCfg.Limiter = rl
 	}
 	if n.handler, err = web.New(webCfg); err != nil {
 		return nil, err
 	}
 	return n, nil
-}
-
-// webLimiter adapts a ratelimit.Redis to web.Limiter.
-type webLimiter struct{ rl *ratelimit.Redis }
-
-func (l webLimiter) Allow(ctx context.Context, key string) (web.LimitResult, error) {
-	r, err := l.rl.Allow(ctx, key)
-	return web.LimitResult(r), err
 }
 
 // startWorkers runs the job workers in the background unless --no-workers
