@@ -47,3 +47,14 @@ lint: ## gofmt, go vet, and the import rules between our packages (internal/arch
 	@test -z "$$(gofmt -l .)" || (echo "gofmt would change:" && gofmt -l . && exit 1)
 	$(GO) vet ./...
 	$(GO) test -count=1 ./internal/archtest
+
+.PHONY: redis/up redis/status redis/down
+
+redis/up: ## Start a Redis Cluster (7000-7005) and a Sentinel setup (6390-6391, 26390-26392) on loopback
+	./scripts/redis-topologies.sh up
+
+redis/status: ## Say which parts of the Redis Cluster and Sentinel setup run
+	./scripts/redis-topologies.sh status
+
+redis/down: ## Stop the Redis Cluster and Sentinel setup and delete their files
+	./scripts/redis-topologies.sh down
