@@ -10,6 +10,7 @@ import (
 	"github.com/pressly/goose/v3"
 	"github.com/stretchr/testify/require"
 
+	"github.com/switchboard-chat/switchboard/migrations"
 	"github.com/switchboard-chat/switchboard/storage/storagetest"
 )
 
@@ -125,4 +126,44 @@ func TestClaimsMigration(t *testing.T) {
 
 	_, err = p.Up(ctx)
 	require.NoError(t, err)
+}
+
+// TestConcurrentUp: nodes that start together on an empty database all
+// migrate it without error, and every migration is applied once.
+func TestConcurrentUp(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	url := storagetest.NewDatabase(t)
+	db, err := sql.Open("pgx", url)
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	p, err := goose.NewProvider(goose.DialectPostgres, db, os.DirFS("."))
+	require.NoError(t, err)
+	_, err = p.DownTo(ctx, 0)
+	require.NoError(t, err)
+
+	const nodes = 4
+	errs := make(chan error, nodes)
+	for range nodes {
+		go func() {
+			node, err := sql.Open("pgx", url)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer node.Close()
+			errs <- migrations.Up(ctx, node)
+		}()
+	}
+	for range nodes {
+		require.NoError(t, <-errs)
+	}
+	st, err := p.Status(ctx)
+	require.NoError(t, err)
+	for _, s := range st {
+		require.Equal(t, goose.StateApplied, s.State, s.Source.Path)
+	}
+	var applied int
+	require.NoError(t, db.QueryRowContext(ctx, `SELECT count(*) FROM goose_db_version WHERE version_id > 0`).Scan(&applied))
+	require.Equal(t, len(st), applied, "each migration recorded once")
 }
