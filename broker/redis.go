@@ -70,7 +70,7 @@ type RedisConfig struct {
 	// Client is the Redis connection; required. The broker takes one
 	// connection of its own for PUB/SUB and PUBLISHes through the pool. It
 	// never closes Client.
-	Client *redis.Client
+	Client redis.UniversalClient
 	// Prefix starts every channel name; nodes of one cluster share it.
 	// Zero value means "switchboard:".
 	Prefix string
@@ -113,7 +113,7 @@ var (
 // it before closing the Redis client.
 type Redis struct {
 	// Static after NewRedis.
-	client  *redis.Client
+	client  redis.UniversalClient
 	prefix  string // "<Prefix>room:"
 	control string // "<Prefix>control"
 	cfg     RedisConfig

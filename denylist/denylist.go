@@ -24,13 +24,13 @@ const Skew = time.Minute
 // Redis is a denylist in Redis, shared by every node with the same server
 // and prefix. It is safe for concurrent use.
 type Redis struct {
-	client *redis.Client
+	client redis.UniversalClient
 	prefix string
 	now    func() time.Time
 }
 
 // NewRedis returns a denylist with keys under prefix.
-func NewRedis(client *redis.Client, prefix string) (*Redis, error) {
+func NewRedis(client redis.UniversalClient, prefix string) (*Redis, error) {
 	if client == nil {
 		return nil, errors.New("denylist: no Redis client")
 	}

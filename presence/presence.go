@@ -28,7 +28,7 @@ import (
 // Config configures a Redis presence tracker.
 type Config struct {
 	// Client is the Redis connection; required.
-	Client *redis.Client
+	Client redis.UniversalClient
 	// Prefix starts every key. Zero value means "switchboard:".
 	Prefix string
 	// TTL is how long a connection counts without a refresh. Zero means 60 s.
@@ -37,7 +37,7 @@ type Config struct {
 
 // Redis tracks presence in Redis.
 type Redis struct {
-	client *redis.Client
+	client redis.UniversalClient
 	prefix string // "<Prefix>presence:"; a user's set is prefix + user id
 	index  string // "<Prefix>presence-index": users with connections, by latest expiry
 	ttl    time.Duration

@@ -30,7 +30,7 @@ type BackoffConfig struct {
 // Base, doubling up to Max; a success forgets them. Keys are
 // "<prefix>backoff:<key>".
 type Backoff struct {
-	client *redis.Client
+	client redis.UniversalClient
 	prefix string
 	args   []any
 }
@@ -45,7 +45,7 @@ var (
 )
 
 // NewBackoff returns a Backoff with keys under prefix.
-func NewBackoff(client *redis.Client, prefix string, cfg BackoffConfig) (*Backoff, error) {
+func NewBackoff(client redis.UniversalClient, prefix string, cfg BackoffConfig) (*Backoff, error) {
 	if client == nil {
 		return nil, errors.New("ratelimit: no Redis client")
 	}

@@ -42,14 +42,14 @@ var gcraScript = redis.NewScript(gcraSource)
 // limiter with the same client server and prefix. It is safe for
 // concurrent use.
 type Redis struct {
-	client *redis.Client
+	client redis.UniversalClient
 	prefix string
 	limit  Limit
 }
 
 // NewRedis returns a limiter allowing limit per key, with keys under
 // prefix. It fails if limit's Rate is not positive or its Burst is below 1.
-func NewRedis(client *redis.Client, prefix string, limit Limit) (*Redis, error) {
+func NewRedis(client redis.UniversalClient, prefix string, limit Limit) (*Redis, error) {
 	if client == nil {
 		return nil, errors.New("ratelimit: no Redis client")
 	}

@@ -30,6 +30,9 @@ const (
 type config struct {
 	DatabaseURL     string
 	RedisURL        string
+	RedisCluster    string // comma-separated seed nodes
+	RedisSentinels  string // comma-separated Sentinels
+	RedisMaster     string // the master name the Sentinels watch
 	RedisPrefix     string
 	Addr            string
 	PublicURL       string
@@ -90,7 +93,13 @@ func (c *config) integrations() {
 
 // redis registers the Redis settings on fs.
 func (c *config) redis(fs *flag.FlagSet) {
-	fs.StringVar(&c.RedisURL, "redis-url", cmp.Or(os.Getenv("REDIS_URL"), defaultRedisURL), "Redis URL (env REDIS_URL)")
+	fs.StringVar(&c.RedisURL, "redis-url", cmp.Or(os.Getenv("REDIS_URL"), defaultRedisURL), "Redis URL of a single server (env REDIS_URL)")
+	fs.StringVar(&c.RedisCluster, "redis-cluster-addrs", os.Getenv("REDIS_CLUSTER_ADDRS"),
+		"comma-separated seed nodes of a Redis Cluster, used instead of the Redis URL (env REDIS_CLUSTER_ADDRS)")
+	fs.StringVar(&c.RedisSentinels, "redis-sentinel-addrs", os.Getenv("REDIS_SENTINEL_ADDRS"),
+		"comma-separated Redis Sentinels, used instead of the Redis URL (env REDIS_SENTINEL_ADDRS)")
+	fs.StringVar(&c.RedisMaster, "redis-sentinel-master", os.Getenv("REDIS_SENTINEL_MASTER"),
+		"the master name the Sentinels watch (env REDIS_SENTINEL_MASTER)")
 	fs.StringVar(&c.RedisPrefix, "redis-prefix", cmp.Or(os.Getenv("SWITCHBOARD_REDIS_PREFIX"), "switchboard:"),
 		"prefix of every Redis key and channel; the nodes of one cluster share it (env SWITCHBOARD_REDIS_PREFIX)")
 }

@@ -8,7 +8,7 @@ import (
 
 // registerPoolMetrics exports the Postgres pool's and the Redis client's
 // connection statistics, read at each scrape.
-func registerPoolMetrics(reg prometheus.Registerer, pool *pgxpool.Pool, rdb *redis.Client) {
+func registerPoolMetrics(reg prometheus.Registerer, pool *pgxpool.Pool, rdb redis.UniversalClient) {
 	pg := func(name, help string, f func(*pgxpool.Stat) float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_postgres_pool_" + name, Help: help},
 			func() float64 { return f(pool.Stat()) })

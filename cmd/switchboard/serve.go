@@ -60,7 +60,7 @@ func openStore(ctx context.Context, databaseURL string) (*pgxpool.Pool, error) {
 // alone.
 type base struct {
 	pool   *pgxpool.Pool
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	reg    *prometheus.Registry
 	store  *storage.Store
 	queue  *jobs.Queue
@@ -74,16 +74,14 @@ type base struct {
 // newBase connects to Postgres (creating and migrating the database) and
 // Redis, and builds the parts every process needs on them.
 func newBase(ctx context.Context, cfg *config, log *slog.Logger) (_ *base, err error) {
-	redisOpts, err := redis.ParseURL(cfg.RedisURL)
-	if err != nil {
-		return nil, fmt.Errorf("redis url: %w", err)
-	}
 	b := &base{}
-	b.pool, err = openStore(ctx, cfg.DatabaseURL)
-	if err != nil {
+	if b.rdb, err = cfg.redisClient(); err != nil {
 		return nil, err
 	}
-	b.rdb = redis.NewClient(redisOpts)
+	if b.pool, err = openStore(ctx, cfg.DatabaseURL); err != nil {
+		b.rdb.Close()
+		return nil, err
+	}
 	bctx, stop := context.WithCancel(context.Background())
 	b.stop = stop
 	defer func() {

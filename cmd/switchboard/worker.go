@@ -11,8 +11,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/switchboard-chat/switchboard/auth"
 	"github.com/switchboard-chat/switchboard/presence"
 )
@@ -74,11 +72,10 @@ func jobsCmd(ctx context.Context, args []string) error {
 	if err := parseArgs(fs, args[1:]); err != nil {
 		return err
 	}
-	opts, err := redis.ParseURL(cfg.RedisURL)
+	rdb, err := cfg.redisClient()
 	if err != nil {
-		return fmt.Errorf("redis url: %w", err)
+		return err
 	}
-	rdb := redis.NewClient(opts)
 	defer rdb.Close()
 	q, err := newQueue(&cfg, rdb, nil, cfg.logger())
 	if err != nil {
