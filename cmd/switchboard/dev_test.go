@@ -216,7 +216,7 @@ func TestDevEmbedded(t *testing.T) {
 
 	// Presence (Lua scripts) and delivery (pub/sub) through miniredis.
 	watcher := p.api.subscribedClient(t, demo, 1)
-	watcher.withPresence = true
+	watcher.WithPresence = true
 	sender := p.api.subscribedClient(t, newcomer, 1)
 	ev := watcher.nextOf("presence")
 	require.Equal(t, "online", ev["status"])
@@ -237,11 +237,11 @@ func TestDevEmbedded(t *testing.T) {
 	for _, origin := range []string{"http://localhost:" + port, "http://127.0.0.1:" + port} {
 		c := p.api.dialWSWith(t, http.Header{"Origin": {origin}, "Authorization": {"Bearer " + demo.Token}})
 		c.ready()
-		c.ws.CloseNow()
+		c.Conn.CloseNow()
 	}
 
-	watcher.ws.CloseNow()
-	sender.ws.CloseNow()
+	watcher.Conn.CloseNow()
+	sender.Conn.CloseNow()
 	p.sigterm(t)
 
 	// A restart finds the cluster and the message; the demo account is not

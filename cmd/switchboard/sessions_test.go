@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-chat/switchboard/chat"
+	"github.com/switchboard-chat/switchboard/internal/apitest"
 )
 
 // This file tests sessions (SPEC §3): what ends one, and that its end
@@ -21,21 +22,13 @@ import (
 // wait of start.
 func requireClosedWithin(t *testing.T, c *wsClient, code websocket.StatusCode, start time.Time, wait time.Duration) {
 	t.Helper()
-	for {
-		obj, err := c.nextErr(time.Until(start.Add(wait)))
-		if err != nil {
-			require.Equal(t, code, websocket.CloseStatus(err), "closed with %v", err)
-			return
-		}
-		require.NotEqual(t, "message", obj["type"], "the socket got a message after its session ended: %v", obj)
-	}
+	apitest.RequireClosedWithin(t, c.WS, code, start, wait)
 }
 
 // requireOpen checks that c still answers.
 func requireOpen(t *testing.T, c *wsClient) {
 	t.Helper()
-	c.send(map[string]any{"type": "ping", "id": "still-open"})
-	require.Equal(t, "still-open", c.nextOf("pong", "subscribed", "message", "typing", "presence")["id"])
+	apitest.RequireOpen(t, c.WS)
 }
 
 // tokenExpiry reads the exp claim of a JWT without verifying it.
@@ -50,11 +43,6 @@ func tokenExpiry(t *testing.T, token string) time.Time {
 	}
 	require.NoError(t, json.Unmarshal(raw, &claims))
 	return time.Unix(claims.Exp, 0)
-}
-
-func (s *testServer) refresh(t *testing.T, u testUser) apiResponse {
-	t.Helper()
-	return s.do(t, "POST", "/api/v1/auth/refresh", "", map[string]any{"refresh_token": u.Refresh})
 }
 
 func TestSessionsEndOnEveryNode(t *testing.T) {
@@ -191,7 +179,7 @@ func TestSocketTokenExpiry(t *testing.T) {
 			c.send(map[string]any{"type": "auth", "id": "re", "token": u.Token})
 			authed := c.nextOf("authed", "subscribed")
 			require.Equal(t, "re", authed["id"])
-			expires := requireUTCTime(t, authed["expires_at"].(string))
+			expires := apitest.RequireUTCTime(t, authed["expires_at"].(string))
 			require.WithinDuration(t, time.Now().Add(2*time.Second), expires, 1500*time.Millisecond)
 		}
 		requireOpen(t, c)

@@ -18,6 +18,7 @@ import (
 	"github.com/switchboard-chat/switchboard/auth"
 	"github.com/switchboard-chat/switchboard/chat"
 	"github.com/switchboard-chat/switchboard/hub"
+	"github.com/switchboard-chat/switchboard/internal/apitest"
 	"github.com/switchboard-chat/switchboard/internal/testvectors"
 	"github.com/switchboard-chat/switchboard/storage"
 )
@@ -91,23 +92,6 @@ func (b *inputBundle) post(t *testing.T, u testUser, room, body string) int64 {
 	return int64(r.Body["seq"].(float64))
 }
 
-// drainUntilClosed reads until the server ends the connection and returns
-// the objects read on the way and the close code (-1: no close frame).
-func drainUntilClosed(t *testing.T, c *wsClient, wait time.Duration) ([]map[string]any, websocket.StatusCode) {
-	t.Helper()
-	var objs []map[string]any
-	deadline := time.Now().Add(wait)
-	for time.Now().Before(deadline) {
-		obj, err := c.nextErr(time.Until(deadline))
-		if err != nil {
-			return objs, websocket.CloseStatus(err)
-		}
-		objs = append(objs, obj)
-	}
-	t.Fatalf("connection still open after %s (read %d objects)", wait, len(objs))
-	return nil, -1
-}
-
 // nextExcept returns the next object whose type is not in skip.
 func nextExcept(c *wsClient, skip ...string) map[string]any {
 	c.t.Helper()
@@ -124,7 +108,7 @@ func nextExcept(c *wsClient, skip ...string) map[string]any {
 func writeFrame(c *wsClient, typ websocket.MessageType, data []byte) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	return c.ws.Write(ctx, typ, data)
+	return c.Conn.Write(ctx, typ, data)
 }
 
 func TestWSBadFrameAnswered(t *testing.T) {
@@ -170,7 +154,7 @@ func TestWSBadFrameAnswered(t *testing.T) {
 			c := b.s.dialWS(t, b.alice.Token)
 			c.ready()
 
-			c.sendRaw([]byte(strings.ReplaceAll(tt.frame, "ROOM", b.room)))
+			c.SendRaw([]byte(strings.ReplaceAll(tt.frame, "ROOM", b.room)))
 			e := c.nextOf("error", "subscribed")
 			require.Equal(t, "bad_request", e["code"], "error: %v", e)
 			require.Contains(t, e, "id")
@@ -200,7 +184,7 @@ func TestWSBadFrameWindow(t *testing.T) {
 
 	for round := range 2 {
 		for i := range 9 {
-			c.sendRaw([]byte(fmt.Sprintf("garbage %d/%d", round, i)))
+			c.SendRaw([]byte(fmt.Sprintf("garbage %d/%d", round, i)))
 		}
 		c.send(map[string]any{"type": "ping", "id": fmt.Sprintf("round-%d", round)})
 	}
@@ -249,7 +233,7 @@ func TestWSBadFrameCloses(t *testing.T) {
 			name: "ElevenGarbageFramesInARow",
 			act: func(t *testing.T, c *wsClient, b *inputBundle) {
 				for i := range 11 {
-					c.sendRaw([]byte(fmt.Sprintf("not json %d", i)))
+					c.SendRaw([]byte(fmt.Sprintf("not json %d", i)))
 				}
 			},
 			maxErrors: 10,
@@ -272,7 +256,7 @@ func TestWSBadFrameCloses(t *testing.T) {
 		{
 			name: "InvalidUTF8InsideJSONString",
 			act: func(t *testing.T, c *wsClient, b *inputBundle) {
-				c.sendRaw([]byte("{\"type\":\"send\",\"room\":\"" + b.room + "\",\"body\":\"caf\xe9\"}"))
+				c.SendRaw([]byte("{\"type\":\"send\",\"room\":\"" + b.room + "\",\"body\":\"caf\xe9\"}"))
 			},
 			wantCode: websocket.StatusInvalidFramePayloadData,
 		},
@@ -281,7 +265,7 @@ func TestWSBadFrameCloses(t *testing.T) {
 		tests = append(tests, testCase{
 			name: "InvalidUTF8Autobahn" + ac.ID,
 			act: func(t *testing.T, c *wsClient, b *inputBundle) {
-				c.sendRaw(ac.Payload)
+				c.SendRaw(ac.Payload)
 			},
 			wantCode: websocket.StatusInvalidFramePayloadData,
 		})
@@ -322,7 +306,7 @@ func TestWSFrameOfExactly64KiB(t *testing.T) {
 	c := b.s.dialWS(t, b.alice.Token)
 	c.ready()
 
-	c.sendRaw(paddedPing(64 << 10))
+	c.SendRaw(paddedPing(64 << 10))
 	require.Equal(t, "big", c.nextOf("pong", "subscribed")["id"])
 }
 
@@ -367,7 +351,7 @@ func TestWSAutobahnUTF8(t *testing.T) {
 				c.ready()
 			}
 			n++
-			c.sendRaw(ac.Payload)
+			c.SendRaw(ac.Payload)
 			e := c.nextOf("error", "subscribed", "message")
 			require.Equal(t, "bad_request", e["code"], "case %s", ac.ID)
 			c.send(map[string]any{"type": "ping", "id": ac.ID})
@@ -381,7 +365,7 @@ func TestWSAutobahnUTF8(t *testing.T) {
 			}
 			c := b.s.dialWS(t, b.alice.Token)
 			c.ready()
-			c.sendRaw(ac.Payload)
+			c.SendRaw(ac.Payload)
 			_, code := drainUntilClosed(t, c, 5*time.Second)
 			require.Equal(t, websocket.StatusInvalidFramePayloadData, code, "case %s (%x)", ac.ID, ac.Payload)
 		}
@@ -393,7 +377,7 @@ func TestWSAuth(t *testing.T) {
 	t.Parallel()
 
 	expiredToken := func(t *testing.T, u testUser) string {
-		tokens, err := auth.New(auth.Config{Secret: testSecret, Now: func() time.Time { return time.Now().Add(-time.Hour) }})
+		tokens, err := auth.New(auth.Config{Secret: apitest.Secret, Now: func() time.Time { return time.Now().Add(-time.Hour) }})
 		require.NoError(t, err)
 		token, _, err := tokens.Issue(u.ID, "session-1")
 		require.NoError(t, err)
@@ -494,7 +478,7 @@ func TestWSAuth(t *testing.T) {
 			start := time.Now()
 			c := b.s.dialWSWith(t, h)
 			if tt.first != nil {
-				c.sendRaw(tt.first(t, b.alice))
+				c.SendRaw(tt.first(t, b.alice))
 			}
 			objs, code := drainUntilClosed(t, c, 5*time.Second)
 			if tt.wantCode == "" {
@@ -583,7 +567,7 @@ func TestWSSubprotocol(t *testing.T) {
 	t.Parallel()
 	b := setupInput(t, nil)
 	c := b.s.dialWS(t, b.alice.Token)
-	require.Equal(t, "switchboard.v1", c.ws.Subprotocol())
+	require.Equal(t, "switchboard.v1", c.Conn.Subprotocol())
 	c.ready()
 }
 
@@ -894,7 +878,7 @@ func TestWSPing(t *testing.T) {
 			t.Parallel()
 			c := b.s.dialWS(t, b.alice.Token)
 			c.ready()
-			c.sendRaw([]byte(tt.frame))
+			c.SendRaw([]byte(tt.frame))
 			pong := c.nextOf("pong", "subscribed")
 			require.Contains(t, pong, "id")
 			require.Equal(t, tt.want, pong["id"])
@@ -951,5 +935,52 @@ func TestWSRead(t *testing.T) {
 	far := roomOf(b.bob)
 	require.EqualValues(t, 3, far["last_read_seq"])
 	require.EqualValues(t, 0, far["unread"])
+	b.requireNodeWorks(t)
+}
+
+// TestWSJSONSurrogates: a send with a lone surrogate escape is answered
+// error bad_request with its id, stores nothing, and the connection goes on
+// working (it is not a 1007 close: the bytes are valid UTF-8); a pair is
+// stored as the emoji.
+func TestWSJSONSurrogates(t *testing.T) {
+	t.Parallel()
+	b := setupInput(t, nil)
+	c := b.s.dialWS(t, b.alice.Token)
+	c.ready()
+
+	for i, body := range []string{`\ud800`, `x\udbff`, `\udc00y`, `\ud83d\u0041`} {
+		id := string(rune('a' + i))
+		c.SendRaw([]byte(`{"type":"send","id":"` + id + `","room":"` + b.room + `","body":"` + body + `"}`))
+		e := c.nextOf("error", "subscribed")
+		require.Equal(t, "bad_request", e["code"], "%v", e)
+		require.Equal(t, id, e["id"], "%v", e)
+		require.NotEmpty(t, e["message"])
+	}
+	require.Empty(t, b.history(t, b.alice.Token, b.room), "nothing stored")
+
+	c.SendRaw([]byte(`{"type":"send","id":"pair","room":"` + b.room + `","body":"smile \ud83d\ude00"}`))
+	ack := c.nextOf("ack", "message", "subscribed")
+	require.Equal(t, "pair", ack["id"])
+	require.Equal(t, "smile 😀", ack["message"].(map[string]any)["body"])
+	require.Equal(t, []string{"smile 😀"}, b.history(t, b.alice.Token, b.room))
+	b.requireNodeWorks(t)
+}
+
+// TestWSInvisibleBody: the same over WebSocket: error bad_request with the
+// request's id, nothing stored, the connection still serves.
+func TestWSInvisibleBody(t *testing.T) {
+	t.Parallel()
+	b := setupInput(t, nil)
+	c := b.s.dialWS(t, b.alice.Token)
+	c.ready()
+	for i, body := range []string{"\u200b", "\ufeff\u200d", " \u00ad "} {
+		id := fmt.Sprintf("inv-%d", i)
+		c.send(map[string]any{"type": "send", "id": id, "room": b.room, "body": body})
+		e := c.nextOf("error", "subscribed")
+		require.Equal(t, "bad_request", e["code"], "%v", e)
+		require.Equal(t, id, e["id"])
+	}
+	require.Empty(t, b.history(t, b.alice.Token, b.room), "nothing stored")
+	require.Equal(t, "visible", sendWS(t, c, b.room, "visible")["body"])
 	b.requireNodeWorks(t)
 }
