@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-chat/switchboard/broker/brokertest"
+	"github.com/switchboard-chat/switchboard/internal/apitest"
 	"github.com/switchboard-chat/switchboard/internal/devpg"
 	"github.com/switchboard-chat/switchboard/storage/storagetest"
 )
@@ -60,7 +61,9 @@ func startDev(t *testing.T, addr, dataDir string) *devProc {
 			t.Logf("dev stderr:\n%s", out)
 		}
 	})
-	p := &devProc{cmd: cmd, stderr: stderr, dataDir: dataDir, api: &testServer{Server: &httptest.Server{URL: "http://" + addr}}}
+	base := "http://" + addr
+	p := &devProc{cmd: cmd, stderr: stderr, dataDir: dataDir,
+		api: &testServer{Server: &httptest.Server{URL: base}, api: &apitest.Client{URL: base}}}
 	lines := make(chan string)
 	go func() {
 		defer close(lines)
