@@ -32,18 +32,10 @@ type cluster struct {
 
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
-	opts, err := redis.ParseURL(brokertest.RedisURL())
-	require.NoError(t, err)
-	rdb := redis.NewClient(opts)
-	prefix := brokertest.Prefix()
+	rdb, prefix := brokertest.NewClient(t)
 	revoked, err := denylist.NewRedis(rdb, prefix)
 	require.NoError(t, err)
-	c := &cluster{ctx: t.Context(), store: storage.New(storagetest.NewPool(t)), rdb: rdb, key: prefix + "versions", revoked: revoked}
-	t.Cleanup(func() {
-		_ = brokertest.DeleteKeys(context.Background(), rdb, prefix+"*")
-		_ = rdb.Close()
-	})
-	return c
+	return &cluster{ctx: t.Context(), store: storage.New(storagetest.NewPool(t)), rdb: rdb, key: prefix + "versions", revoked: revoked}
 }
 
 // node is one node's cache; reg holds its hit and miss counters.

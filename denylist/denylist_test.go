@@ -4,7 +4,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-chat/switchboard/auth"
@@ -16,12 +15,7 @@ var _ auth.Denylist = (*denylist.Redis)(nil)
 
 func TestRedis(t *testing.T) {
 	t.Parallel()
-	opts, err := redis.ParseURL(brokertest.RedisURL())
-	require.NoError(t, err)
-	client := redis.NewClient(opts)
-	t.Cleanup(func() { _ = client.Close() })
-	prefix := brokertest.Prefix()
-	t.Cleanup(func() { _ = brokertest.DeleteKeys(t.Context(), client, prefix+"*") })
+	client, prefix := brokertest.NewClient(t)
 	ctx := t.Context()
 	a, err := denylist.NewRedis(client, prefix)
 	require.NoError(t, err)

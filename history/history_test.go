@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-chat/switchboard/broker/brokertest"
@@ -47,14 +46,7 @@ func setup(t *testing.T) *testBundle {
 	_, _, err = store.Join(ctx, b.bob, b.room.ID)
 	require.NoError(t, err)
 
-	opts, err := redis.ParseURL(brokertest.RedisURL())
-	require.NoError(t, err)
-	rdb := redis.NewClient(opts)
-	prefix := brokertest.Prefix()
-	t.Cleanup(func() {
-		_ = brokertest.DeleteKeys(context.Background(), rdb, prefix+"*")
-		_ = rdb.Close()
-	})
+	rdb, prefix := brokertest.NewClient(t)
 	cached, err := cache.New(ctx, cache.Config{Store: store, Redis: rdb, Key: prefix + "versions"})
 	require.NoError(t, err)
 	for i := range 120 {

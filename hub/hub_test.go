@@ -1,9 +1,7 @@
 package hub_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http/httptest"
 	"slices"
@@ -18,12 +16,14 @@ import (
 
 	"github.com/switchboard-chat/switchboard/chat"
 	"github.com/switchboard-chat/switchboard/hub"
+	"github.com/switchboard-chat/switchboard/internal/apitest"
 )
 
 // These tests drive hubs through their WebSocket endpoint with fakes of the
 // hub's own small interfaces: an in-memory store and poster, and a
-// LocalBroker standing in for the cluster. Postgres and Redis behaviour is
-// tested with the real services in cmd/switchboard.
+// LocalBroker standing in for the cluster. The ws_*_test.go files test the
+// protocol on a real node (internal/apitest: real Postgres and Redis), and
+// cmd/switchboard the cluster through the Redis broker.
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
@@ -247,70 +247,24 @@ func newCluster(t *testing.T, n int, tune func(*hub.Config)) *cluster {
 	return c
 }
 
-// client is a WebSocket client that splits batched frames.
-type client struct {
-	t       *testing.T
-	ws      *websocket.Conn
-	pending []map[string]any
-}
-
-func (c *cluster) dial(t *testing.T, node int, token string) *client {
+// dial connects to the node-th hub and authenticates with token.
+func (c *cluster) dial(t *testing.T, node int, token string) *apitest.WS {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	ws, _, err := websocket.Dial(ctx, c.urls[node]+"/ws", &websocket.DialOptions{Subprotocols: []string{hub.Subprotocol}})
-	require.NoError(t, err)
-	t.Cleanup(func() { ws.CloseNow() })
-	cl := &client{t: t, ws: ws}
-	cl.send(map[string]any{"type": "auth", "token": token})
-	require.Equal(t, "ready", cl.next()["type"])
+	cl := apitest.Dial(t, c.urls[node]+"/ws", nil)
+	cl.Send(map[string]any{"type": "auth", "token": token})
+	require.Equal(t, "ready", cl.Next()["type"])
 	return cl
 }
 
-func (c *client) send(v any) {
-	c.t.Helper()
-	raw, err := json.Marshal(v)
-	require.NoError(c.t, err)
-	require.NoError(c.t, c.ws.Write(context.Background(), websocket.MessageText, raw))
-}
-
-func (c *client) nextErr(wait time.Duration) (map[string]any, error) {
-	for len(c.pending) == 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		_, data, err := c.ws.Read(ctx)
-		cancel()
-		if err != nil {
-			return nil, err
-		}
-		for _, line := range bytes.Split(data, []byte("\n")) {
-			var obj map[string]any
-			require.NoError(c.t, json.Unmarshal(line, &obj))
-			c.pending = append(c.pending, obj)
-		}
-	}
-	obj := c.pending[0]
-	c.pending = c.pending[1:]
-	return obj, nil
-}
-
-func (c *client) next() map[string]any {
-	c.t.Helper()
-	obj, err := c.nextErr(5 * time.Second)
-	require.NoError(c.t, err)
-	return obj
-}
-
 // nextOf returns the next object of type typ, skipping the others.
-func (c *client) nextOf(typ string) map[string]any {
-	c.t.Helper()
+func nextOf(t *testing.T, c *apitest.WS, typ string) map[string]any {
+	t.Helper()
 	for {
-		if obj := c.next(); obj["type"] == typ {
+		if obj := c.Next(); obj["type"] == typ {
 			return obj
 		}
 	}
 }
-
-func seqOf(obj map[string]any) int64 { return int64(obj["message"].(map[string]any)["seq"].(float64)) }
 
 // TestDeliveryAcrossHubs: a message sent on one hub is acked and reaches
 // the room's subscribers on every hub, in order, once.
@@ -322,19 +276,19 @@ func TestDeliveryAcrossHubs(t *testing.T) {
 	c.store.room("10", "1", "2")
 	a := c.dial(t, 0, aliceToken)
 	b := c.dial(t, 1, bobToken)
-	a.nextOf("subscribed")
-	b.nextOf("subscribed")
+	nextOf(t, a, "subscribed")
+	nextOf(t, b, "subscribed")
 	for i := 1; i <= 20; i++ {
-		a.send(map[string]any{"type": "send", "id": fmt.Sprint(i), "room": "10", "body": fmt.Sprint("hello ", i)})
+		a.Send(map[string]any{"type": "send", "id": fmt.Sprint(i), "room": "10", "body": fmt.Sprint("hello ", i)})
 	}
 	for i := int64(1); i <= 20; i++ {
-		got := b.nextOf("message")
-		require.Equal(t, i, seqOf(got))
+		got := nextOf(t, b, "message")
+		require.Equal(t, i, apitest.MessageSeq(got))
 		require.Equal(t, alice.ID, got["message"].(map[string]any)["sender"].(map[string]any)["id"])
 	}
 	acks := 0
 	for acks < 20 {
-		if obj := a.next(); obj["type"] == "ack" {
+		if obj := a.Next(); obj["type"] == "ack" {
 			acks++
 		}
 	}
@@ -349,7 +303,7 @@ func TestOutOfOrderEventsAreOrdered(t *testing.T) {
 	c.store.room("10", "1", "2")
 	c.store.publish = nil // stored only; the test delivers the events itself
 	b := c.dial(t, 1, bobToken)
-	b.nextOf("subscribed")
+	nextOf(t, b, "subscribed")
 	var events []hub.Event
 	for i := range 6 {
 		m, _, err := c.store.Post(context.Background(), chat.NewMessage{RoomID: "10", SenderID: "1", Body: fmt.Sprint(i), Source: chat.SourceWeb})
@@ -362,7 +316,7 @@ func TestOutOfOrderEventsAreOrdered(t *testing.T) {
 		c.hubs[1].Receive(events[i])
 	}
 	for seq := int64(1); seq <= 6; seq++ {
-		require.Equal(t, seq, seqOf(b.nextOf("message")))
+		require.Equal(t, seq, apitest.MessageSeq(nextOf(t, b, "message")))
 	}
 }
 
@@ -377,22 +331,22 @@ func TestMembershipControls(t *testing.T) {
 	c.store.room("20", "1")
 	a := c.dial(t, 0, aliceToken)
 	b := c.dial(t, 1, bobToken)
-	a.nextOf("subscribed")
-	b.nextOf("subscribed")
+	nextOf(t, a, "subscribed")
+	nextOf(t, b, "subscribed")
 
 	c.store.leave("2", "10")
 	c.hubs[0].Left(context.Background(), "2", "10", "left")
-	u := b.nextOf("unsubscribed")
+	u := nextOf(t, b, "unsubscribed")
 	require.Equal(t, "10", u["room"])
 	require.Equal(t, "left", u["reason"])
-	a.send(map[string]any{"type": "send", "id": "x", "room": "10", "body": "not for bob"})
-	a.nextOf("ack")
+	a.Send(map[string]any{"type": "send", "id": "x", "room": "10", "body": "not for bob"})
+	nextOf(t, a, "ack")
 
 	from := c.store.join("2", "20")
 	c.hubs[0].Joined(context.Background(), chat.Membership{UserID: "2", RoomID: "20", FromSeq: from, New: true})
-	require.Equal(t, "20", b.nextOf("subscribed")["room"])
-	a.send(map[string]any{"type": "send", "id": "y", "room": "20", "body": "for bob"})
-	got := b.nextOf("message")
+	require.Equal(t, "20", nextOf(t, b, "subscribed")["room"])
+	a.Send(map[string]any{"type": "send", "id": "y", "room": "20", "body": "for bob"})
+	got := nextOf(t, b, "message")
 	require.Equal(t, "20", got["message"].(map[string]any)["room_id"], "nothing of room 10 came first")
 }
 
@@ -407,14 +361,14 @@ func TestEndedSessionCloses(t *testing.T) {
 	other := c.dial(t, 1, carolToken)
 	c.hubs[0].EndSessions(context.Background(), "2", []string{"session-2"})
 	for {
-		_, err := b.nextErr(2 * time.Second)
+		_, err := b.NextErr(2 * time.Second)
 		if err != nil {
 			require.Equal(t, websocket.StatusCode(4401), websocket.CloseStatus(err))
 			break
 		}
 	}
-	other.send(map[string]any{"type": "ping", "id": "p"})
-	require.Equal(t, "p", other.nextOf("pong")["id"])
+	other.Send(map[string]any{"type": "ping", "id": "p"})
+	require.Equal(t, "p", nextOf(t, other, "pong")["id"])
 }
 
 // TestShutdownClosesWithGoingAway: Shutdown closes every socket with 1001
@@ -427,8 +381,8 @@ func TestShutdownClosesWithGoingAway(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	go func() { _ = c.hubs[0].Shutdown(ctx) }()
-	e := cl.nextOf("error")
+	e := nextOf(t, cl, "error")
 	require.Equal(t, "unavailable", e["code"])
-	_, err := cl.nextErr(5 * time.Second)
+	_, err := cl.NextErr(5 * time.Second)
 	require.Equal(t, websocket.StatusGoingAway, websocket.CloseStatus(err))
 }

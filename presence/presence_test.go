@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-chat/switchboard/broker/brokertest"
@@ -14,11 +13,8 @@ import (
 
 func setup(t *testing.T, ttl time.Duration) *presence.Redis {
 	t.Helper()
-	opts, err := redis.ParseURL(brokertest.RedisURL())
-	require.NoError(t, err)
-	client := redis.NewClient(opts)
-	t.Cleanup(func() { _ = client.Close() })
-	p, err := presence.New(presence.Config{Client: client, Prefix: brokertest.Prefix(), TTL: ttl})
+	client, prefix := brokertest.NewClient(t)
+	p, err := presence.New(presence.Config{Client: client, Prefix: prefix, TTL: ttl})
 	require.NoError(t, err)
 	return p
 }

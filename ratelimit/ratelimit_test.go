@@ -22,11 +22,8 @@ type testBundle struct {
 // setup connects to the test Redis with a prefix no other test uses.
 func setup(t *testing.T) *testBundle {
 	t.Helper()
-	opts, err := redis.ParseURL(brokertest.RedisURL())
-	require.NoError(t, err)
-	client := redis.NewClient(opts)
-	t.Cleanup(func() { _ = client.Close() })
-	return &testBundle{ctx: t.Context(), client: client, prefix: brokertest.Prefix()}
+	client, prefix := brokertest.NewClient(t)
+	return &testBundle{ctx: t.Context(), client: client, prefix: prefix}
 }
 
 func (b *testBundle) limiter(t *testing.T, limit ratelimit.Limit) *ratelimit.Redis {

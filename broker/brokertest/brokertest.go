@@ -1,8 +1,9 @@
-// Package brokertest helps tests run the Redis broker against the real
-// Redis: a channel prefix of their own, so that parallel tests never see
-// each other's events, and a TCP proxy whose link can be cut, to test
-// outages without stopping the server other tests use. TEST_REDIS_URL
-// names the server (default: the local one).
+// Package brokertest helps tests run the Redis broker, and any other code
+// that keeps state in Redis, against the real Redis: a prefix of their
+// own, so that parallel tests never see each other's events or keys, and
+// a TCP proxy whose link can be cut, to test outages without stopping the
+// server other tests use. TEST_REDIS_URL names the server (default: the
+// local one).
 package brokertest
 
 import (
@@ -33,6 +34,26 @@ func Prefix() string {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	return "sbtest:" + hex.EncodeToString(b) + ":"
+}
+
+// NewClient connects to the test Redis and returns the client with a
+// prefix no other test uses. When t ends, the keys under the prefix are
+// deleted and the client is closed.
+func NewClient(t testing.TB) (*redis.Client, string) {
+	t.Helper()
+	opts, err := redis.ParseURL(RedisURL())
+	if err != nil {
+		t.Fatalf("brokertest: %v", err)
+	}
+	rdb, prefix := redis.NewClient(opts), Prefix()
+	t.Cleanup(func() {
+		// t.Context() is cancelled before cleanups run.
+		if err := DeleteKeys(context.Background(), rdb, prefix+"*"); err != nil {
+			t.Errorf("brokertest: delete keys under %s: %v", prefix, err)
+		}
+		_ = rdb.Close()
+	})
+	return rdb, prefix
 }
 
 // Proxy forwards TCP connections to a target, the test Redis by default. Cut resets every

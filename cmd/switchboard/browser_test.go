@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-chat/switchboard/hub"
+	"github.com/switchboard-chat/switchboard/internal/apitest"
 	"github.com/switchboard-chat/switchboard/storage/storagetest"
 )
 
@@ -296,7 +297,7 @@ func TestClientServedWithCSP(t *testing.T) {
 	require.Equal(t, http.StatusMethodNotAllowed, s.do(t, "POST", "/", "", nil).Status)
 	// The API and health endpoints are not shadowed by the client.
 	require.Equal(t, http.StatusOK, s.do(t, "GET", "/healthz", "", nil).Status)
-	require.Equal(t, "not_found", s.do(t, "GET", "/api/v1/nope", "", nil).errorCode())
+	require.Equal(t, "not_found", s.do(t, "GET", "/api/v1/nope", "", nil).ErrorCode())
 }
 
 // TestBrowserAccount registers through the form, stays signed in across a
@@ -307,7 +308,7 @@ func TestBrowserAccount(t *testing.T) {
 	s := newBrowserServer(t, "", "", nil)
 	p := newBrowser(t).newTab(t, s.URL)
 
-	name := fmt.Sprintf("reg%d", userSeq.Add(1))
+	name := fmt.Sprintf("reg%d", apitest.Seq())
 	p.do(
 		chromedp.WaitVisible(chromedp.ID("auth-username")),
 		chromedp.Click(chromedp.ID("tab-register")),
@@ -396,7 +397,7 @@ func TestBrowserTwoUsersChat(t *testing.T) {
 	pa.login(alice)
 	pb.login(bob)
 
-	roomName := fmt.Sprintf("talk-%d", roomSeq.Add(1))
+	roomName := fmt.Sprintf("talk-%d", apitest.Seq())
 	pa.do(
 		chromedp.SendKeys(chromedp.ID("create-room-name"), roomName),
 		chromedp.Click(chromedp.CSS("#create-room button[type=submit]")),

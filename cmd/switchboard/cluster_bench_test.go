@@ -66,8 +66,8 @@ func benchCrossNode(b *testing.B, a, n *testServer, sender, reader testUser, roo
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second+time.Duration(total)*10*time.Millisecond)
 	defer cancel()
 
-	rd := n.dialWS(b, reader.Token).ws
-	sd := a.dialWS(b, sender.Token).ws
+	rd := n.dialWS(b, reader.Token).Conn
+	sd := a.dialWS(b, sender.Token).Conn
 	for _, c := range []*websocket.Conn{rd, sd} {
 		if err := benchAwaitSubscribed(ctx, c, len(rooms)); err != nil {
 			b.Fatalf("waiting for subscriptions: %v", err)

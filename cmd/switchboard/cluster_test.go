@@ -28,18 +28,6 @@ func newTestCluster(t testing.TB, n int, tune func(*hub.Config)) []*testServer {
 	return nodes
 }
 
-// subscribedClient dials s as u and waits until it is subscribed to its
-// rooms (one subscribed frame per room).
-func (s *testServer) subscribedClient(t testing.TB, u testUser, rooms int) *wsClient {
-	t.Helper()
-	c := s.dialWS(t, u.Token)
-	c.ready()
-	for range rooms {
-		c.nextOf("subscribed")
-	}
-	return c
-}
-
 func TestClusterLiveDeliveryAcrossNodes(t *testing.T) {
 	t.Parallel()
 	nodes := newTestCluster(t, 3, nil)

@@ -20,25 +20,6 @@ import (
 // fastCursors writes delivery cursors quickly so reconnect tests need not wait.
 func fastCursors(c *hub.Config) { c.DeliveredFlush = 20 * time.Millisecond }
 
-// expectMessages reads message frames for room until it has seqs from..to,
-// failing on any gap, repeat or disorder.
-func expectMessages(t *testing.T, c *wsClient, room string, from, to int64) []map[string]any {
-	t.Helper()
-	var got []map[string]any
-	want := from
-	for want <= to {
-		obj := c.nextOf("message", "subscribed", "ack", "typing")
-		m := obj["message"].(map[string]any)
-		if m["room_id"] != room {
-			continue
-		}
-		require.Equal(t, want, messageSeq(obj), "message order in room %s", room)
-		got = append(got, m)
-		want++
-	}
-	return got
-}
-
 func TestDeliveryLiveBetweenTwoUsers(t *testing.T) {
 	t.Parallel()
 	s := newTestServer(t, nil)
@@ -81,7 +62,7 @@ func TestDeliveryOfflineUserGetsMissedMessagesOnce(t *testing.T) {
 	}
 	expectMessages(t, b, room, 1, 2)
 	time.Sleep(100 * time.Millisecond) // let the delivery cursor be written
-	b.ws.CloseNow()
+	b.Conn.CloseNow()
 
 	for i := 3; i <= 7; i++ {
 		s.do(t, "POST", "/api/v1/rooms/"+room+"/messages", alice.Token, map[string]any{"body": fmt.Sprint("while away ", i)})
@@ -95,7 +76,7 @@ func TestDeliveryOfflineUserGetsMissedMessagesOnce(t *testing.T) {
 	s.do(t, "POST", "/api/v1/rooms/"+room+"/messages", alice.Token, map[string]any{"body": "live"})
 	expectMessages(t, b, room, 8, 8)
 	time.Sleep(100 * time.Millisecond)
-	b.ws.CloseNow()
+	b.Conn.CloseNow()
 
 	// Nothing is delivered twice: a third connection has nothing to catch up.
 	b = s.dialWS(t, bob.Token)
@@ -283,7 +264,7 @@ func TestDeliveryOnceOnQuickReconnect(t *testing.T) {
 		seq++
 		sendWS(t, wa, room, fmt.Sprint("message ", seq))
 		expectMessages(t, wb, room, seq, seq)
-		require.NoError(t, wb.ws.Close(websocket.StatusNormalClosure, ""))
+		require.NoError(t, wb.Conn.Close(websocket.StatusNormalClosure, ""))
 		closed := time.Now()
 		wb = nodes[i%2].dialWS(t, bob.Token)
 		require.Less(t, time.Since(closed), 100*time.Millisecond)
@@ -313,6 +294,6 @@ func TestTypingRightAfterReady(t *testing.T) {
 		wa.send(map[string]any{"type": "typing", "room": room})
 		typing := wb.nextOf("typing", "subscribed")
 		require.Equal(t, alice.ID, typing["user"].(map[string]any)["id"], "attempt %d", i)
-		require.NoError(t, wb.ws.Close(websocket.StatusNormalClosure, ""))
+		require.NoError(t, wb.Conn.Close(websocket.StatusNormalClosure, ""))
 	}
 }

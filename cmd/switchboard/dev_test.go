@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-chat/switchboard/broker/brokertest"
+	"github.com/switchboard-chat/switchboard/internal/apitest"
 	"github.com/switchboard-chat/switchboard/internal/devpg"
 	"github.com/switchboard-chat/switchboard/storage/storagetest"
 )
@@ -60,7 +61,9 @@ func startDev(t *testing.T, addr, dataDir string) *devProc {
 			t.Logf("dev stderr:\n%s", out)
 		}
 	})
-	p := &devProc{cmd: cmd, stderr: stderr, dataDir: dataDir, api: &testServer{Server: &httptest.Server{URL: "http://" + addr}}}
+	base := "http://" + addr
+	p := &devProc{cmd: cmd, stderr: stderr, dataDir: dataDir,
+		api: &testServer{Server: &httptest.Server{URL: base}, api: &apitest.Client{URL: base}}}
 	lines := make(chan string)
 	go func() {
 		defer close(lines)
@@ -216,7 +219,7 @@ func TestDevEmbedded(t *testing.T) {
 
 	// Presence (Lua scripts) and delivery (pub/sub) through miniredis.
 	watcher := p.api.subscribedClient(t, demo, 1)
-	watcher.withPresence = true
+	watcher.WithPresence = true
 	sender := p.api.subscribedClient(t, newcomer, 1)
 	ev := watcher.nextOf("presence")
 	require.Equal(t, "online", ev["status"])
@@ -237,11 +240,11 @@ func TestDevEmbedded(t *testing.T) {
 	for _, origin := range []string{"http://localhost:" + port, "http://127.0.0.1:" + port} {
 		c := p.api.dialWSWith(t, http.Header{"Origin": {origin}, "Authorization": {"Bearer " + demo.Token}})
 		c.ready()
-		c.ws.CloseNow()
+		c.Conn.CloseNow()
 	}
 
-	watcher.ws.CloseNow()
-	sender.ws.CloseNow()
+	watcher.Conn.CloseNow()
+	sender.Conn.CloseNow()
 	p.sigterm(t)
 
 	// A restart finds the cluster and the message; the demo account is not

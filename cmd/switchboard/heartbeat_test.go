@@ -31,7 +31,7 @@ func TestHeartbeat(t *testing.T) {
 	frames, readErr := make(chan string, 100), make(chan error, 1)
 	go func() {
 		for {
-			_, data, err := alive.ws.Read(context.Background())
+			_, data, err := alive.Conn.Read(context.Background())
 			if err != nil {
 				readErr <- err
 				return
@@ -50,7 +50,7 @@ func TestHeartbeat(t *testing.T) {
 	require.Eventually(t, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		defer cancel()
-		return silent.ws.Write(ctx, websocket.MessageText, []byte(`{"type":"ping"}`)) != nil
+		return silent.Conn.Write(ctx, websocket.MessageText, []byte(`{"type":"ping"}`)) != nil
 	}, 10*time.Second, 50*time.Millisecond) // after the close handshake times out
 
 	// And the live one still works.

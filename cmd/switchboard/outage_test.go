@@ -63,7 +63,7 @@ func TestPostgresOutage(t *testing.T) {
 	start = time.Now()
 	r := s.do(t, "POST", "/api/v1/rooms/"+room+"/messages", alice.Token, map[string]any{"body": "http while down"})
 	require.Equal(t, http.StatusServiceUnavailable, r.Status, "post while down: %s", r.Raw)
-	require.Equal(t, string(chat.CodeUnavailable), r.errorCode(), "post while down: %s", r.Raw)
+	require.Equal(t, string(chat.CodeUnavailable), r.ErrorCode(), "post while down: %s", r.Raw)
 	require.Less(t, time.Since(start), 5*time.Second, "post while down took too long")
 	require.Equal(t, http.StatusServiceUnavailable, s.do(t, "GET", "/readyz", "", nil).Status)
 	require.Equal(t, http.StatusOK, s.do(t, "GET", "/healthz", "", nil).Status)

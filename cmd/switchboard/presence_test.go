@@ -27,7 +27,7 @@ func TestPresenceAcrossNodes(t *testing.T) {
 	a.addMember(t, alice, room, bob)
 
 	watcher := b.subscribedClient(t, bob, 1)
-	watcher.withPresence = true
+	watcher.WithPresence = true
 
 	online := func(s *testServer) []string {
 		r := s.do(t, "GET", "/api/v1/rooms/"+room+"/presence", bob.Token, nil)
@@ -52,10 +52,10 @@ func TestPresenceAcrossNodes(t *testing.T) {
 
 	// Closing one of two connections changes nothing; closing the last is
 	// one offline event. Alice's own connections never got her events.
-	second.ws.CloseNow()
+	second.Conn.CloseNow()
 	watcher.send(map[string]any{"type": "ping", "id": "fence"})
 	require.Equal(t, "fence", watcher.nextOf("pong")["id"], "no presence event before the fence")
-	first.ws.CloseNow()
+	first.Conn.CloseNow()
 	ev = watcher.nextOf("presence")
 	require.Equal(t, "offline", ev["status"])
 	require.Equal(t, []string{bob.Username}, online(a))
@@ -81,7 +81,7 @@ func TestPresenceDeadNodeAnnouncedOffline(t *testing.T) {
 	room := s.createRoom(t, alice, chat.Private)
 	s.addMember(t, alice, room, bob)
 	watcher := s.subscribedClient(t, bob, 1)
-	watcher.withPresence = true
+	watcher.WithPresence = true
 
 	// Alice's connection on a node that then died: an entry with a short
 	// life that nobody refreshes.

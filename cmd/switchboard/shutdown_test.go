@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-chat/switchboard/chat"
+	"github.com/switchboard-chat/switchboard/internal/apitest"
 	"github.com/switchboard-chat/switchboard/storage/storagetest"
 )
 
@@ -65,7 +66,7 @@ func TestServeSIGTERM(t *testing.T) {
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), "SWITCHBOARD_TEST_MAIN=1",
 		"SWITCHBOARD_TEST_ARGS=serve --addr "+addr+" --shutdown-timeout 5s",
-		"DATABASE_URL="+fresh, "SWITCHBOARD_JWT_SECRET="+string(testSecret))
+		"DATABASE_URL="+fresh, "SWITCHBOARD_JWT_SECRET="+string(apitest.Secret))
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
@@ -76,19 +77,14 @@ func TestServeSIGTERM(t *testing.T) {
 	require.Contains(t, line, "Switchboard is running at http://localhost:")
 
 	base := "http://" + addr
-	name := fmt.Sprintf("sig%d", userSeq.Add(1))
-	r := doURL(t, "POST", base+"/api/v1/auth/register", "", map[string]any{"username": name, "password": "correct horse"})
+	name := fmt.Sprintf("sig%d", apitest.Seq())
+	r := apitest.Do(t, nil, "POST", base+"/api/v1/auth/register", "", map[string]any{"username": name, "password": "correct horse"})
 	require.Equal(t, http.StatusCreated, r.Status, "%s", r.Raw)
 	token := r.Body["access_token"].(string)
-	r = doURL(t, "POST", base+"/api/v1/rooms", token, map[string]any{"name": fmt.Sprintf("sig-%d", roomSeq.Add(1))})
+	r = apitest.Do(t, nil, "POST", base+"/api/v1/rooms", token, map[string]any{"name": fmt.Sprintf("sig-%d", apitest.Seq())})
 	require.Equal(t, http.StatusCreated, r.Status, "%s", r.Raw)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	ws, _, err := websocket.Dial(ctx, "ws://"+addr+"/ws", &websocket.DialOptions{
-		HTTPHeader: http.Header{"Authorization": {"Bearer " + token}}})
-	require.NoError(t, err)
-	c := &wsClient{t: t, ws: ws}
+	c := &wsClient{apitest.Dial(t, "ws://"+addr+"/ws", http.Header{"Authorization": {"Bearer " + token}}), t}
 	c.ready()
 
 	start := time.Now()

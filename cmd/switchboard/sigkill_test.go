@@ -23,6 +23,7 @@ import (
 	"github.com/switchboard-chat/switchboard/broker/brokertest"
 	"github.com/switchboard-chat/switchboard/chat"
 	"github.com/switchboard-chat/switchboard/hub"
+	"github.com/switchboard-chat/switchboard/internal/apitest"
 	"github.com/switchboard-chat/switchboard/storage/storagetest"
 )
 
@@ -41,7 +42,7 @@ func startServe(t *testing.T, db, prefix string) *serveProc {
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), "SWITCHBOARD_TEST_MAIN=1",
 		"SWITCHBOARD_TEST_ARGS=serve --addr "+addr+" --shutdown-timeout 2s",
-		"DATABASE_URL="+db, "SWITCHBOARD_JWT_SECRET="+string(testSecret),
+		"DATABASE_URL="+db, "SWITCHBOARD_JWT_SECRET="+string(apitest.Secret),
 		"REDIS_URL="+brokertest.RedisURL(), "SWITCHBOARD_REDIS_PREFIX="+prefix,
 		"SWITCHBOARD_HTTP_RATE_LIMIT=100000", "SWITCHBOARD_HTTP_RATE_BURST=100000",
 		"SWITCHBOARD_RATE_LIMIT=100000", "SWITCHBOARD_RATE_BURST=100000",
@@ -324,22 +325,22 @@ func TestClusterSIGKILL(t *testing.T) {
 	defer conn.Close(context.Background())
 	users := make([]testUser, numClients)
 	for i := range users {
-		name := fmt.Sprintf("kill%d", userSeq.Add(1))
-		_, err := conn.Exec(ctx, `INSERT INTO users (username, password_hash, display_name) VALUES ($1, $2, $1)`, name, fixtureHash())
+		name := fmt.Sprintf("kill%d", apitest.Seq())
+		_, err := conn.Exec(ctx, `INSERT INTO users (username, password_hash, display_name) VALUES ($1, $2, $1)`, name, apitest.PasswordHash())
 		require.NoError(t, err)
-		r := doURL(t, "POST", base(i%numNodes)+"/api/v1/auth/login", "", map[string]any{"username": name, "password": fixturePassword})
+		r := apitest.Do(t, nil, "POST", base(i%numNodes)+"/api/v1/auth/login", "", map[string]any{"username": name, "password": fixturePassword})
 		require.Equal(t, http.StatusOK, r.Status, "login: %s", r.Raw)
 		u := r.Body["user"].(map[string]any)
 		users[i] = testUser{ID: u["id"].(string), Username: name, Token: r.Body["access_token"].(string)}
 	}
 	rooms := make([]string, 2)
 	for i := range rooms {
-		r := doURL(t, "POST", base(0)+"/api/v1/rooms", users[0].Token, map[string]any{
-			"name": fmt.Sprintf("kill-%d", roomSeq.Add(1)), "visibility": chat.Private})
+		r := apitest.Do(t, nil, "POST", base(0)+"/api/v1/rooms", users[0].Token, map[string]any{
+			"name": fmt.Sprintf("kill-%d", apitest.Seq()), "visibility": chat.Private})
 		require.Equal(t, http.StatusCreated, r.Status, "create room: %s", r.Raw)
 		rooms[i] = r.Body["id"].(string)
 		for _, u := range users[1:] {
-			r := doURL(t, "POST", base(0)+"/api/v1/rooms/"+rooms[i]+"/members", users[0].Token, map[string]any{"username": u.Username})
+			r := apitest.Do(t, nil, "POST", base(0)+"/api/v1/rooms/"+rooms[i]+"/members", users[0].Token, map[string]any{"username": u.Username})
 			require.Equal(t, http.StatusOK, r.Status, "add member: %s", r.Raw)
 		}
 	}
@@ -385,7 +386,7 @@ func TestClusterSIGKILL(t *testing.T) {
 		}
 		t.Fatal("clients did not finish sending in time")
 	}
-	r := doURL(t, "GET", base(0)+"/api/v1/rooms", users[0].Token, nil)
+	r := apitest.Do(t, nil, "GET", base(0)+"/api/v1/rooms", users[0].Token, nil)
 	require.Equal(t, http.StatusOK, r.Status, "%s", r.Raw)
 	for _, x := range r.Body["rooms"].([]any) {
 		room := x.(map[string]any)

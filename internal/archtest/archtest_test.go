@@ -83,7 +83,9 @@ var rules = map[string]rule{
 	"loadtest":        {},
 
 	// Test helpers, imported by tests only.
-	"storage/storagetest":            {ours: []string{"chat", "storage", "migrations", "poster"}},
+	"storage/storagetest": {ours: []string{"chat", "storage", "migrations", "poster"}},
+	"internal/apitest": {ours: []string{"auth", "broker/brokertest", "cache", "clientip", "denylist", "history", "hub",
+		"poster", "presence", "ratelimit", "storage", "storage/storagetest", "web"}},
 	"broker/brokertest":              {},
 	"integrations/twilio/twiliotest": {ours: []string{"internal/fakeapi"}},
 	"integrations/slack/slacktest":   {ours: []string{"internal/fakeapi"}},

@@ -1,4 +1,4 @@
-package main
+package web_test
 
 import (
 	"encoding/base64"
@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-chat/switchboard/internal/apitest"
 )
 
 func TestAPIMessages(t *testing.T) {
@@ -18,66 +20,66 @@ func TestAPIMessages(t *testing.T) {
 	s := newAPIServer(t)
 
 	type testBundle struct {
-		alice, bob testUser
+		alice, bob apitest.User
 		room       string // public, alice and bob are members
 	}
 	setup := func(t *testing.T) *testBundle {
 		t.Helper()
-		b := &testBundle{alice: s.register(t, "alice"), bob: s.register(t, "bob")}
-		b.room = s.createRoom(t, b.alice, "public")
-		s.addMember(t, b.alice, b.room, b.bob)
+		b := &testBundle{alice: s.Register(t, "alice"), bob: s.Register(t, "bob")}
+		b.room = s.CreateRoom(t, b.alice, "public")
+		s.AddMember(t, b.alice, b.room, b.bob)
 		return b
 	}
 
 	t.Run("Post", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
-		r := s.do(t, "POST", "/api/v1/rooms/"+b.room+"/messages", b.alice.Token, map[string]any{"body": "  hello, world \n"})
+		r := s.Do(t, "POST", "/api/v1/rooms/"+b.room+"/messages", b.alice.Token, map[string]any{"body": "  hello, world \n"})
 		require.Equal(t, http.StatusCreated, r.Status, "body: %s", r.Raw)
 		require.ElementsMatch(t, []string{"id", "room_id", "seq", "sender", "body", "parent_id", "reply_count", "source", "client_id", "created_at"}, jsonKeys(r.Body))
 		require.IsType(t, "", r.Body["id"], "ids are JSON strings")
 		require.IsType(t, float64(0), r.Body["seq"], "seq is a JSON number")
 
-		m := decodeBody[apiMessage](t, r)
+		m := apitest.Decode[apitest.Message](t, r)
 		require.NotEmpty(t, m.ID)
 		require.Equal(t, b.room, m.RoomID)
 		require.Equal(t, int64(1), m.Seq)
-		require.Equal(t, apiUser{ID: b.alice.ID, Username: b.alice.Username, DisplayName: b.alice.Username}, m.Sender)
+		require.Equal(t, apitest.Sender{ID: b.alice.ID, Username: b.alice.Username, DisplayName: b.alice.Username}, m.Sender)
 		require.Equal(t, "hello, world", m.Body, "the body is stored trimmed")
 		require.Nil(t, m.ParentID)
 		require.Zero(t, m.ReplyCount)
 		require.Equal(t, "api", m.Source)
 		require.Nil(t, m.ClientID)
-		created := requireUTCTime(t, m.CreatedAt)
+		created := apitest.RequireUTCTime(t, m.CreatedAt)
 		require.WithinDuration(t, time.Now(), created, time.Minute)
 
-		m2 := s.say(t, b.bob, b.room, "second")
+		m2 := s.Say(t, b.bob, b.room, "second")
 		require.Equal(t, int64(2), m2.Seq)
 		require.NotEqual(t, m.ID, m2.ID)
-		require.Equal(t, []apiMessage{m, m2}, s.history(t, b.alice, b.room, "").Messages)
+		require.Equal(t, []apitest.Message{m, m2}, s.History(t, b.alice, b.room, "").Messages)
 	})
 
 	t.Run("IdempotentClientID", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
-		first := s.post(t, b.alice, b.room, map[string]any{"body": "once", "client_id": "c-1"})
+		first := s.Post(t, b.alice, b.room, map[string]any{"body": "once", "client_id": "c-1"})
 		require.NotNil(t, first.ClientID)
 		require.Equal(t, "c-1", *first.ClientID)
 		require.Equal(t, int64(1), s.lastSeq(t, b.alice, b.room))
 
 		for _, body := range []string{"once", "a different body is still the same send"} {
-			r := s.do(t, "POST", "/api/v1/rooms/"+b.room+"/messages", b.alice.Token, map[string]any{"body": body, "client_id": "c-1"})
+			r := s.Do(t, "POST", "/api/v1/rooms/"+b.room+"/messages", b.alice.Token, map[string]any{"body": body, "client_id": "c-1"})
 			require.Equal(t, http.StatusOK, r.Status, "a repeat answers 200: %s", r.Raw)
-			require.Equal(t, first, decodeBody[apiMessage](t, r))
+			require.Equal(t, first, apitest.Decode[apitest.Message](t, r))
 			require.Equal(t, int64(1), s.lastSeq(t, b.alice, b.room), "a repeat stores nothing")
 		}
 
 		// Another sender's client_id is theirs: a new message, and the next
 		// seq with no gap left by the repeats.
-		other := s.post(t, b.bob, b.room, map[string]any{"body": "mine", "client_id": "c-1"})
+		other := s.Post(t, b.bob, b.room, map[string]any{"body": "mine", "client_id": "c-1"})
 		require.Equal(t, int64(2), other.Seq)
 		require.NotEqual(t, first.ID, other.ID)
-		require.Equal(t, []int64{1, 2}, msgSeqs(s.history(t, b.alice, b.room, "").Messages))
+		require.Equal(t, []int64{1, 2}, msgSeqs(s.History(t, b.alice, b.room, "").Messages))
 	})
 
 	t.Run("IdempotentConcurrent", func(t *testing.T) {
@@ -92,7 +94,7 @@ func TestAPIMessages(t *testing.T) {
 			if a.status == http.StatusCreated {
 				created++
 			}
-			var m apiMessage
+			var m apitest.Message
 			require.NoError(t, json.Unmarshal(a.raw, &m))
 			ids[m.ID] = true
 		}
@@ -110,12 +112,12 @@ func TestAPIMessages(t *testing.T) {
 		for _, a := range answers {
 			require.NoError(t, a.err)
 			require.Equal(t, http.StatusCreated, a.status, "body: %s", a.raw)
-			var m apiMessage
+			var m apitest.Message
 			require.NoError(t, json.Unmarshal(a.raw, &m))
 			got[m.Seq] = true
 		}
 		require.Len(t, got, n, "every send has its own seq")
-		require.Equal(t, seqSpan(1, n), msgSeqs(s.history(t, b.alice, b.room, "").Messages), "seqs 1..n with no gap")
+		require.Equal(t, seqSpan(1, n), msgSeqs(s.History(t, b.alice, b.room, "").Messages), "seqs 1..n with no gap")
 	})
 
 	t.Run("BadInput", func(t *testing.T) {
@@ -157,18 +159,18 @@ func TestAPIMessages(t *testing.T) {
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()
-				room := s.createRoom(t, b.alice, "public")
-				r := s.do(t, "POST", "/api/v1/rooms/"+room+"/messages", b.alice.Token, tc.body)
+				room := s.CreateRoom(t, b.alice, "public")
+				r := s.Do(t, "POST", "/api/v1/rooms/"+room+"/messages", b.alice.Token, tc.body)
 				if tc.wantStatus == http.StatusCreated {
 					require.Equal(t, http.StatusCreated, r.Status, "body: %.300s", r.Raw)
-					m := decodeBody[apiMessage](t, r)
+					m := apitest.Decode[apitest.Message](t, r)
 					require.Equal(t, tc.wantBody, m.Body)
-					require.Equal(t, []apiMessage{m}, s.history(t, b.alice, room, "").Messages)
+					require.Equal(t, []apitest.Message{m}, s.History(t, b.alice, room, "").Messages)
 					return
 				}
-				requireAPIError(t, r, tc.wantStatus, tc.wantCode)
+				apitest.RequireError(t, r, tc.wantStatus, tc.wantCode)
 				require.Zero(t, s.lastSeq(t, b.alice, room), "a refused send stores nothing")
-				require.Empty(t, s.history(t, b.alice, room, "").Messages)
+				require.Empty(t, s.History(t, b.alice, room, "").Messages)
 			})
 		}
 	})
@@ -176,29 +178,29 @@ func TestAPIMessages(t *testing.T) {
 	t.Run("TooLargeRequest", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
-		r := s.do(t, "POST", "/api/v1/rooms/"+b.room+"/messages", b.alice.Token,
+		r := s.Do(t, "POST", "/api/v1/rooms/"+b.room+"/messages", b.alice.Token,
 			map[string]any{"body": "hi", "client_id": strings.Repeat("x", 80<<10)})
-		requireAPIError(t, r, http.StatusRequestEntityTooLarge, "too_large")
+		apitest.RequireError(t, r, http.StatusRequestEntityTooLarge, "too_large")
 		require.Zero(t, s.lastSeq(t, b.alice, b.room))
 	})
 
 	t.Run("Replies", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
-		elsewhere := s.createRoom(t, b.alice, "public")
-		foreign := s.say(t, b.alice, elsewhere, "in another room")
+		elsewhere := s.CreateRoom(t, b.alice, "public")
+		foreign := s.Say(t, b.alice, elsewhere, "in another room")
 
-		parent := s.say(t, b.alice, b.room, "parent")
-		reply := s.post(t, b.bob, b.room, map[string]any{"body": "reply", "parent_id": parent.ID})
+		parent := s.Say(t, b.alice, b.room, "parent")
+		reply := s.Post(t, b.bob, b.room, map[string]any{"body": "reply", "parent_id": parent.ID})
 		require.Equal(t, int64(2), reply.Seq, "replies take the room's next seq")
 		require.NotNil(t, reply.ParentID)
 		require.Equal(t, parent.ID, *reply.ParentID)
 		require.Zero(t, reply.ReplyCount)
 
-		thread := s.do(t, "GET", "/api/v1/messages/"+parent.ID, b.alice.Token, nil)
+		thread := s.Do(t, "GET", "/api/v1/messages/"+parent.ID, b.alice.Token, nil)
 		require.Equal(t, http.StatusOK, thread.Status, "body: %s", thread.Raw)
-		require.Equal(t, 1, decodeBody[struct {
-			Message apiMessage `json:"message"`
+		require.Equal(t, 1, apitest.Decode[struct {
+			Message apitest.Message `json:"message"`
 		}](t, thread).Message.ReplyCount)
 
 		for _, tc := range []struct {
@@ -211,38 +213,38 @@ func TestAPIMessages(t *testing.T) {
 			{"MalformedParent", "abc"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				r := s.do(t, "POST", "/api/v1/rooms/"+b.room+"/messages", b.bob.Token, map[string]any{"body": "nested", "parent_id": tc.parentID})
-				requireAPIError(t, r, http.StatusBadRequest, "bad_request")
+				r := s.Do(t, "POST", "/api/v1/rooms/"+b.room+"/messages", b.bob.Token, map[string]any{"body": "nested", "parent_id": tc.parentID})
+				apitest.RequireError(t, r, http.StatusBadRequest, "bad_request")
 				require.Equal(t, int64(2), s.lastSeq(t, b.alice, b.room), "a refused reply stores nothing")
 			})
 		}
 
 		// The refusals left no gap and did not count as replies.
-		next := s.say(t, b.alice, b.room, "after")
+		next := s.Say(t, b.alice, b.room, "after")
 		require.Equal(t, int64(3), next.Seq)
-		thread = s.do(t, "GET", "/api/v1/messages/"+reply.ID, b.alice.Token, nil)
+		thread = s.Do(t, "GET", "/api/v1/messages/"+reply.ID, b.alice.Token, nil)
 		require.Equal(t, http.StatusOK, thread.Status, "body: %s", thread.Raw)
-		require.Zero(t, decodeBody[struct {
-			Message apiMessage `json:"message"`
+		require.Zero(t, apitest.Decode[struct {
+			Message apitest.Message `json:"message"`
 		}](t, thread).Message.ReplyCount)
 	})
 
 	t.Run("Thread", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
-		parent := s.say(t, b.alice, b.room, "parent")
-		var replies []apiMessage
+		parent := s.Say(t, b.alice, b.room, "parent")
+		var replies []apitest.Message
 		for i := range 5 {
-			s.say(t, b.bob, b.room, fmt.Sprintf("top %d", i)) // interleaved top-level messages
-			replies = append(replies, s.post(t, b.bob, b.room, map[string]any{"body": fmt.Sprintf("reply %d", i), "parent_id": parent.ID}))
+			s.Say(t, b.bob, b.room, fmt.Sprintf("top %d", i)) // interleaved top-level messages
+			replies = append(replies, s.Post(t, b.bob, b.room, map[string]any{"body": fmt.Sprintf("reply %d", i), "parent_id": parent.ID}))
 		}
 
-		r := s.do(t, "GET", "/api/v1/messages/"+parent.ID, b.bob.Token, nil)
+		r := s.Do(t, "GET", "/api/v1/messages/"+parent.ID, b.bob.Token, nil)
 		require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Raw)
 		require.ElementsMatch(t, []string{"message", "replies"}, jsonKeys(r.Body))
-		got := decodeBody[struct {
-			Message apiMessage   `json:"message"`
-			Replies []apiMessage `json:"replies"`
+		got := apitest.Decode[struct {
+			Message apitest.Message   `json:"message"`
+			Replies []apitest.Message `json:"replies"`
 		}](t, r)
 		require.Equal(t, parent.ID, got.Message.ID)
 		require.Equal(t, 5, got.Message.ReplyCount)
@@ -250,18 +252,18 @@ func TestAPIMessages(t *testing.T) {
 		require.Equal(t, []int64{3, 5, 7, 9, 11}, msgSeqs(got.Replies))
 
 		// A message without replies has an empty list, not null.
-		r = s.do(t, "GET", "/api/v1/messages/"+replies[0].ID, b.bob.Token, nil)
+		r = s.Do(t, "GET", "/api/v1/messages/"+replies[0].ID, b.bob.Token, nil)
 		require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Raw)
 		require.Equal(t, []any{}, r.Body["replies"])
 
 		type replyPage struct {
-			Replies []apiMessage `json:"replies"`
+			Replies []apitest.Message `json:"replies"`
 		}
 		page := func(t *testing.T, query string) []int64 {
 			t.Helper()
-			r := s.do(t, "GET", "/api/v1/messages/"+parent.ID+"/replies?"+query, b.alice.Token, nil)
+			r := s.Do(t, "GET", "/api/v1/messages/"+parent.ID+"/replies?"+query, b.alice.Token, nil)
 			require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Raw)
-			return msgSeqs(decodeBody[replyPage](t, r).Replies)
+			return msgSeqs(apitest.Decode[replyPage](t, r).Replies)
 		}
 		for _, tc := range []struct {
 			name  string
@@ -289,8 +291,8 @@ func TestAPIMessages(t *testing.T) {
 		} {
 			t.Run("Bad"+tc.name, func(t *testing.T) {
 				t.Parallel()
-				r := s.do(t, "GET", "/api/v1/messages/"+parent.ID+"/replies?"+tc.query, b.alice.Token, nil)
-				requireAPIError(t, r, http.StatusBadRequest, "bad_request")
+				r := s.Do(t, "GET", "/api/v1/messages/"+parent.ID+"/replies?"+tc.query, b.alice.Token, nil)
+				apitest.RequireError(t, r, http.StatusBadRequest, "bad_request")
 			})
 		}
 	})
@@ -298,10 +300,10 @@ func TestAPIMessages(t *testing.T) {
 	t.Run("NonMemberRead", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
-		outsider := s.register(t, "outsider")
-		secret := s.createRoom(t, b.alice, "private")
-		inPublic := s.say(t, b.alice, b.room, "public words")
-		inPrivate := s.say(t, b.alice, secret, "private words")
+		outsider := s.Register(t, "outsider")
+		secret := s.CreateRoom(t, b.alice, "private")
+		inPublic := s.Say(t, b.alice, b.room, "public words")
+		inPrivate := s.Say(t, b.alice, secret, "private words")
 
 		for _, tc := range []struct {
 			name       string
@@ -316,30 +318,30 @@ func TestAPIMessages(t *testing.T) {
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()
-				requireAPIError(t, s.do(t, "GET", "/api/v1/messages/"+tc.id, outsider.Token, nil), tc.wantStatus, tc.wantCode)
-				requireAPIError(t, s.do(t, "GET", "/api/v1/messages/"+tc.id+"/replies", outsider.Token, nil), tc.wantStatus, tc.wantCode)
+				apitest.RequireError(t, s.Do(t, "GET", "/api/v1/messages/"+tc.id, outsider.Token, nil), tc.wantStatus, tc.wantCode)
+				apitest.RequireError(t, s.Do(t, "GET", "/api/v1/messages/"+tc.id+"/replies", outsider.Token, nil), tc.wantStatus, tc.wantCode)
 			})
 		}
 		// Nor may an outsider reply to what they cannot read.
-		for _, parent := range []apiMessage{inPublic, inPrivate} {
-			r := s.do(t, "POST", "/api/v1/rooms/"+parent.RoomID+"/messages", outsider.Token, map[string]any{"body": "x", "parent_id": parent.ID})
+		for _, parent := range []apitest.Message{inPublic, inPrivate} {
+			r := s.Do(t, "POST", "/api/v1/rooms/"+parent.RoomID+"/messages", outsider.Token, map[string]any{"body": "x", "parent_id": parent.ID})
 			require.Contains(t, []int{http.StatusForbidden, http.StatusNotFound}, r.Status, "body: %s", r.Raw)
 		}
-		r := s.do(t, "POST", "/api/v1/rooms/"+secret+"/messages", outsider.Token, map[string]any{"body": "x", "parent_id": inPrivate.ID})
-		requireAPIError(t, r, http.StatusNotFound, "not_found")
+		r := s.Do(t, "POST", "/api/v1/rooms/"+secret+"/messages", outsider.Token, map[string]any{"body": "x", "parent_id": inPrivate.ID})
+		apitest.RequireError(t, r, http.StatusNotFound, "not_found")
 	})
 }
 
 func TestAPIHistory(t *testing.T) {
 	t.Parallel()
 	s := newAPIServer(t)
-	alice, bob := s.register(t, "alice"), s.register(t, "bob")
-	room := s.createRoom(t, alice, "public")
-	s.addMember(t, alice, room, bob)
+	alice, bob := s.Register(t, "alice"), s.Register(t, "bob")
+	room := s.CreateRoom(t, alice, "public")
+	s.AddMember(t, alice, room, bob)
 
 	// Twelve messages, seqs 1..12, shared read-only by the subtests. Seq 9
 	// is a reply to seq 2: replies are part of the room's history.
-	var msgs []apiMessage
+	var msgs []apitest.Message
 	for i := 1; i <= 12; i++ {
 		req := map[string]any{"body": fmt.Sprintf("message %d", i)}
 		if i == 9 {
@@ -349,7 +351,7 @@ func TestAPIHistory(t *testing.T) {
 		if i%2 == 0 {
 			sender = bob
 		}
-		msgs = append(msgs, s.post(t, sender, room, req))
+		msgs = append(msgs, s.Post(t, sender, room, req))
 		require.Equal(t, int64(i), msgs[i-1].Seq)
 	}
 
@@ -359,7 +361,7 @@ func TestAPIHistory(t *testing.T) {
 		t.Helper()
 		var pages [][]int64
 		for range 20 {
-			h := s.history(t, bob, room, query)
+			h := s.History(t, bob, room, query)
 			pages = append(pages, msgSeqs(h.Messages))
 			if h.NextCursor == nil {
 				return pages
@@ -371,11 +373,11 @@ func TestAPIHistory(t *testing.T) {
 		return nil
 	}
 	msgs[1].ReplyCount = 1 // seq 9 replied to it
-	since := func(m apiMessage) string { return "since=" + url.QueryEscape(m.CreatedAt) }
+	since := func(m apitest.Message) string { return "since=" + url.QueryEscape(m.CreatedAt) }
 
 	t.Run("Default", func(t *testing.T) {
 		t.Parallel()
-		h := s.history(t, bob, room, "")
+		h := s.History(t, bob, room, "")
 		require.Equal(t, msgs, h.Messages, "all twelve, ascending, as they were posted")
 		require.Nil(t, h.NextCursor)
 		require.NotNil(t, h.Messages[8].ParentID, "the reply is in the history")
@@ -415,11 +417,11 @@ func TestAPIHistory(t *testing.T) {
 
 	t.Run("CursorKeepsTheQuery", func(t *testing.T) {
 		t.Parallel()
-		h := s.history(t, bob, room, "after_seq=4&limit=3")
+		h := s.History(t, bob, room, "after_seq=4&limit=3")
 		require.Equal(t, []int64{5, 6, 7}, msgSeqs(h.Messages))
 		require.NotNil(t, h.NextCursor)
 		// The cursor works for any member and alone names the next page.
-		next := s.history(t, alice, room, "cursor="+url.QueryEscape(*h.NextCursor))
+		next := s.History(t, alice, room, "cursor="+url.QueryEscape(*h.NextCursor))
 		require.Equal(t, []int64{8, 9, 10}, msgSeqs(next.Messages))
 		require.Equal(t, msgs[7:10], next.Messages)
 	})
@@ -453,8 +455,8 @@ func TestAPIHistory(t *testing.T) {
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()
-				r := s.do(t, "GET", "/api/v1/rooms/"+room+"/messages?"+tc.query, bob.Token, nil)
-				requireAPIError(t, r, http.StatusBadRequest, "bad_request")
+				r := s.Do(t, "GET", "/api/v1/rooms/"+room+"/messages?"+tc.query, bob.Token, nil)
+				apitest.RequireError(t, r, http.StatusBadRequest, "bad_request")
 			})
 		}
 	})

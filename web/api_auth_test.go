@@ -1,4 +1,4 @@
-package main
+package web_test
 
 import (
 	"encoding/base64"
@@ -12,6 +12,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-chat/switchboard/internal/apitest"
 )
 
 func TestAPIRegister(t *testing.T) {
@@ -21,14 +23,14 @@ func TestAPIRegister(t *testing.T) {
 	t.Run("Created", func(t *testing.T) {
 		t.Parallel()
 		// 32 characters, every allowed kind: the longest valid name.
-		name := fmt.Sprintf("reg_%d.x-", userSeq.Add(1))
+		name := fmt.Sprintf("reg_%d.x-", apitest.Seq())
 		name += strings.Repeat("z", 32-len(name))
-		r := s.do(t, "POST", "/api/v1/auth/register", "", map[string]any{
+		r := s.Do(t, "POST", "/api/v1/auth/register", "", map[string]any{
 			"username": name, "password": "correct horse", "display_name": "Reggie"})
 		require.Equal(t, http.StatusCreated, r.Status, "body: %s", r.Raw)
 		require.ElementsMatch(t, []string{"user", "access_token", "refresh_token", "expires_in"}, jsonKeys(r.Body))
 
-		tp := decodeBody[apiTokens](t, r)
+		tp := apitest.Decode[apitest.Tokens](t, r)
 		require.NotEmpty(t, tp.User.ID)
 		require.IsType(t, "", r.Body["user"].(map[string]any)["id"], "ids are JSON strings")
 		require.Equal(t, name, tp.User.Username)
@@ -36,16 +38,16 @@ func TestAPIRegister(t *testing.T) {
 		require.Nil(t, tp.User.Phone)
 		require.False(t, tp.User.SMSNotify)
 		require.Nil(t, tp.User.SlackUserID)
-		requireUTCTime(t, tp.User.CreatedAt)
+		apitest.RequireUTCTime(t, tp.User.CreatedAt)
 		require.NotEmpty(t, tp.AccessToken)
 		require.NotEmpty(t, tp.RefreshToken)
 		require.Positive(t, tp.ExpiresIn)
 
-		me := s.do(t, "GET", "/api/v1/me", tp.AccessToken, nil)
+		me := s.Do(t, "GET", "/api/v1/me", tp.AccessToken, nil)
 		require.Equal(t, http.StatusOK, me.Status, "body: %s", me.Raw)
-		require.Equal(t, tp.User.ID, decodeBody[apiProfile](t, me).ID)
+		require.Equal(t, tp.User.ID, apitest.Decode[apitest.Profile](t, me).ID)
 
-		r = s.do(t, "POST", "/api/v1/auth/refresh", "", map[string]any{"refresh_token": tp.RefreshToken})
+		r = s.Do(t, "POST", "/api/v1/auth/refresh", "", map[string]any{"refresh_token": tp.RefreshToken})
 		require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Raw)
 	})
 
@@ -76,20 +78,20 @@ func TestAPIRegister(t *testing.T) {
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()
-				r := s.do(t, "POST", "/api/v1/auth/register", "", tc.body)
-				requireAPIError(t, r, http.StatusBadRequest, "bad_request")
+				r := s.Do(t, "POST", "/api/v1/auth/register", "", tc.body)
+				apitest.RequireError(t, r, http.StatusBadRequest, "bad_request")
 			})
 		}
 	})
 
 	t.Run("CaseInsensitiveClash", func(t *testing.T) {
 		t.Parallel()
-		taken := s.register(t, "clash")
-		r := s.do(t, "POST", "/api/v1/auth/register", "", map[string]any{
+		taken := s.Register(t, "clash")
+		r := s.Do(t, "POST", "/api/v1/auth/register", "", map[string]any{
 			"username": strings.ToUpper(taken.Username), "password": "another password"})
-		requireAPIError(t, r, http.StatusConflict, "conflict")
+		apitest.RequireError(t, r, http.StatusConflict, "conflict")
 		// The first account is untouched.
-		s.login(t, taken.Username, fixturePassword)
+		s.Login(t, taken.Username, apitest.Password)
 	})
 }
 
@@ -99,23 +101,23 @@ func TestAPILogin(t *testing.T) {
 
 	t.Run("OK", func(t *testing.T) {
 		t.Parallel()
-		u := s.register(t, "login")
+		u := s.Register(t, "login")
 		for _, name := range []string{u.Username, strings.ToUpper(u.Username)} {
-			r := s.do(t, "POST", "/api/v1/auth/login", "", map[string]any{"username": name, "password": fixturePassword})
+			r := s.Do(t, "POST", "/api/v1/auth/login", "", map[string]any{"username": name, "password": apitest.Password})
 			require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Raw)
 			require.ElementsMatch(t, []string{"user", "access_token", "refresh_token", "expires_in"}, jsonKeys(r.Body))
-			tp := decodeBody[apiTokens](t, r)
+			tp := apitest.Decode[apitest.Tokens](t, r)
 			require.Equal(t, u.ID, tp.User.ID)
 			require.Equal(t, u.Username, tp.User.Username)
 			require.NotEqual(t, u.Token, tp.AccessToken)
 			require.NotEqual(t, u.Refresh, tp.RefreshToken)
-			require.Equal(t, http.StatusOK, s.do(t, "GET", "/api/v1/me", tp.AccessToken, nil).Status)
+			require.Equal(t, http.StatusOK, s.Do(t, "GET", "/api/v1/me", tp.AccessToken, nil).Status)
 		}
 	})
 
 	t.Run("Refused", func(t *testing.T) {
 		t.Parallel()
-		u := s.register(t, "victim")
+		u := s.Register(t, "victim")
 		var messages []string
 		for _, tc := range []struct {
 			name     string
@@ -123,13 +125,13 @@ func TestAPILogin(t *testing.T) {
 			password string
 		}{
 			{"WrongPassword", u.Username, "wrong password"},
-			{"PasswordWrongCase", u.Username, strings.ToUpper(fixturePassword)},
+			{"PasswordWrongCase", u.Username, strings.ToUpper(apitest.Password)},
 			{"EmptyPassword", u.Username, ""},
-			{"UnknownUser", "nobody" + u.Username, fixturePassword},
+			{"UnknownUser", "nobody" + u.Username, apitest.Password},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				r := s.do(t, "POST", "/api/v1/auth/login", "", map[string]any{"username": tc.username, "password": tc.password})
-				requireAPIError(t, r, http.StatusUnauthorized, "invalid_credentials")
+				r := s.Do(t, "POST", "/api/v1/auth/login", "", map[string]any{"username": tc.username, "password": tc.password})
+				apitest.RequireError(t, r, http.StatusUnauthorized, "invalid_credentials")
 				messages = append(messages, r.Body["error"].(map[string]any)["message"].(string))
 			})
 		}
@@ -152,11 +154,11 @@ func TestAPILogin(t *testing.T) {
 			{"PasswordWrongType", map[string]any{"username": "someone", "password": 5}, http.StatusBadRequest, "bad_request"},
 			// A name with a NUL byte names no account: the same refusal as
 			// any unknown name, never a 500.
-			{"NULInUsername", map[string]any{"username": "nul\x00name", "password": fixturePassword}, http.StatusUnauthorized, "invalid_credentials"},
+			{"NULInUsername", map[string]any{"username": "nul\x00name", "password": apitest.Password}, http.StatusUnauthorized, "invalid_credentials"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()
-				requireAPIError(t, s.do(t, "POST", "/api/v1/auth/login", "", tc.body), tc.wantStatus, tc.wantCode)
+				apitest.RequireError(t, s.Do(t, "POST", "/api/v1/auth/login", "", tc.body), tc.wantStatus, tc.wantCode)
 			})
 		}
 	})
@@ -166,45 +168,45 @@ func TestAPIRefresh(t *testing.T) {
 	t.Parallel()
 	s := newAPIServer(t)
 
-	refresh := func(t *testing.T, token string) apiResponse {
+	refresh := func(t *testing.T, token string) apitest.Response {
 		t.Helper()
-		return s.do(t, "POST", "/api/v1/auth/refresh", "", map[string]any{"refresh_token": token})
+		return s.Do(t, "POST", "/api/v1/auth/refresh", "", map[string]any{"refresh_token": token})
 	}
 
 	t.Run("RotatesAndReuseRevokesFamily", func(t *testing.T) {
 		t.Parallel()
-		u := s.register(t, "rotate")
+		u := s.Register(t, "rotate")
 
 		r := refresh(t, u.Refresh)
 		require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Raw)
 		require.ElementsMatch(t, []string{"user", "access_token", "refresh_token", "expires_in"}, jsonKeys(r.Body))
-		next := decodeBody[apiTokens](t, r)
+		next := apitest.Decode[apitest.Tokens](t, r)
 		require.Equal(t, u.ID, next.User.ID)
 		require.NotEqual(t, u.Refresh, next.RefreshToken)
 		require.NotEqual(t, u.Token, next.AccessToken)
 		require.Positive(t, next.ExpiresIn)
-		me := s.do(t, "GET", "/api/v1/me", next.AccessToken, nil)
+		me := s.Do(t, "GET", "/api/v1/me", next.AccessToken, nil)
 		require.Equal(t, http.StatusOK, me.Status, "body: %s", me.Raw)
 
 		// The new pair rotates again...
 		r = refresh(t, next.RefreshToken)
 		require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Raw)
-		third := decodeBody[apiTokens](t, r)
+		third := apitest.Decode[apitest.Tokens](t, r)
 
 		// ...but a spent token presented again is refused and revokes its
 		// whole family, including the newest token.
-		requireAPIError(t, refresh(t, u.Refresh), http.StatusUnauthorized, "unauthorized")
-		requireAPIError(t, refresh(t, third.RefreshToken), http.StatusUnauthorized, "unauthorized")
-		requireAPIError(t, refresh(t, next.RefreshToken), http.StatusUnauthorized, "unauthorized")
+		apitest.RequireError(t, refresh(t, u.Refresh), http.StatusUnauthorized, "unauthorized")
+		apitest.RequireError(t, refresh(t, third.RefreshToken), http.StatusUnauthorized, "unauthorized")
+		apitest.RequireError(t, refresh(t, next.RefreshToken), http.StatusUnauthorized, "unauthorized")
 	})
 
 	t.Run("FamiliesAreIndependent", func(t *testing.T) {
 		t.Parallel()
-		u := s.register(t, "family")
-		other := s.login(t, u.Username, fixturePassword) // a second login: a second family
+		u := s.Register(t, "family")
+		other := s.Login(t, u.Username, apitest.Password) // a second login: a second family
 
 		require.Equal(t, http.StatusOK, refresh(t, u.Refresh).Status)
-		requireAPIError(t, refresh(t, u.Refresh), http.StatusUnauthorized, "unauthorized")
+		apitest.RequireError(t, refresh(t, u.Refresh), http.StatusUnauthorized, "unauthorized")
 
 		r := refresh(t, other.Refresh)
 		require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Raw)
@@ -212,15 +214,15 @@ func TestAPIRefresh(t *testing.T) {
 
 	t.Run("ConcurrentReuse", func(t *testing.T) {
 		t.Parallel()
-		u := s.register(t, "twice")
+		u := s.Register(t, "twice")
 		answers := s.doConcurrently(2, "POST", "/api/v1/auth/refresh", "", map[string]any{"refresh_token": u.Refresh})
-		var winner *apiTokens
+		var winner *apitest.Tokens
 		for _, a := range answers {
 			require.NoError(t, a.err)
 			switch a.status {
 			case http.StatusOK:
 				require.Nil(t, winner, "the token worked twice")
-				winner = &apiTokens{}
+				winner = &apitest.Tokens{}
 				require.NoError(t, json.Unmarshal(a.raw, winner))
 			default:
 				require.Equal(t, http.StatusUnauthorized, a.status, "body: %s", a.raw)
@@ -229,12 +231,12 @@ func TestAPIRefresh(t *testing.T) {
 		require.NotNil(t, winner, "one of the two must win")
 		// The loser was a reuse: the winner's new token is revoked with
 		// its family.
-		requireAPIError(t, refresh(t, winner.RefreshToken), http.StatusUnauthorized, "unauthorized")
+		apitest.RequireError(t, refresh(t, winner.RefreshToken), http.StatusUnauthorized, "unauthorized")
 	})
 
 	t.Run("Refused", func(t *testing.T) {
 		t.Parallel()
-		u := s.register(t, "refuse")
+		u := s.Register(t, "refuse")
 		for _, tc := range []struct {
 			name       string
 			body       any
@@ -250,7 +252,7 @@ func TestAPIRefresh(t *testing.T) {
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()
-				requireAPIError(t, s.do(t, "POST", "/api/v1/auth/refresh", "", tc.body), tc.wantStatus, tc.wantCode)
+				apitest.RequireError(t, s.Do(t, "POST", "/api/v1/auth/refresh", "", tc.body), tc.wantStatus, tc.wantCode)
 			})
 		}
 	})
@@ -259,21 +261,21 @@ func TestAPIRefresh(t *testing.T) {
 func TestAPILogout(t *testing.T) {
 	t.Parallel()
 	s := newAPIServer(t)
-	u := s.register(t, "logout")
-	second := s.login(t, u.Username, fixturePassword)
+	u := s.Register(t, "logout")
+	second := s.Login(t, u.Username, apitest.Password)
 
-	require.Equal(t, http.StatusOK, s.do(t, "GET", "/api/v1/me", u.Token, nil).Status)
-	r := s.do(t, "POST", "/api/v1/auth/logout", u.Token, nil)
+	require.Equal(t, http.StatusOK, s.Do(t, "GET", "/api/v1/me", u.Token, nil).Status)
+	r := s.Do(t, "POST", "/api/v1/auth/logout", u.Token, nil)
 	require.Equal(t, http.StatusNoContent, r.Status, "body: %s", r.Raw)
 	require.Empty(t, r.Raw)
 
-	requireAPIError(t, s.do(t, "GET", "/api/v1/me", u.Token, nil), http.StatusUnauthorized, "unauthorized")
-	requireAPIError(t, s.do(t, "GET", "/api/v1/rooms", u.Token, nil), http.StatusUnauthorized, "unauthorized")
-	requireAPIError(t, s.do(t, "POST", "/api/v1/auth/logout", u.Token, nil), http.StatusUnauthorized, "unauthorized")
+	apitest.RequireError(t, s.Do(t, "GET", "/api/v1/me", u.Token, nil), http.StatusUnauthorized, "unauthorized")
+	apitest.RequireError(t, s.Do(t, "GET", "/api/v1/rooms", u.Token, nil), http.StatusUnauthorized, "unauthorized")
+	apitest.RequireError(t, s.Do(t, "POST", "/api/v1/auth/logout", u.Token, nil), http.StatusUnauthorized, "unauthorized")
 
 	// Only that token is refused: another login of the same account works.
-	require.Equal(t, http.StatusOK, s.do(t, "GET", "/api/v1/me", second.Token, nil).Status)
-	requireAPIError(t, s.do(t, "POST", "/api/v1/auth/logout", "", nil), http.StatusUnauthorized, "unauthorized")
+	require.Equal(t, http.StatusOK, s.Do(t, "GET", "/api/v1/me", second.Token, nil).Status)
+	apitest.RequireError(t, s.Do(t, "POST", "/api/v1/auth/logout", "", nil), http.StatusUnauthorized, "unauthorized")
 }
 
 // validClaims are the claims of a valid access token for userID, as the
@@ -286,8 +288,8 @@ func validClaims(userID string) jwt.MapClaims {
 		"aud": []string{"switchboard"},
 		"iat": now.Unix(),
 		"exp": now.Add(5 * time.Minute).Unix(),
-		"jti": fmt.Sprintf("test-jti-%d", userSeq.Add(1)),
-		"sid": fmt.Sprintf("test-session-%d", userSeq.Add(1)),
+		"jti": fmt.Sprintf("test-jti-%d", apitest.Seq()),
+		"sid": fmt.Sprintf("test-session-%d", apitest.Seq()),
 	}
 }
 
@@ -329,16 +331,16 @@ func unsignedTestToken(t *testing.T, alg string, claims jwt.MapClaims) string {
 func TestAPITokens(t *testing.T) {
 	t.Parallel()
 	s := newAPIServer(t)
-	u := s.register(t, "tokens")
+	u := s.Register(t, "tokens")
 
 	t.Run("CraftedValidTokenWorks", func(t *testing.T) {
 		t.Parallel()
 		// The control for the cases below: our crafting is right, so each
 		// of them is refused for the one thing it changes.
-		token := signTestToken(t, jwt.SigningMethodHS256, testSecret, validClaims(u.ID))
-		r := s.do(t, "GET", "/api/v1/me", token, nil)
+		token := signTestToken(t, jwt.SigningMethodHS256, apitest.Secret, validClaims(u.ID))
+		r := s.Do(t, "GET", "/api/v1/me", token, nil)
 		require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Raw)
-		require.Equal(t, u.ID, decodeBody[apiProfile](t, r).ID)
+		require.Equal(t, u.ID, apitest.Decode[apitest.Profile](t, r).ID)
 	})
 
 	now := time.Now()
@@ -352,36 +354,36 @@ func TestAPITokens(t *testing.T) {
 			return signTestToken(t, jwt.SigningMethodHS256, []byte("some-other-secret-some-other-secret"), validClaims(u.ID))
 		}},
 		{"Expired", func(t *testing.T) string {
-			return signTestToken(t, jwt.SigningMethodHS256, testSecret,
+			return signTestToken(t, jwt.SigningMethodHS256, apitest.Secret,
 				withClaims(validClaims(u.ID), "iat", now.Add(-time.Hour).Unix(), "exp", now.Add(-time.Minute).Unix()))
 		}},
 		{"NoExp", func(t *testing.T) string {
-			return signTestToken(t, jwt.SigningMethodHS256, testSecret, withClaims(validClaims(u.ID), "exp", nil))
+			return signTestToken(t, jwt.SigningMethodHS256, apitest.Secret, withClaims(validClaims(u.ID), "exp", nil))
 		}},
 		{"WrongIssuer", func(t *testing.T) string {
-			return signTestToken(t, jwt.SigningMethodHS256, testSecret, withClaims(validClaims(u.ID), "iss", "someone-else"))
+			return signTestToken(t, jwt.SigningMethodHS256, apitest.Secret, withClaims(validClaims(u.ID), "iss", "someone-else"))
 		}},
 		{"NoIssuer", func(t *testing.T) string {
-			return signTestToken(t, jwt.SigningMethodHS256, testSecret, withClaims(validClaims(u.ID), "iss", nil))
+			return signTestToken(t, jwt.SigningMethodHS256, apitest.Secret, withClaims(validClaims(u.ID), "iss", nil))
 		}},
 		{"WrongAudience", func(t *testing.T) string {
-			return signTestToken(t, jwt.SigningMethodHS256, testSecret, withClaims(validClaims(u.ID), "aud", []string{"another-app"}))
+			return signTestToken(t, jwt.SigningMethodHS256, apitest.Secret, withClaims(validClaims(u.ID), "aud", []string{"another-app"}))
 		}},
 		{"NoAudience", func(t *testing.T) string {
-			return signTestToken(t, jwt.SigningMethodHS256, testSecret, withClaims(validClaims(u.ID), "aud", nil))
+			return signTestToken(t, jwt.SigningMethodHS256, apitest.Secret, withClaims(validClaims(u.ID), "aud", nil))
 		}},
 		{"HS512RightKey", func(t *testing.T) string {
-			return signTestToken(t, jwt.SigningMethodHS512, testSecret, validClaims(u.ID))
+			return signTestToken(t, jwt.SigningMethodHS512, apitest.Secret, validClaims(u.ID))
 		}},
 		{"HS384RightKey", func(t *testing.T) string {
-			return signTestToken(t, jwt.SigningMethodHS384, testSecret, validClaims(u.ID))
+			return signTestToken(t, jwt.SigningMethodHS384, apitest.Secret, validClaims(u.ID))
 		}},
 		{"UnknownUser", func(t *testing.T) string {
-			return signTestToken(t, jwt.SigningMethodHS256, testSecret, withClaims(validClaims(u.ID), "sub", "987654321"))
+			return signTestToken(t, jwt.SigningMethodHS256, apitest.Secret, withClaims(validClaims(u.ID), "sub", "987654321"))
 		}},
 		{"TamperedClaims", func(t *testing.T) string {
 			// A valid token of u with the claims of another user pasted in.
-			parts := strings.Split(signTestToken(t, jwt.SigningMethodHS256, testSecret, validClaims(u.ID)), ".")
+			parts := strings.Split(signTestToken(t, jwt.SigningMethodHS256, apitest.Secret, validClaims(u.ID)), ".")
 			raw, err := json.Marshal(withClaims(validClaims(u.ID), "sub", "1"))
 			require.NoError(t, err)
 			parts[1] = base64.RawURLEncoding.EncodeToString(raw)
@@ -393,8 +395,8 @@ func TestAPITokens(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			r := s.do(t, "GET", "/api/v1/me", tc.token(t), nil)
-			requireAPIError(t, r, http.StatusUnauthorized, "unauthorized")
+			r := s.Do(t, "GET", "/api/v1/me", tc.token(t), nil)
+			apitest.RequireError(t, r, http.StatusUnauthorized, "unauthorized")
 		})
 	}
 
@@ -402,7 +404,7 @@ func TestAPITokens(t *testing.T) {
 		t.Parallel()
 		req, err := http.NewRequest("GET", s.URL+"/api/v1/me", nil)
 		require.NoError(t, err)
-		req.SetBasicAuth(u.Username, fixturePassword)
+		req.SetBasicAuth(u.Username, apitest.Password)
 		resp, err := http.DefaultClient.Do(req)
 		require.NoError(t, err)
 		resp.Body.Close()
@@ -415,44 +417,44 @@ func TestAPIMe(t *testing.T) {
 	s := newAPIServer(t)
 
 	type testBundle struct {
-		user   testUser
-		before apiProfile // after setup's PATCH: every field set
+		user   apitest.User
+		before apitest.Profile // after setup's PATCH: every field set
 	}
 	setup := func(t *testing.T) *testBundle {
 		t.Helper()
-		u := s.register(t, "me")
-		n := userSeq.Add(1)
-		r := s.do(t, "PATCH", "/api/v1/me", u.Token, map[string]any{
+		u := s.Register(t, "me")
+		n := apitest.Seq()
+		r := s.Do(t, "PATCH", "/api/v1/me", u.Token, map[string]any{
 			"display_name":  "Before",
 			"phone":         fmt.Sprintf("+1415%07d", n),
 			"sms_notify":    true,
 			"slack_user_id": fmt.Sprintf("U%08d", n),
 		})
 		require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Raw)
-		return &testBundle{user: u, before: decodeBody[apiProfile](t, r)}
+		return &testBundle{user: u, before: apitest.Decode[apitest.Profile](t, r)}
 	}
-	getMe := func(t *testing.T, u testUser) apiProfile {
+	getMe := func(t *testing.T, u apitest.User) apitest.Profile {
 		t.Helper()
-		r := s.do(t, "GET", "/api/v1/me", u.Token, nil)
+		r := s.Do(t, "GET", "/api/v1/me", u.Token, nil)
 		require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Raw)
-		return decodeBody[apiProfile](t, r)
+		return apitest.Decode[apitest.Profile](t, r)
 	}
 	ptr := func(s string) *string { return &s }
 
 	t.Run("Get", func(t *testing.T) {
 		t.Parallel()
-		u := s.register(t, "getme")
-		r := s.do(t, "GET", "/api/v1/me", u.Token, nil)
+		u := s.Register(t, "getme")
+		r := s.Do(t, "GET", "/api/v1/me", u.Token, nil)
 		require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Raw)
 		require.Subset(t, jsonKeys(r.Body), []string{"id", "username", "display_name", "phone", "phone_verified", "sms_notify", "slack_user_id", "created_at"})
-		p := decodeBody[apiProfile](t, r)
+		p := apitest.Decode[apitest.Profile](t, r)
 		require.Equal(t, u.ID, p.ID)
 		require.Equal(t, u.Username, p.Username)
 		require.Nil(t, p.Phone)
 		require.False(t, p.PhoneVerified)
 		require.False(t, p.SMSNotify)
 		require.Nil(t, p.SlackUserID)
-		requireUTCTime(t, p.CreatedAt)
+		apitest.RequireUTCTime(t, p.CreatedAt)
 	})
 
 	t.Run("Taken", func(t *testing.T) {
@@ -467,8 +469,8 @@ func TestAPIMe(t *testing.T) {
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				b := setup(t)
-				r := s.do(t, "PATCH", "/api/v1/me", b.user.Token, tc.body)
-				requireAPIError(t, r, http.StatusConflict, "conflict")
+				r := s.Do(t, "PATCH", "/api/v1/me", b.user.Token, tc.body)
+				apitest.RequireError(t, r, http.StatusConflict, "conflict")
 				require.Equal(t, b.before, getMe(t, b.user))
 			})
 		}
@@ -476,11 +478,11 @@ func TestAPIMe(t *testing.T) {
 		// hold it too, unverified, and nothing tells it that a has it.
 		t.Run("UnverifiedPhone", func(t *testing.T) {
 			b := setup(t)
-			r := s.do(t, "PATCH", "/api/v1/me", b.user.Token, map[string]any{"phone": *a.before.Phone})
+			r := s.Do(t, "PATCH", "/api/v1/me", b.user.Token, map[string]any{"phone": *a.before.Phone})
 			require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Raw)
 			want := b.before
 			want.Phone = a.before.Phone
-			require.Equal(t, want, decodeBody[apiProfile](t, r))
+			require.Equal(t, want, apitest.Decode[apitest.Profile](t, r))
 			require.False(t, want.PhoneVerified)
 		})
 		require.Equal(t, a.before, getMe(t, a.user))
@@ -491,27 +493,27 @@ func TestAPIMe(t *testing.T) {
 		body       any
 		wantStatus int
 		wantCode   string
-		want       func(p *apiProfile) // applied to the profile before: the expected result
+		want       func(p *apitest.Profile) // applied to the profile before: the expected result
 	}{
 		{"DisplayName", map[string]any{"display_name": "Alice Liddell"}, http.StatusOK, "",
-			func(p *apiProfile) { p.DisplayName = "Alice Liddell" }},
+			func(p *apitest.Profile) { p.DisplayName = "Alice Liddell" }},
 		{"PhoneValid", map[string]any{"phone": "+442071838750"}, http.StatusOK, "",
-			func(p *apiProfile) { p.Phone = ptr("+442071838750") }},
+			func(p *apitest.Profile) { p.Phone = ptr("+442071838750") }},
 		{"PhoneFifteenDigits", map[string]any{"phone": "+123456789012345"}, http.StatusOK, "",
-			func(p *apiProfile) { p.Phone = ptr("+123456789012345") }},
+			func(p *apitest.Profile) { p.Phone = ptr("+123456789012345") }},
 		{"PhoneClearNull", map[string]any{"phone": nil}, http.StatusOK, "",
-			func(p *apiProfile) { p.Phone = nil }},
+			func(p *apitest.Profile) { p.Phone = nil }},
 		{"PhoneClearEmpty", map[string]any{"phone": ""}, http.StatusOK, "",
-			func(p *apiProfile) { p.Phone = nil }},
+			func(p *apitest.Profile) { p.Phone = nil }},
 		{"SMSNotifyFalse", map[string]any{"sms_notify": false}, http.StatusOK, "",
-			func(p *apiProfile) { p.SMSNotify = false }},
+			func(p *apitest.Profile) { p.SMSNotify = false }},
 		{"SlackUserID", map[string]any{"slack_user_id": "W0ABC12DEF"}, http.StatusOK, "",
-			func(p *apiProfile) { p.SlackUserID = ptr("W0ABC12DEF") }},
+			func(p *apitest.Profile) { p.SlackUserID = ptr("W0ABC12DEF") }},
 		{"SlackUserIDClear", map[string]any{"slack_user_id": nil}, http.StatusOK, "",
-			func(p *apiProfile) { p.SlackUserID = nil }},
+			func(p *apitest.Profile) { p.SlackUserID = nil }},
 		{"Several", map[string]any{"display_name": "Z", "sms_notify": false, "phone": nil}, http.StatusOK, "",
-			func(p *apiProfile) { p.DisplayName, p.SMSNotify, p.Phone = "Z", false, nil }},
-		{"EmptyObject", map[string]any{}, http.StatusOK, "", func(p *apiProfile) {}},
+			func(p *apitest.Profile) { p.DisplayName, p.SMSNotify, p.Phone = "Z", false, nil }},
+		{"EmptyObject", map[string]any{}, http.StatusOK, "", func(p *apitest.Profile) {}},
 
 		{"PhoneNoPlus", map[string]any{"phone": "14155550123"}, http.StatusBadRequest, "bad_request", nil},
 		{"PhoneLetters", map[string]any{"phone": "+1415CALLME"}, http.StatusBadRequest, "bad_request", nil},
@@ -540,14 +542,14 @@ func TestAPIMe(t *testing.T) {
 		t.Run("Patch"+tc.name, func(t *testing.T) {
 			t.Parallel()
 			b := setup(t)
-			r := s.do(t, "PATCH", "/api/v1/me", b.user.Token, tc.body)
+			r := s.Do(t, "PATCH", "/api/v1/me", b.user.Token, tc.body)
 			want := b.before
 			if tc.wantStatus == http.StatusOK {
 				require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Raw)
 				tc.want(&want)
-				require.Equal(t, want, decodeBody[apiProfile](t, r))
+				require.Equal(t, want, apitest.Decode[apitest.Profile](t, r))
 			} else {
-				requireAPIError(t, r, tc.wantStatus, tc.wantCode)
+				apitest.RequireError(t, r, tc.wantStatus, tc.wantCode)
 			}
 			// GET shows the new values, or, after a failure, the old ones.
 			require.Equal(t, want, getMe(t, b.user))

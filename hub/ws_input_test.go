@@ -1,4 +1,4 @@
-package main
+package hub_test
 
 import (
 	"context"
@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,8 +17,8 @@ import (
 	"github.com/switchboard-chat/switchboard/auth"
 	"github.com/switchboard-chat/switchboard/chat"
 	"github.com/switchboard-chat/switchboard/hub"
+	"github.com/switchboard-chat/switchboard/internal/apitest"
 	"github.com/switchboard-chat/switchboard/internal/testvectors"
-	"github.com/switchboard-chat/switchboard/storage"
 )
 
 // These tests cover SPEC §2 and §6 for input a client gets wrong: each bad
@@ -30,89 +29,66 @@ import (
 // bystander on the same node, connected to a room of her own before the
 // test does anything bad.
 type inputBundle struct {
-	s         *testServer
-	alice     testUser
-	bob       testUser
-	carol     testUser
+	s         *apitest.Node
+	alice     apitest.User
+	bob       apitest.User
+	carol     apitest.User
 	room      string // alice's and bob's
 	carolRoom string
-	bystander *wsClient
+	bystander *apitest.WS
 }
 
 func setupInput(t *testing.T, tune func(*hub.Config)) *inputBundle {
 	t.Helper()
-	s := newTestServer(t, tune)
-	b := &inputBundle{s: s, alice: s.register(t, "alice"), bob: s.register(t, "bob"), carol: s.register(t, "carol")}
-	b.room = s.createRoom(t, b.alice, "private")
-	s.addMember(t, b.alice, b.room, b.bob)
-	b.carolRoom = s.createRoom(t, b.carol, "private")
-	b.bystander = s.dialWS(t, b.carol.Token)
-	b.bystander.ready()
-	b.bystander.nextOf("subscribed")
+	s := apitest.NewNode(t, apitest.Options{Hub: tune})
+	b := &inputBundle{s: s, alice: s.Register(t, "alice"), bob: s.Register(t, "bob"), carol: s.Register(t, "carol")}
+	b.room = s.CreateRoom(t, b.alice, "private")
+	s.AddMember(t, b.alice, b.room, b.bob)
+	b.carolRoom = s.CreateRoom(t, b.carol, "private")
+	b.bystander = s.DialWS(t, b.carol.Token)
+	b.bystander.Ready()
+	b.bystander.NextOf("subscribed")
 	return b
 }
-
-var bystanderSeq atomic.Int64
 
 // requireNodeWorks checks that the bystander's connection, open since
 // before the bad input, still sends and gets its ack, and that the node
 // still accepts new connections.
 func (b *inputBundle) requireNodeWorks(t *testing.T) {
 	t.Helper()
-	id := fmt.Sprintf("bystander-%d", bystanderSeq.Add(1))
-	b.bystander.send(map[string]any{"type": "send", "id": id, "room": b.carolRoom, "body": "still here"})
-	ack := b.bystander.nextOf("ack", "message")
+	id := apitest.Unique("bystander-")
+	b.bystander.Send(map[string]any{"type": "send", "id": id, "room": b.carolRoom, "body": "still here"})
+	ack := b.bystander.NextOf("ack", "message")
 	require.Equal(t, id, ack["id"])
 	require.Equal(t, "still here", ack["message"].(map[string]any)["body"])
 
-	c := b.s.dialWS(t, b.carol.Token)
-	c.ready()
-	c.send(map[string]any{"type": "ping", "id": "fresh"})
-	require.Equal(t, "fresh", c.nextOf("pong", "subscribed", "message")["id"])
+	c := b.s.DialWS(t, b.carol.Token)
+	c.Ready()
+	c.Send(map[string]any{"type": "ping", "id": "fresh"})
+	require.Equal(t, "fresh", c.NextOf("pong", "subscribed", "message")["id"])
 }
 
-// history returns the bodies stored in room, oldest first.
-func (b *inputBundle) history(t *testing.T, token, room string) []string {
+// history returns the bodies stored in room as u reads them, oldest first.
+func (b *inputBundle) history(t *testing.T, u apitest.User, room string) []string {
 	t.Helper()
-	r := b.s.do(t, "GET", "/api/v1/rooms/"+room+"/messages?limit=200", token, nil)
-	require.Equal(t, http.StatusOK, r.Status, "history: %s", r.Raw)
 	var bodies []string
-	for _, m := range r.Body["messages"].([]any) {
-		bodies = append(bodies, m.(map[string]any)["body"].(string))
+	for _, m := range b.s.History(t, u, room, "limit=200").Messages {
+		bodies = append(bodies, m.Body)
 	}
 	return bodies
 }
 
 // post stores a message through the HTTP API and returns its seq.
-func (b *inputBundle) post(t *testing.T, u testUser, room, body string) int64 {
+func (b *inputBundle) post(t *testing.T, u apitest.User, room, body string) int64 {
 	t.Helper()
-	r := b.s.do(t, "POST", "/api/v1/rooms/"+room+"/messages", u.Token, map[string]any{"body": body})
-	require.Equal(t, http.StatusCreated, r.Status, "post: %s", r.Raw)
-	return int64(r.Body["seq"].(float64))
-}
-
-// drainUntilClosed reads until the server ends the connection and returns
-// the objects read on the way and the close code (-1: no close frame).
-func drainUntilClosed(t *testing.T, c *wsClient, wait time.Duration) ([]map[string]any, websocket.StatusCode) {
-	t.Helper()
-	var objs []map[string]any
-	deadline := time.Now().Add(wait)
-	for time.Now().Before(deadline) {
-		obj, err := c.nextErr(time.Until(deadline))
-		if err != nil {
-			return objs, websocket.CloseStatus(err)
-		}
-		objs = append(objs, obj)
-	}
-	t.Fatalf("connection still open after %s (read %d objects)", wait, len(objs))
-	return nil, -1
+	return b.s.Say(t, u, room, body).Seq
 }
 
 // nextExcept returns the next object whose type is not in skip.
-func nextExcept(c *wsClient, skip ...string) map[string]any {
-	c.t.Helper()
+func nextExcept(t *testing.T, c *apitest.WS, skip ...string) map[string]any {
+	t.Helper()
 	for {
-		obj := c.next()
+		obj := c.Next()
 		if !slices.Contains(skip, obj["type"].(string)) {
 			return obj
 		}
@@ -121,10 +97,10 @@ func nextExcept(c *wsClient, skip ...string) map[string]any {
 
 // writeFrame writes one frame of any type; unlike sendRaw it tolerates a
 // connection the server already closed.
-func writeFrame(c *wsClient, typ websocket.MessageType, data []byte) error {
+func writeFrame(c *apitest.WS, typ websocket.MessageType, data []byte) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	return c.ws.Write(ctx, typ, data)
+	return c.Conn.Write(ctx, typ, data)
 }
 
 func TestWSBadFrameAnswered(t *testing.T) {
@@ -167,11 +143,11 @@ func TestWSBadFrameAnswered(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			b := setupInput(t, nil)
-			c := b.s.dialWS(t, b.alice.Token)
-			c.ready()
+			c := b.s.DialWS(t, b.alice.Token)
+			c.Ready()
 
-			c.sendRaw([]byte(strings.ReplaceAll(tt.frame, "ROOM", b.room)))
-			e := c.nextOf("error", "subscribed")
+			c.SendRaw([]byte(strings.ReplaceAll(tt.frame, "ROOM", b.room)))
+			e := c.NextOf("error", "subscribed")
 			require.Equal(t, "bad_request", e["code"], "error: %v", e)
 			require.Contains(t, e, "id")
 			require.Equal(t, tt.wantID, e["id"])
@@ -179,10 +155,10 @@ func TestWSBadFrameAnswered(t *testing.T) {
 			require.NotContains(t, e, "retry_after_ms")
 
 			// The connection stays open and answers the next request.
-			c.send(map[string]any{"type": "ping", "id": "after"})
-			require.Equal(t, "after", c.nextOf("pong", "subscribed")["id"])
+			c.Send(map[string]any{"type": "ping", "id": "after"})
+			require.Equal(t, "after", c.NextOf("pong", "subscribed")["id"])
 			// A failed request changes nothing.
-			require.Empty(t, b.history(t, b.alice.Token, b.room))
+			require.Empty(t, b.history(t, b.alice, b.room))
 			b.requireNodeWorks(t)
 		})
 	}
@@ -194,17 +170,17 @@ func TestWSBadFrameAnswered(t *testing.T) {
 func TestWSBadFrameWindow(t *testing.T) {
 	t.Parallel()
 	b := setupInput(t, nil)
-	c := b.s.dialWS(t, b.alice.Token)
-	c.ready()
-	c.nextOf("subscribed")
+	c := b.s.DialWS(t, b.alice.Token)
+	c.Ready()
+	c.NextOf("subscribed")
 
 	for round := range 2 {
 		for i := range 9 {
-			c.sendRaw([]byte(fmt.Sprintf("garbage %d/%d", round, i)))
+			c.SendRaw([]byte(fmt.Sprintf("garbage %d/%d", round, i)))
 		}
-		c.send(map[string]any{"type": "ping", "id": fmt.Sprintf("round-%d", round)})
+		c.Send(map[string]any{"type": "ping", "id": fmt.Sprintf("round-%d", round)})
 	}
-	objs, code := drainUntilClosed(t, c, 5*time.Second)
+	objs, code := apitest.DrainUntilClosed(t, c, 5*time.Second)
 	require.Equal(t, websocket.StatusPolicyViolation, code)
 	errors, pongs := 0, 0
 	for _, obj := range objs {
@@ -240,16 +216,16 @@ func TestWSBadFrameCloses(t *testing.T) {
 
 	type testCase struct {
 		name      string
-		act       func(t *testing.T, c *wsClient, b *inputBundle)
+		act       func(t *testing.T, c *apitest.WS, b *inputBundle)
 		maxErrors int // bad_request errors before the close (queued ones may be dropped by it)
 		wantCode  websocket.StatusCode
 	}
 	tests := []testCase{
 		{
 			name: "ElevenGarbageFramesInARow",
-			act: func(t *testing.T, c *wsClient, b *inputBundle) {
+			act: func(t *testing.T, c *apitest.WS, b *inputBundle) {
 				for i := range 11 {
-					c.sendRaw([]byte(fmt.Sprintf("not json %d", i)))
+					c.SendRaw([]byte(fmt.Sprintf("not json %d", i)))
 				}
 			},
 			maxErrors: 10,
@@ -257,22 +233,22 @@ func TestWSBadFrameCloses(t *testing.T) {
 		},
 		{
 			name: "FrameOver64KiB",
-			act: func(t *testing.T, c *wsClient, b *inputBundle) {
+			act: func(t *testing.T, c *apitest.WS, b *inputBundle) {
 				_ = writeFrame(c, websocket.MessageText, paddedPing(64<<10+1))
 			},
 			wantCode: websocket.StatusMessageTooBig,
 		},
 		{
 			name: "BinaryFrame",
-			act: func(t *testing.T, c *wsClient, b *inputBundle) {
+			act: func(t *testing.T, c *apitest.WS, b *inputBundle) {
 				require.NoError(t, writeFrame(c, websocket.MessageBinary, []byte(`{"type":"ping"}`)))
 			},
 			wantCode: websocket.StatusUnsupportedData,
 		},
 		{
 			name: "InvalidUTF8InsideJSONString",
-			act: func(t *testing.T, c *wsClient, b *inputBundle) {
-				c.sendRaw([]byte("{\"type\":\"send\",\"room\":\"" + b.room + "\",\"body\":\"caf\xe9\"}"))
+			act: func(t *testing.T, c *apitest.WS, b *inputBundle) {
+				c.SendRaw([]byte("{\"type\":\"send\",\"room\":\"" + b.room + "\",\"body\":\"caf\xe9\"}"))
 			},
 			wantCode: websocket.StatusInvalidFramePayloadData,
 		},
@@ -280,8 +256,8 @@ func TestWSBadFrameCloses(t *testing.T) {
 	for _, ac := range invalidUTF8 {
 		tests = append(tests, testCase{
 			name: "InvalidUTF8Autobahn" + ac.ID,
-			act: func(t *testing.T, c *wsClient, b *inputBundle) {
-				c.sendRaw(ac.Payload)
+			act: func(t *testing.T, c *apitest.WS, b *inputBundle) {
+				c.SendRaw(ac.Payload)
 			},
 			wantCode: websocket.StatusInvalidFramePayloadData,
 		})
@@ -290,12 +266,12 @@ func TestWSBadFrameCloses(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			b := setupInput(t, nil)
-			c := b.s.dialWS(t, b.alice.Token)
-			c.ready()
-			c.nextOf("subscribed")
+			c := b.s.DialWS(t, b.alice.Token)
+			c.Ready()
+			c.NextOf("subscribed")
 
 			tt.act(t, c, b)
-			objs, code := drainUntilClosed(t, c, 5*time.Second)
+			objs, code := apitest.DrainUntilClosed(t, c, 5*time.Second)
 			errors := 0
 			for _, obj := range objs {
 				require.Equal(t, "error", obj["type"], "%v", obj)
@@ -304,7 +280,7 @@ func TestWSBadFrameCloses(t *testing.T) {
 			}
 			require.LessOrEqual(t, errors, tt.maxErrors)
 			require.Equal(t, tt.wantCode, code)
-			require.Empty(t, b.history(t, b.alice.Token, b.room))
+			require.Empty(t, b.history(t, b.alice, b.room))
 			b.requireNodeWorks(t)
 		})
 	}
@@ -319,11 +295,11 @@ func paddedPing(n int) []byte {
 func TestWSFrameOfExactly64KiB(t *testing.T) {
 	t.Parallel()
 	b := setupInput(t, nil)
-	c := b.s.dialWS(t, b.alice.Token)
-	c.ready()
+	c := b.s.DialWS(t, b.alice.Token)
+	c.Ready()
 
-	c.sendRaw(paddedPing(64 << 10))
-	require.Equal(t, "big", c.nextOf("pong", "subscribed")["id"])
+	c.SendRaw(paddedPing(64 << 10))
+	require.Equal(t, "big", c.NextOf("pong", "subscribed")["id"])
 }
 
 // TestWSAutobahnUTF8 sends every Autobahn 6.x payload: the valid ones as a
@@ -336,14 +312,14 @@ func TestWSAutobahnUTF8(t *testing.T) {
 	cases := testvectors.AutobahnUTF8(t)
 
 	t.Run("ValidAsBody", func(t *testing.T) {
-		c := b.s.dialWS(t, b.alice.Token)
-		c.ready()
+		c := b.s.DialWS(t, b.alice.Token)
+		c.Ready()
 		for _, ac := range cases {
 			if !ac.Valid {
 				continue
 			}
-			c.send(map[string]any{"type": "send", "id": ac.ID, "room": b.room, "body": string(ac.Payload)})
-			obj := nextExcept(c, "subscribed", "message")
+			c.Send(map[string]any{"type": "send", "id": ac.ID, "room": b.room, "body": string(ac.Payload)})
+			obj := nextExcept(t, c, "subscribed", "message")
 			if obj["type"] == "error" {
 				// U+0000 and friends may be refused, but only as bad input.
 				require.Equal(t, "bad_request", obj["code"], "case %s (%x): %v", ac.ID, ac.Payload, obj)
@@ -354,7 +330,7 @@ func TestWSAutobahnUTF8(t *testing.T) {
 		}
 	})
 	t.Run("ValidAsRawFrame", func(t *testing.T) {
-		var c *wsClient
+		var c *apitest.WS
 		n := 0
 		for _, ac := range cases {
 			if !ac.Valid {
@@ -363,15 +339,15 @@ func TestWSAutobahnUTF8(t *testing.T) {
 			// Each is a bad frame, and ten are all a connection may send
 			// within a minute: a fresh connection for every ten.
 			if n%10 == 0 {
-				c = b.s.dialWS(t, b.alice.Token)
-				c.ready()
+				c = b.s.DialWS(t, b.alice.Token)
+				c.Ready()
 			}
 			n++
-			c.sendRaw(ac.Payload)
-			e := c.nextOf("error", "subscribed", "message")
+			c.SendRaw(ac.Payload)
+			e := c.NextOf("error", "subscribed", "message")
 			require.Equal(t, "bad_request", e["code"], "case %s", ac.ID)
-			c.send(map[string]any{"type": "ping", "id": ac.ID})
-			require.Equal(t, ac.ID, c.nextOf("pong", "message")["id"])
+			c.Send(map[string]any{"type": "ping", "id": ac.ID})
+			require.Equal(t, ac.ID, c.NextOf("pong", "message")["id"])
 		}
 	})
 	t.Run("InvalidRawFrame", func(t *testing.T) {
@@ -379,10 +355,10 @@ func TestWSAutobahnUTF8(t *testing.T) {
 			if ac.Valid {
 				continue
 			}
-			c := b.s.dialWS(t, b.alice.Token)
-			c.ready()
-			c.sendRaw(ac.Payload)
-			_, code := drainUntilClosed(t, c, 5*time.Second)
+			c := b.s.DialWS(t, b.alice.Token)
+			c.Ready()
+			c.SendRaw(ac.Payload)
+			_, code := apitest.DrainUntilClosed(t, c, 5*time.Second)
 			require.Equal(t, websocket.StatusInvalidFramePayloadData, code, "case %s (%x)", ac.ID, ac.Payload)
 		}
 	})
@@ -392,14 +368,14 @@ func TestWSAutobahnUTF8(t *testing.T) {
 func TestWSAuth(t *testing.T) {
 	t.Parallel()
 
-	expiredToken := func(t *testing.T, u testUser) string {
-		tokens, err := auth.New(auth.Config{Secret: testSecret, Now: func() time.Time { return time.Now().Add(-time.Hour) }})
+	expiredToken := func(t *testing.T, u apitest.User) string {
+		tokens, err := auth.New(auth.Config{Secret: apitest.Secret, Now: func() time.Time { return time.Now().Add(-time.Hour) }})
 		require.NoError(t, err)
 		token, _, err := tokens.Issue(u.ID, "session-1")
 		require.NoError(t, err)
 		return token
 	}
-	foreignToken := func(t *testing.T, u testUser) string {
+	foreignToken := func(t *testing.T, u apitest.User) string {
 		tokens, err := auth.New(auth.Config{Secret: []byte("some-other-secret-of-32-bytes!!!")})
 		require.NoError(t, err)
 		token, _, err := tokens.Issue(u.ID, "session-1")
@@ -410,58 +386,60 @@ func TestWSAuth(t *testing.T) {
 	tests := []struct {
 		name     string
 		tune     func(*hub.Config)
-		header   func(t *testing.T, u testUser) http.Header
-		first    func(t *testing.T, u testUser) []byte // nil: send nothing
-		wantCode string                                // the error before the close; "" for none
+		header   func(t *testing.T, u apitest.User) http.Header
+		first    func(t *testing.T, u apitest.User) []byte // nil: send nothing
+		wantCode string                                    // the error before the close; "" for none
 		wantID   any
 	}{
 		{
-			name:     "GarbageTokenInHeader",
-			header:   func(t *testing.T, u testUser) http.Header { return http.Header{"Authorization": {"Bearer not-a-jwt"}} },
+			name: "GarbageTokenInHeader",
+			header: func(t *testing.T, u apitest.User) http.Header {
+				return http.Header{"Authorization": {"Bearer not-a-jwt"}}
+			},
 			wantCode: "unauthorized",
 		},
 		{
 			name: "ExpiredTokenInHeader",
-			header: func(t *testing.T, u testUser) http.Header {
+			header: func(t *testing.T, u apitest.User) http.Header {
 				return http.Header{"Authorization": {"Bearer " + expiredToken(t, u)}}
 			},
 			wantCode: "unauthorized",
 		},
 		{
 			name: "ForeignSignatureInHeader",
-			header: func(t *testing.T, u testUser) http.Header {
+			header: func(t *testing.T, u apitest.User) http.Header {
 				return http.Header{"Authorization": {"Bearer " + foreignToken(t, u)}}
 			},
 			wantCode: "unauthorized",
 		},
 		{
 			name: "NotBearerHeader",
-			header: func(t *testing.T, u testUser) http.Header {
+			header: func(t *testing.T, u apitest.User) http.Header {
 				return http.Header{"Authorization": {"Basic dXNlcjpwYXNz"}}
 			},
 			wantCode: "unauthorized",
 		},
 		{
 			name:     "GarbageTokenInAuthFrame",
-			first:    func(t *testing.T, u testUser) []byte { return []byte(`{"type":"auth","token":"not-a-jwt"}`) },
+			first:    func(t *testing.T, u apitest.User) []byte { return []byte(`{"type":"auth","token":"not-a-jwt"}`) },
 			wantCode: "unauthorized",
 		},
 		{
 			name: "ExpiredTokenInAuthFrame",
-			first: func(t *testing.T, u testUser) []byte {
+			first: func(t *testing.T, u apitest.User) []byte {
 				return []byte(`{"type":"auth","token":"` + expiredToken(t, u) + `"}`)
 			},
 			wantCode: "unauthorized",
 		},
 		{
 			name:     "FirstFrameNotAuth",
-			first:    func(t *testing.T, u testUser) []byte { return []byte(`{"type":"ping","id":"p1"}`) },
+			first:    func(t *testing.T, u apitest.User) []byte { return []byte(`{"type":"ping","id":"p1"}`) },
 			wantCode: "unauthorized",
 			wantID:   "p1",
 		},
 		{
 			name: "FirstFrameSendBeforeAuth",
-			first: func(t *testing.T, u testUser) []byte {
+			first: func(t *testing.T, u apitest.User) []byte {
 				return []byte(`{"type":"send","id":"s1","room":"1","body":"sneaky"}`)
 			},
 			wantCode: "unauthorized",
@@ -469,12 +447,12 @@ func TestWSAuth(t *testing.T) {
 		},
 		{
 			name:     "FirstFrameInvalidJSON",
-			first:    func(t *testing.T, u testUser) []byte { return []byte(`{"type":"auth",`) },
+			first:    func(t *testing.T, u apitest.User) []byte { return []byte(`{"type":"auth",`) },
 			wantCode: "bad_request",
 		},
 		{
 			name:     "AuthFrameWithoutToken",
-			first:    func(t *testing.T, u testUser) []byte { return []byte(`{"type":"auth","id":"e1"}`) },
+			first:    func(t *testing.T, u apitest.User) []byte { return []byte(`{"type":"auth","id":"e1"}`) },
 			wantCode: "bad_request",
 			wantID:   "e1",
 		},
@@ -492,11 +470,11 @@ func TestWSAuth(t *testing.T) {
 				h = tt.header(t, b.alice)
 			}
 			start := time.Now()
-			c := b.s.dialWSWith(t, h)
+			c := b.s.DialWSWith(t, h)
 			if tt.first != nil {
-				c.sendRaw(tt.first(t, b.alice))
+				c.SendRaw(tt.first(t, b.alice))
 			}
-			objs, code := drainUntilClosed(t, c, 5*time.Second)
+			objs, code := apitest.DrainUntilClosed(t, c, 5*time.Second)
 			if tt.wantCode == "" {
 				require.Empty(t, objs)
 				require.GreaterOrEqual(t, time.Since(start), 250*time.Millisecond)
@@ -519,8 +497,8 @@ func TestWSAuthTimeoutDefault(t *testing.T) {
 	t.Parallel()
 	b := setupInput(t, nil)
 	start := time.Now()
-	c := b.s.dialWSWith(t, http.Header{})
-	objs, code := drainUntilClosed(t, c, 15*time.Second)
+	c := b.s.DialWSWith(t, http.Header{})
+	objs, code := apitest.DrainUntilClosed(t, c, 15*time.Second)
 	require.Empty(t, objs)
 	require.Equal(t, websocket.StatusCode(4401), code)
 	require.InDelta(t, 10*time.Second, time.Since(start), float64(2*time.Second))
@@ -553,13 +531,13 @@ func TestWSOrigin(t *testing.T) {
 				h.Set("Origin", tt.origin)
 			}
 			if tt.allowed {
-				c := b.s.dialWSWith(t, h)
-				require.Equal(t, b.alice.ID, c.ready()["user"].(map[string]any)["id"])
+				c := b.s.DialWSWith(t, h)
+				require.Equal(t, b.alice.ID, c.Ready()["user"].(map[string]any)["id"])
 				return
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			ws, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(b.s.URL, "http")+"/ws",
+			ws, resp, err := websocket.Dial(ctx, b.s.WSURL(),
 				&websocket.DialOptions{HTTPHeader: h, Subprotocols: []string{hub.Subprotocol}})
 			if ws != nil {
 				ws.CloseNow()
@@ -582,15 +560,15 @@ func TestWSOrigin(t *testing.T) {
 func TestWSSubprotocol(t *testing.T) {
 	t.Parallel()
 	b := setupInput(t, nil)
-	c := b.s.dialWS(t, b.alice.Token)
-	require.Equal(t, "switchboard.v1", c.ws.Subprotocol())
-	c.ready()
+	c := b.s.DialWS(t, b.alice.Token)
+	require.Equal(t, "switchboard.v1", c.Conn.Subprotocol())
+	c.Ready()
 }
 
 func TestWSAuthFrameWithResume(t *testing.T) {
 	t.Parallel()
 	b := setupInput(t, nil)
-	other := b.s.createRoom(t, b.alice, "private")
+	other := b.s.CreateRoom(t, b.alice, "private")
 	for i := 1; i <= 3; i++ {
 		b.post(t, b.alice, b.room, fmt.Sprintf("room message %d", i))
 	}
@@ -598,9 +576,9 @@ func TestWSAuthFrameWithResume(t *testing.T) {
 		b.post(t, b.alice, other, fmt.Sprintf("other message %d", i))
 	}
 
-	c := b.s.dialWSWith(t, http.Header{})
-	c.send(map[string]any{"type": "auth", "token": b.alice.Token, "resume": map[string]int64{b.room: 1}})
-	ready := c.ready()
+	c := b.s.DialWSWith(t, http.Header{})
+	c.Send(map[string]any{"type": "auth", "token": b.alice.Token, "resume": map[string]int64{b.room: 1}})
+	ready := c.Ready()
 	require.Equal(t, b.alice.ID, ready["user"].(map[string]any)["id"])
 	require.NotEmpty(t, ready["session_id"])
 	require.Len(t, ready["rooms"], 2)
@@ -609,15 +587,15 @@ func TestWSAuthFrameWithResume(t *testing.T) {
 	// starts from the delivery cursor (nothing delivered yet).
 	got := map[string][]int64{}
 	for len(got[b.room])+len(got[other]) < 4 {
-		obj := c.nextOf("message", "subscribed")
+		obj := c.NextOf("message", "subscribed")
 		m := obj["message"].(map[string]any)
-		got[m["room_id"].(string)] = append(got[m["room_id"].(string)], messageSeq(obj))
+		got[m["room_id"].(string)] = append(got[m["room_id"].(string)], apitest.MessageSeq(obj))
 	}
 	require.Equal(t, []int64{2, 3}, got[b.room])
 	require.Equal(t, []int64{1, 2}, got[other])
 
-	c.send(map[string]any{"type": "send", "id": "live", "room": b.room, "body": "after resume"})
-	ack := c.nextOf("ack", "message")
+	c.Send(map[string]any{"type": "send", "id": "live", "room": b.room, "body": "after resume"})
+	ack := c.NextOf("ack", "message")
 	require.Equal(t, "live", ack["id"])
 	require.EqualValues(t, 4, ack["message"].(map[string]any)["seq"])
 }
@@ -635,15 +613,15 @@ func TestWSRateLimit(t *testing.T) {
 	t.Run("BurstOver", func(t *testing.T) {
 		t.Parallel()
 		b := setupInput(t, tune)
-		c := b.s.dialWS(t, b.alice.Token)
-		c.ready()
+		c := b.s.DialWS(t, b.alice.Token)
+		c.Ready()
 		for i := range 30 {
-			c.send(map[string]any{"type": "send", "id": fmt.Sprintf("s%d", i), "room": b.room, "body": fmt.Sprintf("burst %d", i)})
+			c.Send(map[string]any{"type": "send", "id": fmt.Sprintf("s%d", i), "room": b.room, "body": fmt.Sprintf("burst %d", i)})
 		}
 		var acked []string
 		limited := 0
 		for len(acked)+limited < 30 {
-			obj := nextExcept(c, "subscribed", "message")
+			obj := nextExcept(t, c, "subscribed", "message")
 			if obj["type"] == "ack" {
 				acked = append(acked, obj["message"].(map[string]any)["body"].(string))
 				continue
@@ -657,27 +635,27 @@ func TestWSRateLimit(t *testing.T) {
 		}
 		require.Len(t, acked, 20)
 		require.Equal(t, 10, limited)
-		require.Equal(t, acked, b.history(t, b.alice.Token, b.room))
+		require.Equal(t, acked, b.history(t, b.alice, b.room))
 
 		// Rate-limited, not closed: other requests still work.
-		c.send(map[string]any{"type": "ping", "id": "still-open"})
-		require.Equal(t, "still-open", c.nextOf("pong", "message")["id"])
+		c.Send(map[string]any{"type": "ping", "id": "still-open"})
+		require.Equal(t, "still-open", c.NextOf("pong", "message")["id"])
 		b.requireNodeWorks(t)
 	})
 
 	t.Run("FarOverCloses", func(t *testing.T) {
 		t.Parallel()
 		b := setupInput(t, tune)
-		c := b.s.dialWS(t, b.alice.Token)
-		c.ready()
-		c.nextOf("subscribed")
+		c := b.s.DialWS(t, b.alice.Token)
+		c.Ready()
+		c.NextOf("subscribed")
 		for i := range 200 {
 			frame, _ := json.Marshal(map[string]any{"type": "send", "id": fmt.Sprintf("s%d", i), "room": b.room, "body": fmt.Sprintf("flood %d", i)})
 			if writeFrame(c, websocket.MessageText, frame) != nil {
 				break // closed under us, as it should be
 			}
 		}
-		objs, code := drainUntilClosed(t, c, 5*time.Second)
+		objs, code := apitest.DrainUntilClosed(t, c, 5*time.Second)
 		acks, limited := 0, 0
 		for _, obj := range objs {
 			switch obj["type"] {
@@ -695,7 +673,7 @@ func TestWSRateLimit(t *testing.T) {
 		require.LessOrEqual(t, acks, 20)
 		require.LessOrEqual(t, limited, 50)
 		require.Equal(t, websocket.StatusPolicyViolation, code)
-		require.Len(t, b.history(t, b.alice.Token, b.room), 20)
+		require.Len(t, b.history(t, b.alice, b.room), 20)
 		b.requireNodeWorks(t)
 	})
 }
@@ -709,30 +687,30 @@ func TestWSSlowConsumer(t *testing.T) {
 	// 64 KiB holds four maximal messages. (A queue smaller than one frame,
 	// such as 4 KiB, would close every connection on its first big message.)
 	b := setupInput(t, func(c *hub.Config) { c.QueueBytes = 64 << 10 })
-	slowUser, fastUser := b.bob, b.s.register(t, "fast")
-	b.s.addMember(t, b.alice, b.room, fastUser)
+	slowUser, fastUser := b.bob, b.s.Register(t, "fast")
+	b.s.AddMember(t, b.alice, b.room, fastUser)
 
 	// The slow client reads up to its subscription and then nothing until
 	// the end: the socket buffers fill (a few MB on loopback), then its
 	// send queue.
-	slow := b.s.dialWS(t, slowUser.Token)
-	slow.ready()
-	slow.nextOf("subscribed")
-	fast := b.s.dialWS(t, fastUser.Token)
-	fast.ready()
-	fast.nextOf("subscribed")
+	slow := b.s.DialWS(t, slowUser.Token)
+	slow.Ready()
+	slow.NextOf("subscribed")
+	fast := b.s.DialWS(t, fastUser.Token)
+	fast.Ready()
+	fast.NextOf("subscribed")
 
 	seqs := make(chan int64, 4096)
 	readErr := make(chan error, 1)
 	go func() {
 		for {
-			obj, err := fast.nextErr(30 * time.Second)
+			obj, err := fast.NextErr(30 * time.Second)
 			if err != nil {
 				readErr <- err
 				return
 			}
 			if obj["type"] == "message" {
-				seqs <- messageSeq(obj)
+				seqs <- apitest.MessageSeq(obj)
 			}
 		}
 	}()
@@ -764,12 +742,12 @@ func TestWSSlowConsumer(t *testing.T) {
 
 	// The slow reader finds the connection closed once it reads what the
 	// kernel still buffers: 1013 if the close frame got out, or just gone.
-	objs, code := drainUntilClosed(t, slow, 10*time.Second)
+	objs, code := apitest.DrainUntilClosed(t, slow, 10*time.Second)
 	var last int64
 	for _, obj := range objs {
 		if obj["type"] == "message" {
-			require.Equal(t, last+1, messageSeq(obj))
-			last = messageSeq(obj)
+			require.Equal(t, last+1, apitest.MessageSeq(obj))
+			last = apitest.MessageSeq(obj)
 		}
 	}
 	require.Less(t, last, posted)
@@ -779,9 +757,9 @@ func TestWSSlowConsumer(t *testing.T) {
 }
 
 // slowConsumerDrops reads switchboard_ws_dropped_total{reason="slow_consumer"}.
-func slowConsumerDrops(t *testing.T, s *testServer) int {
+func slowConsumerDrops(t *testing.T, s *apitest.Node) int {
 	t.Helper()
-	r := s.do(t, "GET", "/metrics", "", nil)
+	r := s.Do(t, "GET", "/metrics", "", nil)
 	require.Equal(t, http.StatusOK, r.Status)
 	for _, line := range strings.Split(string(r.Raw), "\n") {
 		if v, ok := strings.CutPrefix(line, `switchboard_ws_dropped_total{reason="slow_consumer"} `); ok {
@@ -804,7 +782,7 @@ func TestWSManyLargeMessages(t *testing.T) {
 	t.Parallel()
 	b := setupInput(t, nil)
 	const n = 400
-	store := storage.New(b.s.node.pool)
+	store := b.s.Store
 	for range n {
 		_, _, err := store.SaveMessage(t.Context(), chat.NewMessage{RoomID: b.room, SenderID: b.alice.ID, Body: bigBody, Source: chat.SourceAPI})
 		require.NoError(t, err)
@@ -812,31 +790,31 @@ func TestWSManyLargeMessages(t *testing.T) {
 
 	t.Run("CatchUpOnConnect", func(t *testing.T) {
 		t.Parallel()
-		c := b.s.dialWS(t, b.bob.Token)
-		c.ready()
+		c := b.s.DialWS(t, b.bob.Token)
+		c.Ready()
 		// A client on a slow link: nothing is read for a moment, so the
 		// catch-up has to wait for the connection instead of racing it.
 		time.Sleep(time.Second)
 		for want := int64(1); want <= n; want++ {
-			obj, err := c.nextErr(10 * time.Second)
+			obj, err := c.NextErr(10 * time.Second)
 			require.NoError(t, err, "after seq %d", want-1)
 			if obj["type"] == "subscribed" {
 				want--
 				continue
 			}
 			require.Equal(t, "message", obj["type"])
-			require.Equal(t, want, messageSeq(obj))
+			require.Equal(t, want, apitest.MessageSeq(obj))
 		}
 	})
 	t.Run("History", func(t *testing.T) {
 		t.Parallel()
 		// Resume at the end, so that only the history answer is big.
-		c := b.s.dialWSWith(t, http.Header{})
-		c.send(map[string]any{"type": "auth", "token": b.alice.Token, "resume": map[string]int64{b.room: n}})
-		c.ready()
-		c.nextOf("subscribed")
-		c.send(map[string]any{"type": "history", "id": "h1", "room": b.room, "limit": 200})
-		obj, err := c.nextErr(10 * time.Second)
+		c := b.s.DialWSWith(t, http.Header{})
+		c.Send(map[string]any{"type": "auth", "token": b.alice.Token, "resume": map[string]int64{b.room: n}})
+		c.Ready()
+		c.NextOf("subscribed")
+		c.Send(map[string]any{"type": "history", "id": "h1", "room": b.room, "limit": 200})
+		obj, err := c.NextErr(10 * time.Second)
 		require.NoError(t, err)
 		require.Equal(t, "history", obj["type"])
 		require.Equal(t, "h1", obj["id"])
@@ -847,15 +825,15 @@ func TestWSManyLargeMessages(t *testing.T) {
 func TestWSTyping(t *testing.T) {
 	t.Parallel()
 	b := setupInput(t, nil)
-	alice := b.s.dialWS(t, b.alice.Token)
-	alice.ready()
-	alice.nextOf("subscribed")
-	bob := b.s.dialWS(t, b.bob.Token)
-	bob.ready()
-	bob.nextOf("subscribed")
+	alice := b.s.DialWS(t, b.alice.Token)
+	alice.Ready()
+	alice.NextOf("subscribed")
+	bob := b.s.DialWS(t, b.bob.Token)
+	bob.Ready()
+	bob.NextOf("subscribed")
 
-	alice.send(map[string]any{"type": "typing", "room": b.room})
-	typing := bob.nextOf("typing")
+	alice.Send(map[string]any{"type": "typing", "room": b.room})
+	typing := bob.NextOf("typing")
 	require.Equal(t, b.room, typing["room"])
 	user := typing["user"].(map[string]any)
 	require.Equal(t, b.alice.ID, user["id"])
@@ -864,11 +842,11 @@ func TestWSTyping(t *testing.T) {
 
 	// The typer gets no typing event of her own: the ping after it is
 	// answered with nothing in between.
-	alice.send(map[string]any{"type": "ping", "id": "after-typing"})
-	require.Equal(t, "after-typing", alice.nextOf("pong")["id"])
+	alice.Send(map[string]any{"type": "ping", "id": "after-typing"})
+	require.Equal(t, "after-typing", alice.NextOf("pong")["id"])
 
-	require.Empty(t, b.history(t, b.alice.Token, b.room))
-	r := b.s.do(t, "GET", "/api/v1/rooms", b.bob.Token, nil)
+	require.Empty(t, b.history(t, b.alice, b.room))
+	r := b.s.Do(t, "GET", "/api/v1/rooms", b.bob.Token, nil)
 	require.Equal(t, http.StatusOK, r.Status)
 	for _, room := range r.Body["rooms"].([]any) {
 		require.EqualValues(t, 0, room.(map[string]any)["last_seq"])
@@ -892,10 +870,10 @@ func TestWSPing(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			c := b.s.dialWS(t, b.alice.Token)
-			c.ready()
-			c.sendRaw([]byte(tt.frame))
-			pong := c.nextOf("pong", "subscribed")
+			c := b.s.DialWS(t, b.alice.Token)
+			c.Ready()
+			c.SendRaw([]byte(tt.frame))
+			pong := c.NextOf("pong", "subscribed")
 			require.Contains(t, pong, "id")
 			require.Equal(t, tt.want, pong["id"])
 		})
@@ -905,14 +883,14 @@ func TestWSPing(t *testing.T) {
 func TestWSRead(t *testing.T) {
 	t.Parallel()
 	b := setupInput(t, nil)
-	dave := b.s.register(t, "dave")
-	b.s.addMember(t, b.alice, b.room, dave)
+	dave := b.s.Register(t, "dave")
+	b.s.AddMember(t, b.alice, b.room, dave)
 	for i := 1; i <= 3; i++ {
 		b.post(t, b.alice, b.room, fmt.Sprintf("unread %d", i))
 	}
-	roomOf := func(u testUser) map[string]any {
+	roomOf := func(u apitest.User) map[string]any {
 		t.Helper()
-		r := b.s.do(t, "GET", "/api/v1/rooms", u.Token, nil)
+		r := b.s.Do(t, "GET", "/api/v1/rooms", u.Token, nil)
 		require.Equal(t, http.StatusOK, r.Status)
 		for _, room := range r.Body["rooms"].([]any) {
 			if room.(map[string]any)["id"] == b.room {
@@ -927,12 +905,12 @@ func TestWSRead(t *testing.T) {
 	require.EqualValues(t, 0, before["last_read_seq"])
 	require.EqualValues(t, 3, before["unread"])
 
-	c := b.s.dialWS(t, b.bob.Token)
-	c.ready()
-	c.send(map[string]any{"type": "read", "id": "r1", "room": b.room, "seq": 2})
+	c := b.s.DialWS(t, b.bob.Token)
+	c.Ready()
+	c.Send(map[string]any{"type": "read", "id": "r1", "room": b.room, "seq": 2})
 	// read has no answer; the pong after it shows it was handled.
-	c.send(map[string]any{"type": "ping", "id": "after-read"})
-	require.Equal(t, "after-read", c.nextOf("pong", "subscribed", "message")["id"])
+	c.Send(map[string]any{"type": "ping", "id": "after-read"})
+	require.Equal(t, "after-read", c.NextOf("pong", "subscribed", "message")["id"])
 
 	after := roomOf(b.bob)
 	require.EqualValues(t, 2, after["last_read_seq"])
@@ -941,15 +919,62 @@ func TestWSRead(t *testing.T) {
 	require.EqualValues(t, 3, roomOf(dave)["unread"])
 
 	// A read cursor never goes back, and never past the room's end.
-	c.send(map[string]any{"type": "read", "room": b.room, "seq": 1})
-	c.send(map[string]any{"type": "ping", "id": "after-read-back"})
-	require.Equal(t, "after-read-back", c.nextOf("pong", "message")["id"])
+	c.Send(map[string]any{"type": "read", "room": b.room, "seq": 1})
+	c.Send(map[string]any{"type": "ping", "id": "after-read-back"})
+	require.Equal(t, "after-read-back", c.NextOf("pong", "message")["id"])
 	require.EqualValues(t, 2, roomOf(b.bob)["last_read_seq"])
-	c.send(map[string]any{"type": "read", "room": b.room, "seq": 99})
-	c.send(map[string]any{"type": "ping", "id": "after-read-far"})
-	require.Equal(t, "after-read-far", c.nextOf("pong", "message")["id"])
+	c.Send(map[string]any{"type": "read", "room": b.room, "seq": 99})
+	c.Send(map[string]any{"type": "ping", "id": "after-read-far"})
+	require.Equal(t, "after-read-far", c.NextOf("pong", "message")["id"])
 	far := roomOf(b.bob)
 	require.EqualValues(t, 3, far["last_read_seq"])
 	require.EqualValues(t, 0, far["unread"])
+	b.requireNodeWorks(t)
+}
+
+// TestWSJSONSurrogates: a send with a lone surrogate escape is answered
+// error bad_request with its id, stores nothing, and the connection goes on
+// working (it is not a 1007 close: the bytes are valid UTF-8); a pair is
+// stored as the emoji.
+func TestWSJSONSurrogates(t *testing.T) {
+	t.Parallel()
+	b := setupInput(t, nil)
+	c := b.s.DialWS(t, b.alice.Token)
+	c.Ready()
+
+	for i, body := range []string{`\ud800`, `x\udbff`, `\udc00y`, `\ud83d\u0041`} {
+		id := string(rune('a' + i))
+		c.SendRaw([]byte(`{"type":"send","id":"` + id + `","room":"` + b.room + `","body":"` + body + `"}`))
+		e := c.NextOf("error", "subscribed")
+		require.Equal(t, "bad_request", e["code"], "%v", e)
+		require.Equal(t, id, e["id"], "%v", e)
+		require.NotEmpty(t, e["message"])
+	}
+	require.Empty(t, b.history(t, b.alice, b.room), "nothing stored")
+
+	c.SendRaw([]byte(`{"type":"send","id":"pair","room":"` + b.room + `","body":"smile \ud83d\ude00"}`))
+	ack := c.NextOf("ack", "message", "subscribed")
+	require.Equal(t, "pair", ack["id"])
+	require.Equal(t, "smile 😀", ack["message"].(map[string]any)["body"])
+	require.Equal(t, []string{"smile 😀"}, b.history(t, b.alice, b.room))
+	b.requireNodeWorks(t)
+}
+
+// TestWSInvisibleBody: the same over WebSocket: error bad_request with the
+// request's id, nothing stored, the connection still serves.
+func TestWSInvisibleBody(t *testing.T) {
+	t.Parallel()
+	b := setupInput(t, nil)
+	c := b.s.DialWS(t, b.alice.Token)
+	c.Ready()
+	for i, body := range []string{"\u200b", "\ufeff\u200d", " \u00ad "} {
+		id := fmt.Sprintf("inv-%d", i)
+		c.Send(map[string]any{"type": "send", "id": id, "room": b.room, "body": body})
+		e := c.NextOf("error", "subscribed")
+		require.Equal(t, "bad_request", e["code"], "%v", e)
+		require.Equal(t, id, e["id"])
+	}
+	require.Empty(t, b.history(t, b.alice, b.room), "nothing stored")
+	require.Equal(t, "visible", apitest.SendWS(t, c, b.room, "visible")["body"])
 	b.requireNodeWorks(t)
 }
