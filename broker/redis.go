@@ -4,11 +4,25 @@
 //
 // Redis is the hub.Broker of a cluster: every node publishes the events of
 // its rooms to Redis PUB/SUB and subscribes to the rooms it has local
-// connections for, on one connection per node.
+// connections for.
 //
-// Channels: "<prefix>room:<room id>", one per room, and "<prefix>control",
-// which every node subscribes to, for the hub's controls (membership
-// changes and ended sessions, JSON in the envelope's frame).
+// Channels on one Redis server (or a Sentinel-managed primary):
+// "<prefix>room:<room id>", one per room, and "<prefix>control", which every
+// node subscribes to, for the hub's controls (membership changes and ended
+// sessions, JSON in the envelope's frame); all on one PUB/SUB connection per
+// node.
+//
+// On a Redis Cluster (a *redis.ClusterClient) plain PUB/SUB would copy every
+// message to every Redis node, so rooms use sharded PUB/SUB instead
+// (SSUBSCRIBE/SPUBLISH): a message goes only to the shard that owns its
+// channel's slot. Rooms are spread over Config.Partitions partitions whose
+// channels share a hash tag, "<prefix>room:{<partition>}<room id>", so that
+// the channels of one partition live on one slot and can be subscribed on
+// one connection (a multi-channel SSUBSCRIBE must not cross slots, and
+// go-redis re-subscribes all of a connection's channels in one command
+// after reconnecting). A node opens one subscriber connection per partition
+// it has rooms in, plus one for the control channel; each follows its slot
+// to whichever primary serves it after a failover or a slot move.
 //
 // Envelope: each PUBLISH payload is
 //
@@ -20,20 +34,21 @@
 // published itself: its hub has delivered them locally already.
 //
 // Outages: Subscribe and Unsubscribe only record which rooms are wanted and
-// never wait on a Redis that is known to be down; one goroutine applies the
-// set to go-redis's PubSub, which re-subscribes every channel after it
-// reconnects. The node learns that it may have missed messages from the
-// subscription confirmations: a confirmation that no Subscribe call is
-// waiting for means a channel became live at a moment the hub did not see
-// (a reconnect, or a Subscribe that stopped waiting), so the receiver's
-// Resync reads from Postgres what the rooms missed. A connection that
-// delivers nothing, not even the pong of the ping sent every HealthInterval,
-// for two intervals is treated as dead and replaced. Stored events whose
-// PUBLISH failed are published again, the latest per room, once Redis is
-// back: other nodes then see the gap and fetch it. Controls whose PUBLISH
-// failed are published again in order; past maxRepublish of them the
-// oldest are dropped and one OpReconcile, which makes every node re-check
-// all its connections, is published after the rest.
+// never wait on a Redis that is known to be down; one goroutine per
+// subscriber connection applies the set to go-redis's PubSub, which
+// re-subscribes every channel after it reconnects. The node learns that it
+// may have missed messages from the subscription confirmations: a
+// confirmation that no Subscribe call is waiting for means a channel became
+// live at a moment the hub did not see (a reconnect, a failover, or a
+// Subscribe that stopped waiting), so the receiver's Resync reads from
+// Postgres what the rooms missed. A connection that delivers nothing, not
+// even the pong of the ping sent every HealthInterval, for two intervals is
+// treated as dead and replaced. Stored events whose PUBLISH failed are
+// published again, the latest per room, once Redis is back: other nodes
+// then see the gap and fetch it. Controls whose PUBLISH failed are
+// published again in order; past maxRepublish of them the oldest are
+// dropped and one OpReconcile, which makes every node re-check all its
+// connections, is published after the rest.
 package broker
 
 import (
@@ -43,7 +58,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -65,23 +82,30 @@ type Receiver interface {
 	Resync()
 }
 
-// RedisConfig configures a Redis broker.
-type RedisConfig struct {
-	// Client is the Redis connection; required. The broker takes one
-	// connection of its own for PUB/SUB and PUBLISHes through the pool. It
-	// never closes Client.
-	Client redis.UniversalClient
-	// Prefix starts every channel name; nodes of one cluster share it.
-	// Zero value means "switchboard:".
+// Config configures a Redis broker.
+type Config struct {
+	// Redis is the client; required. A *redis.ClusterClient makes the
+	// broker use sharded PUB/SUB. The broker takes connections of its own
+	// for PUB/SUB and PUBLISHes through the pool. It never closes Redis.
+	Redis redis.UniversalClient
+	// Prefix starts every channel name; nodes of one cluster share it. It
+	// must not contain '{' or '}', which would change the channels' hash
+	// tags. Zero value means "switchboard:".
 	Prefix string
 	// Logger; nil discards logs.
 	Logger *slog.Logger
-	// HealthInterval is how often the subscriber connection is pinged. A
+	// HealthInterval is how often each subscriber connection is pinged. A
 	// connection that delivers nothing for two intervals is replaced. Zero
 	// means 5 s.
 	HealthInterval time.Duration
 	// PublishTimeout bounds each PUBLISH. Zero means 2 s.
 	PublishTimeout time.Duration
+	// Partitions is how many groups of sharded channels rooms are spread
+	// over on a Redis Cluster: at most that many subscriber connections per
+	// node, and that many slots carrying room traffic. Zero means 64;
+	// ignored unless Redis is a *redis.ClusterClient. Every node of a
+	// cluster must use the same value.
+	Partitions int
 }
 
 const (
@@ -98,6 +122,9 @@ const (
 	maxBackoff = time.Second
 	// maxRepublish bounds the rooms whose failed publish is kept for later.
 	maxRepublish = 10000
+	// controlShard is the key of the control channel's subscriber on a
+	// Cluster; partitions are 0 and up.
+	controlShard = -1
 )
 
 var (
@@ -112,47 +139,45 @@ var (
 // Redis is a hub.Broker on Redis PUB/SUB. Start it with a receiver, Close
 // it before closing the Redis client.
 type Redis struct {
-	// Static after NewRedis.
-	client  redis.UniversalClient
-	prefix  string // "<Prefix>room:"
-	control string // "<Prefix>control"
-	cfg     RedisConfig
-	log     *slog.Logger
-	nodeID  [nodeIDLen]byte
-	ps      *redis.PubSub
-	ctx     context.Context // cancelled by Close
-	cancel  context.CancelFunc
-	wake    chan struct{} // capacity 1: tells syncLoop to subscribe or republish
-	resync  chan struct{} // capacity 1: tells resyncLoop to call Resync
+	// Static after New.
+	client     redis.UniversalClient
+	cluster    *redis.ClusterClient // nil unless sharded
+	roomPrefix string               // "<Prefix>room:"
+	control    string               // "<Prefix>control"
+	cfg        Config
+	log        *slog.Logger
+	nodeID     [nodeIDLen]byte
+	ctx        context.Context // cancelled by Close
+	cancel     context.CancelFunc
+	resync     chan struct{} // capacity 1: tells resyncLoop to call Resync
 
 	// Set by Start, read-only afterwards by the loops it starts.
 	receiver Receiver
 
-	up        atomic.Bool  // the subscriber connection delivered something since its last error; written under mu
 	nFailed   atomic.Int32 // len(failed), read without mu on the publish path
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	lastDrop  atomic.Int64 // unix nanos of the last undecodable-payload log
+	// republishing is held by the one shard loop republishing at a time,
+	// so that a kept control is published once.
+	republishing sync.Mutex
 
 	started atomic.Bool // written under mu
 	closed  atomic.Bool // written under mu
 
 	mu           sync.Mutex
-	wanted       map[string]struct{}      // channels the hub asked for
-	toSend       map[string]struct{}      // channels syncLoop must SUBSCRIBE
-	waiters      map[string]chan struct{} // closed when the channel's subscription is confirmed
-	unsubPending map[string]int           // UNSUBSCRIBEs sent on this connection and not confirmed
-	failed       map[string]hub.Event     // room → latest stored event whose publish failed
-	controls     []hub.Control            // controls whose publish failed, oldest first
-	lostControls bool                     // some were dropped: an OpReconcile is owed
+	shards       map[int]*shard       // subscriber connections by partition (or controlShard)
+	failed       map[string]hub.Event // room → latest stored event whose publish failed
+	controls     []hub.Control        // controls whose publish failed, oldest first
+	lostControls bool                 // some were dropped: an OpReconcile is owed
 }
 
 var _ hub.Broker = (*Redis)(nil)
 
-// NewRedis returns a broker that does nothing on Redis until Start.
-func NewRedis(cfg RedisConfig) (*Redis, error) {
-	if cfg.Client == nil {
-		return nil, errors.New("broker: RedisConfig needs Client")
+// New returns a broker that does nothing on Redis until Start.
+func New(cfg Config) (*Redis, error) {
+	if cfg.Redis == nil {
+		return nil, errors.New("broker: Config needs Redis")
 	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = "switchboard:"
@@ -166,27 +191,31 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 	if cfg.PublishTimeout == 0 {
 		cfg.PublishTimeout = 2 * time.Second
 	}
-	if cfg.HealthInterval < 0 || cfg.PublishTimeout < 0 {
+	if cfg.Partitions == 0 {
+		cfg.Partitions = 64
+	}
+	switch {
+	case cfg.HealthInterval < 0 || cfg.PublishTimeout < 0:
 		return nil, errors.New("broker: negative HealthInterval or PublishTimeout")
+	case cfg.Partitions < 0:
+		return nil, errors.New("broker: negative Partitions")
+	case strings.ContainsAny(cfg.Prefix, "{}"):
+		return nil, fmt.Errorf("broker: prefix %q has a brace, which would change the channels' hash tags", cfg.Prefix)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Redis{
-		client:       cfg.Client,
-		prefix:       cfg.Prefix + "room:",
-		control:      cfg.Prefix + "control",
-		cfg:          cfg,
-		log:          cfg.Logger,
-		ps:           cfg.Client.Subscribe(ctx), // no channels: connects on first use
-		ctx:          ctx,
-		cancel:       cancel,
-		wake:         make(chan struct{}, 1),
-		resync:       make(chan struct{}, 1),
-		wanted:       make(map[string]struct{}),
-		toSend:       make(map[string]struct{}),
-		waiters:      make(map[string]chan struct{}),
-		unsubPending: make(map[string]int),
-		failed:       make(map[string]hub.Event),
+		client:     cfg.Redis,
+		roomPrefix: cfg.Prefix + "room:",
+		control:    cfg.Prefix + "control",
+		cfg:        cfg,
+		log:        cfg.Logger,
+		ctx:        ctx,
+		cancel:     cancel,
+		resync:     make(chan struct{}, 1),
+		shards:     make(map[int]*shard),
+		failed:     make(map[string]hub.Event),
 	}
+	b.cluster, _ = cfg.Redis.(*redis.ClusterClient)
 	_, _ = rand.Read(b.nodeID[:])
 	return b, nil
 }
@@ -206,35 +235,115 @@ func (b *Redis) Start(r Receiver) error {
 	case b.started.Load():
 		return errors.New("broker: already started")
 	}
-	b.started.Store(true)
 	b.receiver = r
-	b.wanted[b.control] = struct{}{}
-	b.toSend[b.control] = struct{}{}
-	// Its first confirmation is expected: no Resync for it.
-	b.waiters[b.control] = make(chan struct{})
-	b.wg.Add(3)
-	go b.receiveLoop()
-	go b.syncLoop()
+	s := b.shardLocked(b.controlShardKey())
+	s.want(b.control, true) // its first confirmation is expected: no Resync for it
+	b.started.Store(true)
+	for _, s := range b.shards {
+		b.run(s)
+	}
+	b.wg.Add(1)
 	go b.resyncLoop()
 	return nil
 }
 
-// Close stops the broker and releases its PUB/SUB connection (not the
+// Close stops the broker and releases its PUB/SUB connections (not the
 // client). It is safe to call twice, and before Start.
 func (b *Redis) Close() error {
 	b.closeOnce.Do(func() {
 		b.mu.Lock()
 		b.closed.Store(true)
-		b.releaseWaitersLocked()
+		shards := make([]*shard, 0, len(b.shards))
+		for _, s := range b.shards {
+			s.releaseWaitersLocked()
+			shards = append(shards, s)
+		}
 		b.mu.Unlock()
 		b.cancel()
-		_ = b.ps.Close()
+		for _, s := range shards {
+			s.close()
+		}
 		b.wg.Wait()
 	})
 	return nil
 }
 
-func (b *Redis) channel(room string) string { return b.prefix + room }
+// controlShardKey is the key of the shard that carries the control
+// channel: the only one without sharding, its own on a Cluster.
+func (b *Redis) controlShardKey() int {
+	if b.cluster == nil {
+		return 0
+	}
+	return controlShard
+}
+
+// roomChannel returns the channel of room and the key of its shard.
+func (b *Redis) roomChannel(room string) (string, int) {
+	if b.cluster == nil {
+		return b.roomPrefix + room, 0
+	}
+	h := fnv.New32a()
+	h.Write([]byte(room))
+	p := int(h.Sum32() % uint32(b.cfg.Partitions))
+	return b.roomPrefix + "{" + strconv.Itoa(p) + "}" + room, p
+}
+
+// roomOf returns the room of a room channel.
+func (b *Redis) roomOf(channel string) (string, bool) {
+	rest, ok := strings.CutPrefix(channel, b.roomPrefix)
+	if !ok || b.cluster == nil {
+		return rest, ok
+	}
+	_, room, ok := strings.Cut(rest, "}")
+	return room, ok
+}
+
+// shardLocked returns the shard of key, making (and, once started,
+// running) it the first time. Called with b.mu held.
+func (b *Redis) shardLocked(key int) *shard {
+	s := b.shards[key]
+	if s == nil {
+		s = newShard(b, key)
+		b.shards[key] = s
+		if b.started.Load() {
+			b.run(s)
+		}
+	}
+	return s
+}
+
+// run starts the loops of s.
+func (b *Redis) run(s *shard) {
+	b.wg.Add(2)
+	go s.receiveLoop()
+	go s.syncLoop()
+}
+
+// reachable reports whether Redis looks reachable for the shard of key:
+// its connection is up, or, for a shard without a connection yet, the
+// control channel's is.
+func (b *Redis) reachable(key int) bool {
+	if !b.started.Load() {
+		return true
+	}
+	b.mu.Lock()
+	s := b.shards[key]
+	if s == nil {
+		s = b.shards[b.controlShardKey()]
+	}
+	b.mu.Unlock()
+	return s.up.Load()
+}
+
+// publishTo sends payload on channel: SPUBLISH on a Cluster, else PUBLISH.
+func (b *Redis) publishTo(ctx context.Context, channel string, payload []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
+	defer cancel()
+	if b.cluster != nil {
+		return b.cluster.SPublish(ctx, channel, payload).Err()
+	}
+	return b.client.Publish(ctx, channel, payload).Err()
+}
 
 // Publish sends ev to every node subscribed to ev.Room. While Redis is known
 // to be down it returns ErrDisconnected at once instead of waiting; stored
@@ -244,7 +353,7 @@ func (b *Redis) Publish(ctx context.Context, ev hub.Event) error {
 	if b.closed.Load() {
 		return ErrClosed
 	}
-	if b.started.Load() && !b.up.Load() {
+	if _, key := b.roomChannel(ev.Room); !b.reachable(key) {
 		b.keepFailed(ev)
 		return ErrDisconnected
 	}
@@ -252,9 +361,8 @@ func (b *Redis) Publish(ctx context.Context, ev hub.Event) error {
 }
 
 func (b *Redis) publish(ctx context.Context, ev hub.Event) error {
-	ctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
-	defer cancel()
-	if err := b.client.Publish(ctx, b.channel(ev.Room), encodeEnvelope(b.nodeID, ev)).Err(); err != nil {
+	channel, _ := b.roomChannel(ev.Room)
+	if err := b.publishTo(ctx, channel, encodeEnvelope(b.nodeID, ev)); err != nil {
 		b.keepFailed(ev)
 		return fmt.Errorf("redis publish: %w", err)
 	}
@@ -279,9 +387,9 @@ func (b *Redis) PublishControl(ctx context.Context, ctl hub.Control) error {
 	b.mu.Lock()
 	queued := len(b.controls) > 0 || b.lostControls
 	b.mu.Unlock()
-	if (b.started.Load() && !b.up.Load()) || queued {
+	if !b.reachable(b.controlShardKey()) || queued {
 		b.keepControl(ctl) // behind the ones kept, to keep their order
-		b.kick()
+		b.kickAll()
 		return ErrDisconnected
 	}
 	if err := b.publishControl(ctx, ctl); err != nil {
@@ -296,9 +404,7 @@ func (b *Redis) publishControl(ctx context.Context, ctl hub.Control) error {
 	if err != nil {
 		return fmt.Errorf("encode control: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
-	defer cancel()
-	if err := b.client.Publish(ctx, b.control, encodeEnvelope(b.nodeID, hub.Event{Frame: frame})).Err(); err != nil {
+	if err := b.publishTo(ctx, b.control, encodeEnvelope(b.nodeID, hub.Event{Frame: frame})); err != nil {
 		return fmt.Errorf("redis publish control: %w", err)
 	}
 	return nil
@@ -367,9 +473,10 @@ func (b *Redis) keepFailed(ev hub.Event) {
 // republish publishes the kept controls and events again while Redis
 // looks reachable.
 func (b *Redis) republish() {
-	if !b.up.Load() {
+	if !b.reachable(b.controlShardKey()) || !b.republishing.TryLock() {
 		return
 	}
+	defer b.republishing.Unlock()
 	b.republishControls()
 	if b.nFailed.Load() == 0 {
 		return
@@ -380,14 +487,19 @@ func (b *Redis) republish() {
 		evs = append(evs, ev)
 	}
 	b.mu.Unlock()
+	n := 0
 	for _, ev := range evs {
+		if _, key := b.roomChannel(ev.Room); !b.reachable(key) {
+			continue
+		}
 		if err := b.publish(b.ctx, ev); err != nil {
 			b.log.DebugContext(b.ctx, "republish failed", slog.String("room", ev.Room), slog.Any("error", err))
-			return
+			continue
 		}
+		n++
 	}
-	if len(evs) > 0 {
-		b.log.InfoContext(b.ctx, "republished events lost during a redis outage", slog.Int("rooms", len(evs)))
+	if n > 0 {
+		b.log.InfoContext(b.ctx, "republished events lost during a redis outage", slog.Int("rooms", n))
 	}
 }
 
@@ -397,24 +509,21 @@ func (b *Redis) republish() {
 // down it returns at once, and the subscription is made, followed by a
 // Resync, when Redis is back. It fails only after Close.
 func (b *Redis) Subscribe(ctx context.Context, room string) error {
-	ch := b.channel(room)
+	channel, key := b.roomChannel(room)
 	b.mu.Lock()
 	if b.closed.Load() {
 		b.mu.Unlock()
 		return ErrClosed
 	}
-	b.wanted[ch] = struct{}{}
-	b.toSend[ch] = struct{}{}
-	var wait chan struct{}
-	if b.up.Load() {
-		wait = b.waiters[ch]
-		if wait == nil {
-			wait = make(chan struct{})
-			b.waiters[ch] = wait
-		}
-	}
+	s := b.shardLocked(key)
+	// Wait while the connection is healthy, or, for a shard whose
+	// connection is still to be made, while Redis answers the control
+	// channel's.
+	ctl := b.shards[b.controlShardKey()]
+	healthy := s.up.Load() || (!s.everUp && ctl != nil && ctl.up.Load())
+	wait := s.want(channel, healthy)
 	b.mu.Unlock()
-	b.kick()
+	s.kick()
 	if wait == nil {
 		return nil
 	}
@@ -428,9 +537,7 @@ func (b *Redis) Subscribe(ctx context.Context, room string) error {
 	}
 	// Stop waiting; the confirmation, when it comes, triggers a Resync.
 	b.mu.Lock()
-	if b.waiters[ch] == wait {
-		delete(b.waiters, ch)
-	}
+	s.stopWaiting(channel, wait)
 	b.mu.Unlock()
 	return nil
 }
@@ -439,219 +546,29 @@ func (b *Redis) Subscribe(ctx context.Context, room string) error {
 // channel is unsubscribed at the next health tick (until then its events are
 // still received, and the hub ignores them).
 func (b *Redis) Unsubscribe(_ context.Context, room string) error {
-	ch := b.channel(room)
+	channel, key := b.roomChannel(room)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	delete(b.wanted, ch)
-	delete(b.toSend, ch)
-	if w := b.waiters[ch]; w != nil {
-		close(w)
-		delete(b.waiters, ch)
+	if s := b.shards[key]; s != nil {
+		s.unwant(channel)
 	}
 	return nil
 }
 
-func (b *Redis) kick() {
-	select {
-	case b.wake <- struct{}{}:
-	default:
-	}
-}
-
-// syncLoop owns the writes to the PubSub: it subscribes what Subscribe
-// asked for, and on every health tick pings, unsubscribes what is no longer
-// wanted and retries failed subscribes and publishes.
-func (b *Redis) syncLoop() {
-	defer b.wg.Done()
-	applied := make(map[string]struct{}) // channels handed to go-redis's PubSub
-	tick := time.NewTicker(b.cfg.HealthInterval)
-	defer tick.Stop()
-	b.ping()
-	for {
-		select {
-		case <-b.ctx.Done():
-			return
-		case <-b.wake:
-			b.subscribePending(applied)
-			b.republish()
-		case <-tick.C:
-			b.ping()
-			b.subscribePending(applied)
-			b.unsubscribeUnwanted(applied)
-			b.republish()
-		}
-	}
-}
-
-func (b *Redis) ping() {
-	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.HealthInterval)
-	defer cancel()
-	if err := b.ps.Ping(ctx); err != nil && b.ctx.Err() == nil {
-		b.log.DebugContext(b.ctx, "redis broker ping failed", slog.Any("error", err))
-	}
-}
-
-func (b *Redis) subscribePending(applied map[string]struct{}) {
-	b.mu.Lock()
-	chans := make([]string, 0, len(b.toSend))
-	for ch := range b.toSend {
-		if _, ok := b.wanted[ch]; ok {
-			chans = append(chans, ch)
-		}
-	}
-	clear(b.toSend)
-	b.mu.Unlock()
-	if len(chans) == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.HealthInterval)
-	err := b.ps.Subscribe(ctx, chans...)
-	cancel()
-	// go-redis records the channels even when the write fails and sends
-	// them again after reconnecting; but a failed write may reconnect before
-	// they are recorded, so they are sent again at the next tick as well.
-	for _, ch := range chans {
-		applied[ch] = struct{}{}
-	}
-	if err != nil {
-		if b.ctx.Err() == nil {
-			b.log.DebugContext(b.ctx, "redis subscribe failed", slog.Int("channels", len(chans)), slog.Any("error", err))
-		}
-		b.mu.Lock()
-		for _, ch := range chans {
-			if _, ok := b.wanted[ch]; ok {
-				b.toSend[ch] = struct{}{}
-			}
-		}
-		b.mu.Unlock()
-	}
-}
-
-func (b *Redis) unsubscribeUnwanted(applied map[string]struct{}) {
-	b.mu.Lock()
-	var chans []string
-	for ch := range applied {
-		if _, ok := b.wanted[ch]; !ok {
-			chans = append(chans, ch)
-			b.unsubPending[ch]++
-		}
-	}
-	b.mu.Unlock()
-	if len(chans) == 0 {
-		return
-	}
-	for _, ch := range chans {
-		delete(applied, ch)
-	}
-	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.HealthInterval)
-	err := b.ps.Unsubscribe(ctx, chans...) // go-redis forgets them even if this fails
-	cancel()
-	if err != nil {
-		// Nothing was sent, so no confirmation will come.
-		b.mu.Lock()
-		for _, ch := range chans {
-			if b.unsubPending[ch]--; b.unsubPending[ch] <= 0 {
-				delete(b.unsubPending, ch)
-			}
-		}
-		b.mu.Unlock()
-	}
-}
-
-// receiveLoop reads the PubSub connection. go-redis reconnects it after an
-// error; a read that sees nothing (not even a pong) for two health intervals
-// counts as an error, and go-redis then replaces the connection.
-func (b *Redis) receiveLoop() {
-	defer b.wg.Done()
-	var backoff time.Duration
-	for {
-		ctx, cancel := context.WithTimeout(b.ctx, 2*b.cfg.HealthInterval)
-		msg, err := b.ps.Receive(ctx)
-		cancel()
-		if b.ctx.Err() != nil {
-			return
-		}
-		if err != nil {
-			b.setDown(err)
-			backoff = min(max(2*backoff, 50*time.Millisecond), maxBackoff)
-			select {
-			case <-b.ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			continue
-		}
-		backoff = 0
-		b.setUp()
-		switch m := msg.(type) {
-		case *redis.Message:
-			b.deliver(m)
-		case *redis.Subscription:
-			b.confirmed(m)
-		}
-	}
-}
-
-func (b *Redis) setUp() {
-	if b.up.Load() {
-		return
-	}
-	b.mu.Lock()
-	b.up.Store(true)
-	b.mu.Unlock()
-	b.log.InfoContext(b.ctx, "redis broker connected")
-	b.kick() // retry failed subscribes and publishes now
-}
-
-func (b *Redis) setDown(err error) {
-	b.mu.Lock()
-	was := b.up.Load()
-	b.up.Store(false)
-	b.releaseWaitersLocked()
-	clear(b.unsubPending) // the connection that owed these confirmations is gone
-	b.mu.Unlock()
-	if was {
-		b.log.WarnContext(b.ctx, "redis broker disconnected; reconnecting", slog.Any("error", err))
-	}
-}
-
-// releaseWaitersLocked ends every Subscribe wait; their confirmations, when
-// they come, trigger a Resync. Called with b.mu held.
-func (b *Redis) releaseWaitersLocked() {
-	for ch, w := range b.waiters {
-		close(w)
-		delete(b.waiters, ch)
-	}
-}
-
-// confirmed handles Redis's answer to a SUBSCRIBE or UNSUBSCRIBE.
-func (b *Redis) confirmed(s *redis.Subscription) {
+// kickAll wakes every shard's sync loop.
+func (b *Redis) kickAll() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	switch s.Kind {
-	case "unsubscribe":
-		if n, ok := b.unsubPending[s.Channel]; ok {
-			if n <= 1 {
-				delete(b.unsubPending, s.Channel)
-			} else {
-				b.unsubPending[s.Channel] = n - 1
-			}
-		}
-	case "subscribe":
-		if b.unsubPending[s.Channel] > 0 {
-			return // answers a SUBSCRIBE sent before a pending UNSUBSCRIBE
-		}
-		if w := b.waiters[s.Channel]; w != nil {
-			close(w)
-			delete(b.waiters, s.Channel)
-			return
-		}
-		if _, ok := b.wanted[s.Channel]; ok {
-			select {
-			case b.resync <- struct{}{}:
-			default:
-			}
-		}
+	for _, s := range b.shards {
+		s.kick()
+	}
+}
+
+// askResync asks resyncLoop for one Resync.
+func (b *Redis) askResync() {
+	select {
+	case b.resync <- struct{}{}:
+	default:
 	}
 }
 
@@ -682,7 +599,7 @@ func (b *Redis) resyncLoop() {
 // deliver hands one published event or control to the receiver, unless
 // this node published it.
 func (b *Redis) deliver(m *redis.Message) {
-	room, isRoom := strings.CutPrefix(m.Channel, b.prefix)
+	room, isRoom := b.roomOf(m.Channel)
 	if !isRoom && m.Channel != b.control {
 		return
 	}

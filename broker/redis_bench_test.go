@@ -72,11 +72,11 @@ func benchPublishReceive(b *testing.B, publishers int) {
 	total := b.N
 	recv := &benchReceiver{base: time.Now(), sentAt: make([]atomic.Int64, total),
 		seen: make([]bool, total), lat: make([]time.Duration, 0, total), done: make(chan struct{})}
-	pub, err := NewRedis(RedisConfig{Client: client, Prefix: prefix})
+	pub, err := New(Config{Redis: client, Prefix: prefix})
 	if err != nil {
 		b.Fatal(err)
 	}
-	sub, err := NewRedis(RedisConfig{Client: client, Prefix: prefix})
+	sub, err := New(Config{Redis: client, Prefix: prefix})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -93,7 +93,7 @@ func benchPublishReceive(b *testing.B, publishers int) {
 		b.Fatal(err)
 	}
 	// Wait until the publisher's connection is up (Publish refuses before).
-	for !pub.up.Load() {
+	for !pub.reachable(pub.controlShardKey()) {
 		if ctx.Err() != nil {
 			b.Fatal("publishing broker never connected")
 		}

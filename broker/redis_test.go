@@ -85,7 +85,7 @@ func (w testLogWriter) Write(p []byte) (int, error) {
 }
 
 // startBroker starts a broker on client and closes it when the test ends.
-func startBroker(t *testing.T, cfg RedisConfig) (*Redis, *fakeReceiver) {
+func startBroker(t *testing.T, cfg Config) (*Redis, *fakeReceiver) {
 	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -93,7 +93,7 @@ func startBroker(t *testing.T, cfg RedisConfig) (*Redis, *fakeReceiver) {
 	if cfg.PublishTimeout == 0 {
 		cfg.PublishTimeout = 500 * time.Millisecond
 	}
-	b, err := NewRedis(cfg)
+	b, err := New(cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, b.Close()) })
 	r := newFakeReceiver()
@@ -105,7 +105,7 @@ func startBroker(t *testing.T, cfg RedisConfig) (*Redis, *fakeReceiver) {
 // waitUp waits until the broker sees its connection up (or down).
 func waitUp(t *testing.T, b *Redis, up bool) {
 	t.Helper()
-	require.Eventually(t, func() bool { return b.up.Load() == up }, 5*time.Second, 5*time.Millisecond,
+	require.Eventually(t, func() bool { return b.reachable(b.controlShardKey()) == up }, 5*time.Second, 5*time.Millisecond,
 		"broker connection up=%v", up)
 }
 
@@ -124,8 +124,8 @@ func TestRedisDeliversBetweenNodes(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	prefix := brokertest.Prefix()
-	a, ra := startBroker(t, RedisConfig{Client: newClient(t, ""), Prefix: prefix})
-	b, rb := startBroker(t, RedisConfig{Client: newClient(t, ""), Prefix: prefix})
+	a, ra := startBroker(t, Config{Redis: newClient(t, ""), Prefix: prefix})
+	b, rb := startBroker(t, Config{Redis: newClient(t, ""), Prefix: prefix})
 	require.NoError(t, a.Subscribe(ctx, "r1"))
 	require.NoError(t, b.Subscribe(ctx, "r1"))
 	require.Equal(t, int64(2), numSub(t, newClient(t, ""), prefix+"room:r1"), "one channel per room, confirmed before Subscribe returns")
@@ -152,9 +152,9 @@ func TestRedisPrefixSeparatesClusters(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	p1, p2 := brokertest.Prefix(), brokertest.Prefix()
-	other, _ := startBroker(t, RedisConfig{Client: newClient(t, ""), Prefix: p1})
-	same, _ := startBroker(t, RedisConfig{Client: newClient(t, ""), Prefix: p2})
-	b, rb := startBroker(t, RedisConfig{Client: newClient(t, ""), Prefix: p2})
+	other, _ := startBroker(t, Config{Redis: newClient(t, ""), Prefix: p1})
+	same, _ := startBroker(t, Config{Redis: newClient(t, ""), Prefix: p2})
+	b, rb := startBroker(t, Config{Redis: newClient(t, ""), Prefix: p2})
 	require.NoError(t, b.Subscribe(ctx, "r"))
 
 	require.NoError(t, other.Publish(ctx, event("r", 1, "other cluster")))
@@ -168,8 +168,8 @@ func TestRedisUnsubscribeAndSubscribeAgain(t *testing.T) {
 	ctx := context.Background()
 	prefix := brokertest.Prefix()
 	admin := newClient(t, "")
-	pub, _ := startBroker(t, RedisConfig{Client: newClient(t, ""), Prefix: prefix})
-	b, rb := startBroker(t, RedisConfig{Client: newClient(t, ""), Prefix: prefix, HealthInterval: 100 * time.Millisecond})
+	pub, _ := startBroker(t, Config{Redis: newClient(t, ""), Prefix: prefix})
+	b, rb := startBroker(t, Config{Redis: newClient(t, ""), Prefix: prefix, HealthInterval: 100 * time.Millisecond})
 	channel := prefix + "room:r"
 
 	require.NoError(t, b.Subscribe(ctx, "r"))
@@ -197,8 +197,8 @@ func TestRedisOutageResyncs(t *testing.T) {
 	ctx := context.Background()
 	prefix := brokertest.Prefix()
 	p := brokertest.NewProxy(t)
-	pub, rpub := startBroker(t, RedisConfig{Client: newClient(t, ""), Prefix: prefix})
-	b, rb := startBroker(t, RedisConfig{Client: newClient(t, p.Addr()), Prefix: prefix})
+	pub, rpub := startBroker(t, Config{Redis: newClient(t, ""), Prefix: prefix})
+	b, rb := startBroker(t, Config{Redis: newClient(t, p.Addr()), Prefix: prefix})
 	require.NoError(t, pub.Subscribe(ctx, "r"))
 	require.NoError(t, b.Subscribe(ctx, "r"))
 	require.NoError(t, pub.Publish(ctx, event("r", 1, "before")))
@@ -246,8 +246,8 @@ func TestRedisReplacesSilentConnection(t *testing.T) {
 	ctx := context.Background()
 	prefix := brokertest.Prefix()
 	p := brokertest.NewProxy(t)
-	pub, _ := startBroker(t, RedisConfig{Client: newClient(t, ""), Prefix: prefix})
-	b, rb := startBroker(t, RedisConfig{Client: newClient(t, p.Addr()), Prefix: prefix, HealthInterval: 100 * time.Millisecond})
+	pub, _ := startBroker(t, Config{Redis: newClient(t, ""), Prefix: prefix})
+	b, rb := startBroker(t, Config{Redis: newClient(t, p.Addr()), Prefix: prefix, HealthInterval: 100 * time.Millisecond})
 	require.NoError(t, b.Subscribe(ctx, "r"))
 
 	p.Freeze()
@@ -264,13 +264,13 @@ func TestRedisLifecycle(t *testing.T) {
 	ctx := context.Background()
 	client := newClient(t, "")
 
-	_, err := NewRedis(RedisConfig{})
+	_, err := New(Config{})
 	require.Error(t, err)
 
 	// Close before Start, twice; Start after Close.
-	b, err := NewRedis(RedisConfig{Client: client})
+	b, err := New(Config{Redis: client})
 	require.NoError(t, err)
-	require.Equal(t, "switchboard:room:", b.prefix)
+	require.Equal(t, "switchboard:room:", b.roomPrefix)
 	require.NoError(t, b.Close())
 	require.NoError(t, b.Close())
 	require.ErrorIs(t, b.Start(newFakeReceiver()), ErrClosed)
@@ -279,7 +279,7 @@ func TestRedisLifecycle(t *testing.T) {
 	require.ErrorIs(t, b.Publish(ctx, event("r", 1, "x")), ErrClosed)
 
 	// Start twice; Close while subscribed, twice.
-	b, err = NewRedis(RedisConfig{Client: client, Prefix: brokertest.Prefix()})
+	b, err = New(Config{Redis: client, Prefix: brokertest.Prefix()})
 	require.NoError(t, err)
 	require.Error(t, b.Start(nil))
 	require.NoError(t, b.Start(newFakeReceiver()))
@@ -355,9 +355,9 @@ func TestRedisControls(t *testing.T) {
 	ctx := context.Background()
 	prefix := brokertest.Prefix()
 	p := brokertest.NewProxy(t)
-	a, ra := startBroker(t, RedisConfig{Client: newClient(t, p.Addr()), Prefix: prefix})
-	_, rb := startBroker(t, RedisConfig{Client: newClient(t, ""), Prefix: prefix})
-	_, rc := startBroker(t, RedisConfig{Client: newClient(t, ""), Prefix: prefix})
+	a, ra := startBroker(t, Config{Redis: newClient(t, p.Addr()), Prefix: prefix})
+	_, rb := startBroker(t, Config{Redis: newClient(t, ""), Prefix: prefix})
+	_, rc := startBroker(t, Config{Redis: newClient(t, ""), Prefix: prefix})
 
 	join := hub.Control{Op: hub.OpJoin, User: "7", Room: "42", FromSeq: 3}
 	require.NoError(t, a.PublishControl(ctx, join))
@@ -390,8 +390,8 @@ func TestRedisControlsOverflow(t *testing.T) {
 	ctx := context.Background()
 	prefix := brokertest.Prefix()
 	p := brokertest.NewProxy(t)
-	a, _ := startBroker(t, RedisConfig{Client: newClient(t, p.Addr()), Prefix: prefix})
-	_, rb := startBroker(t, RedisConfig{Client: newClient(t, ""), Prefix: prefix})
+	a, _ := startBroker(t, Config{Redis: newClient(t, p.Addr()), Prefix: prefix})
+	_, rb := startBroker(t, Config{Redis: newClient(t, ""), Prefix: prefix})
 	p.Cut()
 	waitUp(t, a, false)
 	for i := range maxRepublish + 5 {

@@ -33,7 +33,7 @@ type cluster struct {
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
 	rdb, prefix := brokertest.NewClient(t)
-	revoked, err := denylist.NewRedis(rdb, prefix)
+	revoked, err := denylist.New(denylist.Config{Redis: rdb, Prefix: prefix})
 	require.NoError(t, err)
 	return &cluster{ctx: t.Context(), store: storage.New(storagetest.NewPool(t)), rdb: rdb, key: prefix + "versions", revoked: revoked}
 }

@@ -29,12 +29,20 @@ type Redis struct {
 	now    func() time.Time
 }
 
-// NewRedis returns a denylist with keys under prefix.
-func NewRedis(client redis.UniversalClient, prefix string) (*Redis, error) {
-	if client == nil {
-		return nil, errors.New("denylist: no Redis client")
+// Config configures a denylist.
+type Config struct {
+	// Redis holds the ended sessions; required.
+	Redis redis.UniversalClient
+	// Prefix starts every key.
+	Prefix string
+}
+
+// New returns a denylist.
+func New(cfg Config) (*Redis, error) {
+	if cfg.Redis == nil {
+		return nil, errors.New("denylist: Config needs Redis")
 	}
-	return &Redis{client: client, prefix: prefix, now: time.Now}, nil
+	return &Redis{client: cfg.Redis, prefix: cfg.Prefix, now: time.Now}, nil
 }
 
 // Key is the Redis key that exists while session sessionID is ended, for

@@ -17,9 +17,9 @@ func TestRedis(t *testing.T) {
 	t.Parallel()
 	client, prefix := brokertest.NewClient(t)
 	ctx := t.Context()
-	a, err := denylist.NewRedis(client, prefix)
+	a, err := denylist.New(denylist.Config{Redis: client, Prefix: prefix})
 	require.NoError(t, err)
-	b, err := denylist.NewRedis(client, prefix) // another node
+	b, err := denylist.New(denylist.Config{Redis: client, Prefix: prefix}) // another node
 	require.NoError(t, err)
 
 	ended, err := b.Ended(ctx, "s-1")

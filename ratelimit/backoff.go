@@ -10,9 +10,13 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// BackoffConfig configures a Backoff; every zero value means the SPEC §3
-// default for failed logins.
+// BackoffConfig configures a Backoff; every zero duration or count means
+// the SPEC §3 default for failed logins.
 type BackoffConfig struct {
+	// Redis holds the failure records; required.
+	Redis redis.UniversalClient
+	// Prefix starts every key.
+	Prefix string
 	// Free is how many failures in a row cost nothing. Zero means 5.
 	Free int
 	// Base is the wait after the Free-th failure; it doubles with each
@@ -44,10 +48,10 @@ var (
 	backoffFail       = redis.NewScript(backoffFailSource)
 )
 
-// NewBackoff returns a Backoff with keys under prefix.
-func NewBackoff(client redis.UniversalClient, prefix string, cfg BackoffConfig) (*Backoff, error) {
-	if client == nil {
-		return nil, errors.New("ratelimit: no Redis client")
+// NewBackoff returns a Backoff.
+func NewBackoff(cfg BackoffConfig) (*Backoff, error) {
+	if cfg.Redis == nil {
+		return nil, errors.New("ratelimit: BackoffConfig needs Redis")
 	}
 	if cfg.Free == 0 {
 		cfg.Free = 5
@@ -62,9 +66,9 @@ func NewBackoff(client redis.UniversalClient, prefix string, cfg BackoffConfig) 
 		cfg.Forget = 24 * time.Hour
 	}
 	if cfg.Free < 0 || cfg.Base < time.Millisecond || cfg.Max < cfg.Base || cfg.Forget < 0 {
-		return nil, fmt.Errorf("ratelimit: bad backoff %+v", cfg)
+		return nil, fmt.Errorf("ratelimit: bad backoff: free %d, base %v, max %v, forget %v", cfg.Free, cfg.Base, cfg.Max, cfg.Forget)
 	}
-	return &Backoff{client: client, prefix: prefix + "backoff:",
+	return &Backoff{client: cfg.Redis, prefix: cfg.Prefix + "backoff:",
 		args: []any{cfg.Free, cfg.Base.Milliseconds(), cfg.Max.Milliseconds(), cfg.Forget.Milliseconds()}}, nil
 }
 

@@ -16,7 +16,8 @@ func TestBackoff(t *testing.T) {
 
 	newBackoff := func(t *testing.T, cfg ratelimit.BackoffConfig) (*ratelimit.Backoff, *testBundle) {
 		bundle := setup(t)
-		b, err := ratelimit.NewBackoff(bundle.client, bundle.prefix, cfg)
+		cfg.Redis, cfg.Prefix = bundle.client, bundle.prefix
+		b, err := ratelimit.NewBackoff(cfg)
 		require.NoError(t, err)
 		return b, bundle
 	}
@@ -113,9 +114,9 @@ func TestBackoff(t *testing.T) {
 	t.Run("BadConfig", func(t *testing.T) {
 		t.Parallel()
 		bundle := setup(t)
-		_, err := ratelimit.NewBackoff(bundle.client, bundle.prefix, ratelimit.BackoffConfig{Base: time.Minute, Max: time.Second})
+		_, err := ratelimit.NewBackoff(ratelimit.BackoffConfig{Redis: bundle.client, Prefix: bundle.prefix, Base: time.Minute, Max: time.Second})
 		require.Error(t, err)
-		_, err = ratelimit.NewBackoff(nil, bundle.prefix, ratelimit.BackoffConfig{})
+		_, err = ratelimit.NewBackoff(ratelimit.BackoffConfig{Redis: nil, Prefix: bundle.prefix})
 		require.Error(t, err)
 	})
 }

@@ -47,16 +47,27 @@ type Redis struct {
 	limit  Limit
 }
 
-// NewRedis returns a limiter allowing limit per key, with keys under
-// prefix. It fails if limit's Rate is not positive or its Burst is below 1.
-func NewRedis(client redis.UniversalClient, prefix string, limit Limit) (*Redis, error) {
-	if client == nil {
-		return nil, errors.New("ratelimit: no Redis client")
+// Config configures a rate limiter.
+type Config struct {
+	// Redis holds the budgets; required.
+	Redis redis.UniversalClient
+	// Prefix starts every key.
+	Prefix string
+	// Limit is what each key is allowed.
+	Limit Limit
+}
+
+// New returns a limiter allowing cfg.Limit per key. It fails if the
+// limit's Rate is not positive or its Burst is below 1.
+func New(cfg Config) (*Redis, error) {
+	limit := cfg.Limit
+	if cfg.Redis == nil {
+		return nil, errors.New("ratelimit: Config needs Redis")
 	}
 	if !(limit.Rate > 0) || math.IsInf(limit.Rate, 0) || limit.Burst < 1 {
 		return nil, fmt.Errorf("ratelimit: limit needs a positive rate and a burst of at least 1, got %v/s burst %d", limit.Rate, limit.Burst)
 	}
-	return &Redis{client: client, prefix: prefix, limit: limit}, nil
+	return &Redis{client: cfg.Redis, prefix: cfg.Prefix, limit: limit}, nil
 }
 
 // Limit returns the limit r applies.

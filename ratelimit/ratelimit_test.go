@@ -28,7 +28,7 @@ func setup(t *testing.T) *testBundle {
 
 func (b *testBundle) limiter(t *testing.T, limit ratelimit.Limit) *ratelimit.Redis {
 	t.Helper()
-	rl, err := ratelimit.NewRedis(b.client, b.prefix, limit)
+	rl, err := ratelimit.New(ratelimit.Config{Redis: b.client, Prefix: b.prefix, Limit: limit})
 	require.NoError(t, err)
 	return rl
 }
@@ -37,10 +37,10 @@ func TestNewRedisRefusesBadLimits(t *testing.T) {
 	t.Parallel()
 	bundle := setup(t)
 	for _, l := range []ratelimit.Limit{{Rate: 0, Burst: 1}, {Rate: -1, Burst: 1}, {Rate: 1, Burst: 0}} {
-		_, err := ratelimit.NewRedis(bundle.client, bundle.prefix, l)
+		_, err := ratelimit.New(ratelimit.Config{Redis: bundle.client, Prefix: bundle.prefix, Limit: l})
 		require.Error(t, err, "%+v", l)
 	}
-	_, err := ratelimit.NewRedis(nil, bundle.prefix, ratelimit.Limit{Rate: 1, Burst: 1})
+	_, err := ratelimit.New(ratelimit.Config{Redis: nil, Prefix: bundle.prefix, Limit: ratelimit.Limit{Rate: 1, Burst: 1}})
 	require.Error(t, err)
 }
 
@@ -146,7 +146,7 @@ func TestAllow(t *testing.T) {
 		require.Equal(t, 10, allowed)
 
 		// A third limiter with another prefix is another cluster.
-		other, err := ratelimit.NewRedis(bundle.client, brokertest.Prefix(), limit)
+		other, err := ratelimit.New(ratelimit.Config{Redis: bundle.client, Prefix: brokertest.Prefix(), Limit: limit})
 		require.NoError(t, err)
 		res, err := other.Allow(bundle.ctx, "user:shared")
 		require.NoError(t, err)
@@ -157,7 +157,7 @@ func TestAllow(t *testing.T) {
 		t.Parallel()
 		client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
 		t.Cleanup(func() { _ = client.Close() })
-		rl, err := ratelimit.NewRedis(client, brokertest.Prefix(), ratelimit.Limit{Rate: 1, Burst: 1})
+		rl, err := ratelimit.New(ratelimit.Config{Redis: client, Prefix: brokertest.Prefix(), Limit: ratelimit.Limit{Rate: 1, Burst: 1}})
 		require.NoError(t, err)
 		_, err = rl.Allow(t.Context(), "k")
 		require.Error(t, err)

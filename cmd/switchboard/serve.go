@@ -96,7 +96,7 @@ func newBase(ctx context.Context, cfg *config, log *slog.Logger) (_ *base, err e
 		return nil, err
 	}
 	b.store = storage.New(b.pool, storeOptions(cfg, b.queue)...)
-	if b.denylist, err = denylist.NewRedis(b.rdb, cfg.RedisPrefix); err != nil {
+	if b.denylist, err = denylist.New(denylist.Config{Redis: b.rdb, Prefix: cfg.RedisPrefix}); err != nil {
 		return nil, err
 	}
 	b.cache, err = cache.New(bctx, cache.Config{
@@ -106,8 +106,8 @@ func newBase(ctx context.Context, cfg *config, log *slog.Logger) (_ *base, err e
 	if err != nil {
 		return nil, err
 	}
-	b.broker, err = broker.NewRedis(broker.RedisConfig{
-		Client: b.rdb,
+	b.broker, err = broker.New(broker.Config{
+		Redis:  b.rdb,
 		Prefix: cfg.RedisPrefix,
 		Logger: log.With(slog.String("component", "broker")),
 	})
@@ -249,21 +249,21 @@ func newNode(ctx context.Context, cfg *config, secret []byte, log *slog.Logger) 
 		ClientIP:   clients.IP,
 		Logger:     log.With(slog.String("component", "web")),
 	}
-	webCfg.LoginBackoff, err = ratelimit.NewBackoff(b.rdb, cfg.RedisPrefix, ratelimit.BackoffConfig{})
+	webCfg.LoginBackoff, err = ratelimit.NewBackoff(ratelimit.BackoffConfig{Redis: b.rdb, Prefix: cfg.RedisPrefix})
 	if err != nil {
 		return nil, err
 	}
 	if cfg.AuthRateLimit > 0 {
 		// The budget refills over a minute, with bursts of a minute's worth.
-		rl, err := ratelimit.NewRedis(b.rdb, cfg.RedisPrefix, ratelimit.Limit{
-			Rate: float64(cfg.AuthRateLimit) / 60, Burst: cfg.AuthRateLimit})
+		rl, err := ratelimit.New(ratelimit.Config{Redis: b.rdb, Prefix: cfg.RedisPrefix, Limit: ratelimit.Limit{
+			Rate: float64(cfg.AuthRateLimit) / 60, Burst: cfg.AuthRateLimit}})
 		if err != nil {
 			return nil, fmt.Errorf("auth rate limit: %w", err)
 		}
 		webCfg.AuthLimiter = rl
 	}
 	if cfg.HTTPRateLimit > 0 {
-		rl, err := ratelimit.NewRedis(b.rdb, cfg.RedisPrefix, ratelimit.Limit{Rate: cfg.HTTPRateLimit, Burst: cfg.HTTPRateBurst})
+		rl, err := ratelimit.New(ratelimit.Config{Redis: b.rdb, Prefix: cfg.RedisPrefix, Limit: ratelimit.Limit{Rate: cfg.HTTPRateLimit, Burst: cfg.HTTPRateBurst}})
 		if err != nil {
 			return nil, fmt.Errorf("http rate limit: %w", err)
 		}

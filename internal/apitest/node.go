@@ -77,7 +77,7 @@ func NewNode(t testing.TB, opts Options) *Node {
 	require.NoError(t, err)
 	clients, err := clientip.New(opts.TrustedProxies)
 	require.NoError(t, err)
-	ended, err := denylist.NewRedis(rdb, prefix)
+	ended, err := denylist.New(denylist.Config{Redis: rdb, Prefix: prefix})
 	require.NoError(t, err)
 	cached, err := cache.New(ctx, cache.Config{Store: store, Redis: rdb, Key: prefix + "versions", EndedKey: ended.Key,
 		Registerer: reg, Logger: log})
@@ -106,7 +106,7 @@ func NewNode(t testing.TB, opts Options) *Node {
 		Tokens: tokens, Denylist: ended, Presence: online, WebSocket: h, ClientIP: clients.IP, Registerer: reg,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Logger: log,
 		Ready: func(ctx context.Context) error { return errors.Join(pool.Ping(ctx), rdb.Ping(ctx).Err()) }}
-	webCfg.LoginBackoff, err = ratelimit.NewBackoff(rdb, prefix, ratelimit.BackoffConfig{})
+	webCfg.LoginBackoff, err = ratelimit.NewBackoff(ratelimit.BackoffConfig{Redis: rdb, Prefix: prefix})
 	require.NoError(t, err)
 	if opts.AuthRateLimit > 0 {
 		webCfg.AuthLimiter = newLimiter(t, rdb, prefix, ratelimit.Limit{
@@ -135,7 +135,7 @@ func NewNode(t testing.TB, opts Options) *Node {
 // newLimiter returns a rate limiter on rdb under prefix.
 func newLimiter(t testing.TB, rdb redis.UniversalClient, prefix string, l ratelimit.Limit) *ratelimit.Redis {
 	t.Helper()
-	rl, err := ratelimit.NewRedis(rdb, prefix, l)
+	rl, err := ratelimit.New(ratelimit.Config{Redis: rdb, Prefix: prefix, Limit: l})
 	require.NoError(t, err)
 	return rl
 }
