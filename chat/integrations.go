@@ -73,3 +73,18 @@ type RunClaim struct {
 	// Now is the database's clock at the claim, the clock of HeldUntil.
 	Now time.Time
 }
+
+// Job is the durable record of one job of the queue (integrations/jobs),
+// kept in Postgres from before the job is put in Redis until it has run:
+// what it takes to put the job back when Redis lost it (SPEC §15).
+type Job struct {
+	// Key names the job, and is its task id in the queue: one job per key.
+	Key     string
+	Type    string // task type, e.g. "slack:post"
+	Payload []byte
+	// RunAt is when the job is to run (not before).
+	RunAt time.Time
+	// CheckAt is when a sweeper first makes sure the queue holds the job,
+	// if it has not run by then.
+	CheckAt time.Time
+}

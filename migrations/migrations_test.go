@@ -128,6 +128,31 @@ func TestClaimsMigration(t *testing.T) {
 	require.NoError(t, err)
 }
 
+// TestJobJournalMigration runs 00010 down and up again: Down drops the
+// journal, and a dead record needs its reason.
+func TestJobJournalMigration(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	url := storagetest.NewDatabase(t)
+	db, err := sql.Open("pgx", url)
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	p, err := goose.NewProvider(goose.DialectPostgres, db, os.DirFS("."))
+	require.NoError(t, err)
+
+	_, err = db.ExecContext(ctx, `INSERT INTO job_journal (key, type, payload, run_at, check_at) VALUES ('k', 't', '', now(), now())`)
+	require.NoError(t, err)
+	_, err = db.ExecContext(ctx, `UPDATE job_journal SET dead_at = now()`)
+	require.ErrorContains(t, err, "job_journal_dead_check", "a dead job has its last error")
+	_, err = p.DownTo(ctx, 7)
+	require.NoError(t, err)
+	var exists bool
+	require.NoError(t, db.QueryRowContext(ctx, `SELECT to_regclass('job_journal') IS NOT NULL`).Scan(&exists))
+	require.False(t, exists)
+	_, err = p.Up(ctx)
+	require.NoError(t, err)
+}
+
 // TestConcurrentUp: nodes that start together on an empty database all
 // migrate it without error, and every migration is applied once.
 func TestConcurrentUp(t *testing.T) {
