@@ -7,20 +7,30 @@
 // Retry), leases so that a task whose worker died is run again, and task ids
 // that make an enqueue idempotent. Each queue gets its own worker pool, so a
 // slow Slack API cannot hold the workers that send SMS.
+//
+// Redis holds nothing that cannot be rebuilt (SPEC §15): with a Journal,
+// every job is recorded in Postgres before it goes to Redis and until it
+// ran, and the workers put back the jobs Redis lost (see journal.go).
 package jobs
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"sort"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboard-chat/switchboard/chat"
 )
 
 // Kind describes one type of task.
@@ -58,16 +68,28 @@ type Config struct {
 	BreakerTimeout time.Duration
 	// Concurrency is the number of workers per queue (default 4).
 	Concurrency int
+	// Journal, if not nil, is the durable record of the jobs: every
+	// enqueue records its jobs there first, and the workers settle and
+	// sweep it (see Journal).
+	Journal Journal
+	// JournalGrace is how long after its run time a job that has not run is
+	// first looked for in Redis by the sweep (default 30 s).
+	JournalGrace time.Duration
+	// SweepInterval is how often the workers sweep the journal (default 5 s).
+	SweepInterval time.Duration
 }
 
 // Queue enqueues tasks, runs workers and answers the jobs CLI.
 type Queue struct {
-	cfg       Config
-	kinds     map[string]Kind
-	client    *asynq.Client
+	cfg   Config
+	kinds map[string]Kind
+	// client is replaced when Redis lost its data: an asynq client
+	// registers a queue name in Redis only with its first task.
+	client    atomic.Pointer[asynq.Client]
 	inspector *asynq.Inspector
 	log       *slog.Logger
 	metrics   *metrics
+	sweep     sweepState // owned by the sweep goroutine of Work
 }
 
 // New returns a Queue on cfg.Redis. It does not close the Redis client.
@@ -82,16 +104,18 @@ func New(cfg Config) (*Queue, error) {
 	cfg.RetryMax = cmpOr(cfg.RetryMax, 10*time.Minute)
 	cfg.PollInterval = cmpOr(cfg.PollInterval, time.Second)
 	cfg.BreakerTimeout = cmpOr(cfg.BreakerTimeout, 30*time.Second)
+	cfg.JournalGrace = cmpOr(cfg.JournalGrace, 30*time.Second)
+	cfg.SweepInterval = cmpOr(cfg.SweepInterval, 5*time.Second)
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 4
 	}
 	q := &Queue{
 		cfg:       cfg,
 		kinds:     make(map[string]Kind, len(cfg.Kinds)),
-		client:    asynq.NewClientFromRedisClient(cfg.Redis),
 		inspector: asynq.NewInspectorFromRedisClient(cfg.Redis),
 		log:       cfg.Logger,
 	}
+	q.client.Store(asynq.NewClientFromRedisClient(cfg.Redis))
 	var err error
 	if q.metrics, err = newMetrics(q, cfg.Registerer); err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
@@ -144,31 +168,94 @@ func (q *Queue) Enqueue(ctx context.Context, typ, key string, payload []byte) er
 
 // EnqueueAt is Enqueue for a task that must not run before at (zero: now).
 func (q *Queue) EnqueueAt(ctx context.Context, typ, key string, payload []byte, at time.Time) error {
-	k, ok := q.kinds[typ]
+	j, err := q.Job(typ, key, payload, at)
+	if err != nil {
+		return err
+	}
+	return q.EnqueueJobs(ctx, j)
+}
+
+// Job returns the record of a task of type typ under key (empty: a key of
+// its own), to run at at (zero: now), for EnqueueJobs, or for Push once
+// its caller recorded it in the journal itself.
+func (q *Queue) Job(typ, key string, payload []byte, at time.Time) (chat.Job, error) {
+	if _, ok := q.kinds[typ]; !ok {
+		return chat.Job{}, fmt.Errorf("jobs: unknown task type %q", typ)
+	}
+	if key == "" {
+		key = typ + ":" + randomID()
+	}
+	now := time.Now()
+	if at.IsZero() {
+		at = now
+	}
+	return chat.Job{Key: key, Type: typ, Payload: payload, RunAt: at, CheckAt: later(at, now).Add(q.cfg.JournalGrace)}, nil
+}
+
+// EnqueueJobs records jobs in the journal, then adds each to the queue
+// under its key, as Enqueue does. On an error some may have been added and
+// all may be recorded: the caller tries again under the same keys, or the
+// sweep adds them.
+func (q *Queue) EnqueueJobs(ctx context.Context, jobs ...chat.Job) error {
+	if q.cfg.Journal != nil {
+		if err := q.cfg.Journal.RecordJobs(ctx, jobs); err != nil {
+			return fmt.Errorf("enqueue: %w", err)
+		}
+	}
+	for _, j := range jobs {
+		if _, err := q.push(ctx, j); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Push adds j to the queue without recording it: for a job its caller
+// recorded in the journal in a transaction of its own.
+func (q *Queue) Push(ctx context.Context, j chat.Job) error {
+	_, err := q.push(ctx, j)
+	return err
+}
+
+// push adds j to Redis unless a task with its key is there already (added
+// false): queued, running, retrying, dead, or done within retention.
+func (q *Queue) push(ctx context.Context, j chat.Job) (added bool, err error) {
+	k, ok := q.kinds[j.Type]
 	if !ok {
-		return fmt.Errorf("jobs: unknown task type %q", typ)
+		return false, fmt.Errorf("jobs: unknown task type %q", j.Type)
 	}
 	opts := []asynq.Option{
 		asynq.Queue(q.queueName(k.Queue)),
 		asynq.MaxRetry(k.MaxAttempts - 1),
 		asynq.Timeout(k.Timeout),
 		asynq.Retention(retention),
+		asynq.TaskID(j.Key),
 	}
-	if key != "" {
-		opts = append(opts, asynq.TaskID(key))
+	if j.RunAt.After(time.Now()) {
+		opts = append(opts, asynq.ProcessAt(j.RunAt))
 	}
-	if !at.IsZero() {
-		opts = append(opts, asynq.ProcessAt(at))
-	}
-	_, err := q.client.EnqueueContext(ctx, asynq.NewTask(typ, payload), opts...)
+	_, err = q.client.Load().EnqueueContext(ctx, asynq.NewTask(j.Type, j.Payload), opts...)
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("enqueue %s: %w", typ, err)
+		return false, fmt.Errorf("enqueue %s: %w", j.Type, err)
 	}
-	q.metrics.enqueued(typ)
-	return nil
+	q.metrics.enqueued(j.Type)
+	return true, nil
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func randomID() string {
+	b := make([]byte, 12)
+	_, _ = crand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // Permanent marks err as one no retry can fix (a phone number Twilio
@@ -228,10 +315,12 @@ func (q *Queue) Work(ctx context.Context, handlers map[string]Handler) error {
 		byQueue[name].HandleFunc(typ, q.instrument(typ, h))
 	}
 	var servers []*asynq.Server
+	var sweeping sync.WaitGroup
 	defer func() {
 		for _, s := range servers {
 			s.Shutdown()
 		}
+		sweeping.Wait()
 	}()
 	for name, mux := range byQueue {
 		srv := asynq.NewServerFromRedisClient(q.cfg.Redis, asynq.Config{
@@ -249,6 +338,9 @@ func (q *Queue) Work(ctx context.Context, handlers map[string]Handler) error {
 		}
 		servers = append(servers, srv)
 	}
+	if q.cfg.Journal != nil {
+		sweeping.Go(func() { q.sweepLoop(ctx) })
+	}
 	<-ctx.Done()
 	return nil
 }
@@ -260,15 +352,17 @@ func (q *Queue) retryDelay(n int, err error, _ *asynq.Task) time.Duration {
 	return q.backoff(n)
 }
 
-// instrument logs and counts each run of a task.
+// instrument logs and counts each run of a task, and settles its journal
+// record once it succeeded or died.
 func (q *Queue) instrument(typ string, h Handler) asynq.HandlerFunc {
 	return func(ctx context.Context, t *asynq.Task) error {
+		id, _ := asynq.GetTaskID(ctx)
 		err := h(ctx, t.Payload())
 		if err == nil {
 			q.metrics.outcome(typ, "succeeded")
+			q.settle(ctx, id, "")
 			return nil
 		}
-		id, _ := asynq.GetTaskID(ctx)
 		attempt, _ := asynq.GetRetryCount(ctx)
 		maxRetry, _ := asynq.GetMaxRetry(ctx)
 		log := q.log.With(slog.String("type", typ), slog.String("id", id), slog.Int("attempt", attempt+1), slog.Any("error", err))
@@ -279,6 +373,7 @@ func (q *Queue) instrument(typ string, h Handler) asynq.HandlerFunc {
 		case IsPermanent(err) || attempt >= maxRetry:
 			q.metrics.outcome(typ, "dead")
 			log.Error("job dead")
+			q.settle(ctx, id, err.Error())
 		default:
 			q.metrics.outcome(typ, "retried")
 			log.Warn("job failed, will retry")

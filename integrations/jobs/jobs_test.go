@@ -23,9 +23,10 @@ var (
 )
 
 type fixture struct {
-	q   *jobs.Queue
-	reg *prometheus.Registry
-	rdb *redis.Client
+	q      *jobs.Queue
+	reg    *prometheus.Registry
+	rdb    *redis.Client
+	prefix string
 }
 
 // metric reads the value of one series the queue registered, 0 when it
@@ -82,7 +83,7 @@ func newQueue(t *testing.T, tune func(*jobs.Config)) *fixture {
 		rdb.Del(context.Background(), cfg.Prefix+"breakers")
 		rdb.Close()
 	})
-	return &fixture{q: q, reg: reg, rdb: rdb}
+	return &fixture{q: q, reg: reg, rdb: rdb, prefix: cfg.Prefix}
 }
 
 // work runs handlers until t ends.

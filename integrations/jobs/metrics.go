@@ -10,6 +10,7 @@ import (
 // metrics are the job queue's Prometheus series.
 type metrics struct {
 	enqueuedTotal *prometheus.CounterVec // by type
+	restoredTotal *prometheus.CounterVec // by type
 	outcomes      *prometheus.CounterVec // by type and outcome: succeeded, retried, deferred, dead
 	breakers      *prometheus.GaugeVec   // by api: 0 closed, 1 half-open, 2 open
 }
@@ -20,6 +21,9 @@ func newMetrics(q *Queue, reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		enqueuedTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_jobs_enqueued_total", Help: "Jobs added to the queue, by type.",
+		}, []string{"type"}),
+		restoredTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_jobs_restored_total", Help: "Jobs of the journal that Redis had lost, added to the queue again, by type.",
 		}, []string{"type"}),
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_jobs_runs_total", Help: "Job runs by type and outcome (succeeded, retried, deferred by an open breaker, dead).",
@@ -33,7 +37,7 @@ func newMetrics(q *Queue, reg prometheus.Registerer) (*metrics, error) {
 	}
 	depth := depthCollector{q: q, desc: prometheus.NewDesc("switchboard_jobs_queue_depth",
 		"Tasks in each job queue by state.", []string{"queue", "state"}, nil)}
-	for _, c := range []prometheus.Collector{m.enqueuedTotal, m.outcomes, m.breakers, depth} {
+	for _, c := range []prometheus.Collector{m.enqueuedTotal, m.restoredTotal, m.outcomes, m.breakers, depth} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -42,6 +46,8 @@ func newMetrics(q *Queue, reg prometheus.Registerer) (*metrics, error) {
 }
 
 func (m *metrics) enqueued(typ string) { m.enqueuedTotal.WithLabelValues(typ).Inc() }
+
+func (m *metrics) restored(typ string) { m.restoredTotal.WithLabelValues(typ).Inc() }
 
 func (m *metrics) outcome(typ, outcome string) { m.outcomes.WithLabelValues(typ, outcome).Inc() }
 
