@@ -46,6 +46,13 @@ type Enqueuer interface {
 	Enqueue(ctx context.Context, typ, key string, payload []byte) error
 }
 
+// BatchEnqueuer adds many jobs at once, recording them in the job journal
+// with one statement; *jobs.Queue implements it.
+type BatchEnqueuer interface {
+	Job(typ, key string, payload []byte, at time.Time) (chat.Job, error)
+	EnqueueJobs(ctx context.Context, jobs ...chat.Job) error
+}
+
 // MessagePayload is the payload of the fanout and Slack post jobs.
 type MessagePayload struct {
 	MessageID string `json:"message_id"`
@@ -127,10 +134,11 @@ func without(all, drop []string) []string {
 	return out
 }
 
-// Relay moves outbox rows into the job queue.
+// Relay moves outbox rows into the job queue (and so the job journal,
+// which keeps a job until it ran).
 type Relay struct {
 	Store    Store
-	Queue    Enqueuer
+	Queue    BatchEnqueuer
 	Interval time.Duration // between polls of an empty outbox; 0: 200 ms
 	Logger   *slog.Logger
 }
@@ -148,13 +156,16 @@ func (r *Relay) Run(ctx context.Context) {
 	pause, lastForget := interval, time.Time{}
 	for {
 		n, err := r.Store.RelayOutbox(ctx, relayBatch, func(messageIDs []string) error {
-			for _, id := range messageIDs {
+			batch := make([]chat.Job, len(messageIDs))
+			for i, id := range messageIDs {
 				payload, _ := json.Marshal(MessagePayload{MessageID: id})
-				if err := r.Queue.Enqueue(ctx, FanoutKind.Type, "fanout:"+id, payload); err != nil {
+				j, err := r.Queue.Job(FanoutKind.Type, "fanout:"+id, payload, time.Time{})
+				if err != nil {
 					return err
 				}
+				batch[i] = j
 			}
-			return nil
+			return r.Queue.EnqueueJobs(ctx, batch...)
 		})
 		switch {
 		case ctx.Err() != nil:

@@ -20,13 +20,21 @@ import (
 // code itself is made in the job and stored only as a keyed hash, so it is
 // never at rest in Postgres or in the Redis queue.
 
-// WithPhoneCodes turns on verification codes (SMS is configured):
-// UpdateProfile calls enqueue for each code it asks for, inside its
-// transaction, so that the job exists exactly when the change commits (the
-// job waits for that commit: see ClaimPhoneCode). Without it a new number is
-// stored unverified and no code is asked for.
-func WithPhoneCodes(enqueue func(ctx context.Context, userID, codeID string) error) Option {
-	return func(s *Store) { s.phoneCodes = enqueue }
+// WithPhoneCodes turns on verification codes (SMS is configured). For
+// each code it asks for, UpdateProfile makes the code's job with job,
+// records it in the job journal and hands it to push (the queue), inside its
+// transaction: the job's record exists exactly when the change commits, and
+// a failed push fails the change (the job waits for that commit: see
+// ClaimPhoneCode). Without it a new number is stored unverified and no code
+// is asked for.
+func WithPhoneCodes(job func(userID, codeID string) (chat.Job, error), push func(ctx context.Context, j chat.Job) error) Option {
+	return func(s *Store) { s.phoneCodes = &phoneCodes{job: job, push: push} }
+}
+
+// phoneCodes is how UpdateProfile queues the job of a code.
+type phoneCodes struct {
+	job  func(userID, codeID string) (chat.Job, error)
+	push func(ctx context.Context, j chat.Job) error
 }
 
 // UpdateProfile applies u to the account in one transaction. A phone number
@@ -70,7 +78,14 @@ func (s *Store) UpdateProfile(ctx context.Context, userID string, u chat.Profile
 		if err != nil || codeID == 0 {
 			return err
 		}
-		return s.phoneCodes(ctx, userID, formatID(codeID))
+		j, err := s.phoneCodes.job(userID, formatID(codeID))
+		if err != nil {
+			return err
+		}
+		if err := recordJobs(ctx, tx, []chat.Job{j}); err != nil {
+			return err
+		}
+		return s.phoneCodes.push(ctx, j)
 	})
 	if isUniqueViolation(err, "users_slack_user_id_key") {
 		return chat.Profile{}, chat.Errorf(chat.CodeConflict, "that Slack user id belongs to another account")

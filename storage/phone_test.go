@@ -2,6 +2,7 @@ package storage_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,11 +14,17 @@ import (
 	"github.com/switchboard-chat/switchboard/storage/storagetest"
 )
 
-// codeRequest is one call of the enqueue function of WithPhoneCodes.
+// codeRequest is one code's job that WithPhoneCodes pushed.
 type codeRequest struct{ UserID, CodeID string }
 
+// codeJob is the job of a code as the tests make it.
+func codeJob(userID, codeID string) (chat.Job, error) {
+	return chat.Job{Key: "sms-code:" + codeID, Type: "sms:code", Payload: []byte(userID + " " + codeID),
+		RunAt: time.Now(), CheckAt: time.Now().Add(time.Minute)}, nil
+}
+
 // phoneBundle is a testBundle whose store asks for codes, recording each
-// request instead of queueing a job.
+// job pushed instead of queueing it.
 type phoneBundle struct {
 	*testBundle
 	mu       sync.Mutex
@@ -28,7 +35,8 @@ func setupPhone(t *testing.T) *phoneBundle {
 	t.Helper()
 	b := &phoneBundle{testBundle: setup(t)}
 	b.store = storage.New(b.pool, storage.WithOutbox(storage.Outbox{SMS: true}),
-		storage.WithPhoneCodes(func(_ context.Context, userID, codeID string) error {
+		storage.WithPhoneCodes(codeJob, func(_ context.Context, j chat.Job) error {
+			userID, codeID, _ := strings.Cut(string(j.Payload), " ")
 			b.mu.Lock()
 			defer b.mu.Unlock()
 			b.requests = append(b.requests, codeRequest{userID, codeID})
@@ -90,6 +98,9 @@ func TestPhoneVerification(t *testing.T) {
 		alice := b.user(t, "alice")
 		req := b.setPhone(t, alice.ID, "+15550100")
 		require.Equal(t, alice.ID, req.UserID)
+		var journaled string
+		require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT key FROM job_journal`).Scan(&journaled))
+		require.Equal(t, "sms-code:"+req.CodeID, journaled, "the job is recorded with the change")
 
 		sent := b.makeCode(t, req, "hash-1")
 		require.Equal(t, &made{UserID: alice.ID, Phone: "+15550100"}, sent)
@@ -265,7 +276,8 @@ func TestPhoneVerification(t *testing.T) {
 		var wg sync.WaitGroup
 		var claim chat.PhoneCode
 		var jobErr error
-		store := storage.New(b.pool, storage.WithPhoneCodes(func(_ context.Context, userID, codeID string) error {
+		store := storage.New(b.pool, storage.WithPhoneCodes(codeJob, func(_ context.Context, j chat.Job) error {
+			userID, codeID, _ := strings.Cut(string(j.Payload), " ")
 			wg.Go(func() {
 				claim, jobErr = b.store.ClaimPhoneCode(b.ctx, userID, codeID, []byte("right"), time.Minute)
 			})
@@ -287,7 +299,7 @@ func TestPhoneVerification(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		alice := b.user(t, "alice")
-		store := storage.New(b.pool, storage.WithPhoneCodes(func(context.Context, string, string) error {
+		store := storage.New(b.pool, storage.WithPhoneCodes(codeJob, func(context.Context, chat.Job) error {
 			return chat.ErrUnavailable // Redis is down
 		}))
 		_, err := store.UpdateProfile(b.ctx, alice.ID, chat.ProfileUpdate{DisplayName: ptr("Changed"), Phone: ptr("+15550100")})
@@ -298,6 +310,9 @@ func TestPhoneVerification(t *testing.T) {
 		var codes int
 		require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*) FROM phone_codes`).Scan(&codes))
 		require.Zero(t, codes, "no code asked for, none counted")
+		var journaled int
+		require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*) FROM job_journal`).Scan(&journaled))
+		require.Zero(t, journaled, "no job recorded")
 	})
 
 	t.Run("WithoutCodesTheNumberStaysUnverified", func(t *testing.T) {

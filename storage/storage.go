@@ -26,9 +26,9 @@ import (
 type Store struct {
 	db     *pgxpool.Pool
 	outbox Outbox
-	// phoneCodes enqueues the job of a verification code; nil: SMS is off
+	// phoneCodes queues the job of a verification code; nil: SMS is off
 	// (WithPhoneCodes).
-	phoneCodes func(ctx context.Context, userID, codeID string) error
+	phoneCodes *phoneCodes
 
 	savers [maxSavers]saver // SaveMessage calls waiting for a batch, by room (save.go)
 }

@@ -104,12 +104,17 @@ func (c *config) redis(fs *flag.FlagSet) {
 		"prefix of every Redis key and channel; the nodes of one cluster share it (env SWITCHBOARD_REDIS_PREFIX)")
 }
 
-// common registers the settings every command needs (the database and the
-// JWT secret) on fs.
-func (c *config) common(fs *flag.FlagSet) {
+// database registers the Postgres setting on fs.
+func (c *config) database(fs *flag.FlagSet) {
 	fs.StringVar(&c.DatabaseURL, "database-url",
 		cmp.Or(os.Getenv("DATABASE_URL"), defaultDatabaseURL),
 		"Postgres URL; the database is created if missing (env DATABASE_URL)")
+}
+
+// common registers the settings every command needs (the database and the
+// JWT secret) on fs.
+func (c *config) common(fs *flag.FlagSet) {
+	c.database(fs)
 	fs.StringVar(&c.JWTSecretFile, "jwt-secret-file", "",
 		"file holding the HS256 key shared by all nodes (default: env SWITCHBOARD_JWT_SECRET, else random per start)")
 	fs.StringVar(&c.LogLevel, "log-level", cmp.Or(os.Getenv("SWITCHBOARD_LOG_LEVEL"), "info"), "debug, info, warn or error")

@@ -68,6 +68,8 @@ type nodeOptions struct {
 	trustedProxies string
 	accessTTL      time.Duration // zero: 15 minutes
 	tune           func(*hub.Config)
+	// tuneJobs adjusts the job queue after the harness's own settings.
+	tuneJobs func(*jobs.Config)
 	// twilio and slack, when set, turn the integration on against the
 	// fake; the node then runs job workers unless noWorkers.
 	twilio    *twiliotest.API
@@ -124,6 +126,9 @@ func newTestServerWith(t testing.TB, opts nodeOptions) *testServer {
 	cfg.tuneJobs = func(c *jobs.Config) {
 		c.RetryBase, c.RetryMax = 20*time.Millisecond, 200*time.Millisecond
 		c.PollInterval, c.BreakerTimeout = 50*time.Millisecond, 500*time.Millisecond
+		if opts.tuneJobs != nil {
+			opts.tuneJobs(c)
+		}
 	}
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	n, err := newNode(context.Background(), cfg, apitest.Secret, log)
@@ -149,7 +154,7 @@ func newTestServerWith(t testing.TB, opts nodeOptions) *testServer {
 		}
 		// DeleteQueue leaves completed tasks and counters behind.
 		_ = brokertest.DeleteKeys(ctx, n.rdb, "asynq:{"+cfg.RedisPrefix+"*")
-		n.rdb.Del(ctx, cfg.RedisPrefix+"breakers")
+		n.rdb.Del(ctx, cfg.RedisPrefix+"breakers", cfg.RedisPrefix+"jobs-epoch")
 		n.close()
 	})
 	t.Cleanup(stop)

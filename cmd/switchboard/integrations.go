@@ -23,9 +23,10 @@ import (
 // jobs CLI sees every queue.
 var jobKinds = []jobs.Kind{integrations.FanoutKind, twilio.SMSKind, twilio.CodeKind, slack.PostKind, slack.EventKind}
 
-// newQueue returns the job queue on rdb.
-func newQueue(cfg *config, rdb redis.UniversalClient, reg prometheus.Registerer, log *slog.Logger) (*jobs.Queue, error) {
-	jc := jobs.Config{Redis: rdb, Prefix: cfg.RedisPrefix, Kinds: jobKinds, Registerer: reg,
+// newQueue returns the job queue on rdb, recording its jobs in journal
+// (nil: a queue that only reads, for the jobs CLI).
+func newQueue(cfg *config, rdb redis.UniversalClient, journal jobs.Journal, reg prometheus.Registerer, log *slog.Logger) (*jobs.Queue, error) {
+	jc := jobs.Config{Redis: rdb, Prefix: cfg.RedisPrefix, Kinds: jobKinds, Journal: journal, Registerer: reg,
 		Logger: log.With(slog.String("component", "jobs"))}
 	if cfg.tuneJobs != nil {
 		cfg.tuneJobs(&jc)
@@ -38,7 +39,7 @@ func newQueue(cfg *config, rdb redis.UniversalClient, reg prometheus.Registerer,
 func storeOptions(cfg *config, q *jobs.Queue) []storage.Option {
 	opts := []storage.Option{storage.WithOutbox(storage.Outbox{SMS: cfg.smsOn(), Slack: cfg.slackOn()})}
 	if cfg.smsOn() {
-		opts = append(opts, storage.WithPhoneCodes(twilio.EnqueueCode(q)))
+		opts = append(opts, storage.WithPhoneCodes(twilio.CodeJob(q), q.Push))
 	}
 	return opts
 }

@@ -92,7 +92,9 @@ func newBase(ctx context.Context, cfg *config, log *slog.Logger) (_ *base, err e
 	b.reg = prometheus.NewRegistry()
 	b.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerPoolMetrics(b.reg, b.pool, b.rdb)
-	if b.queue, err = newQueue(cfg, b.rdb, b.reg, log); err != nil {
+	// The queue's journal is in the store, whose phone codes go to the
+	// queue: the journal is a Store of its own, without options.
+	if b.queue, err = newQueue(cfg, b.rdb, storage.New(b.pool), b.reg, log); err != nil {
 		return nil, err
 	}
 	b.store = storage.New(b.pool, storeOptions(cfg, b.queue)...)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/switchboard-chat/switchboard/auth"
 	"github.com/switchboard-chat/switchboard/presence"
+	"github.com/switchboard-chat/switchboard/storage"
 )
 
 // worker runs the job workers and the outbox relay without the HTTP server.
@@ -68,6 +69,7 @@ func jobsCmd(ctx context.Context, args []string) error {
 	var cfg config
 	fs := flag.NewFlagSet("jobs "+args[0], flag.ContinueOnError)
 	cfg.redis(fs)
+	cfg.database(fs) // retry records the job in the journal
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	if err := parseArgs(fs, args[1:]); err != nil {
 		return err
@@ -77,7 +79,7 @@ func jobsCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	defer rdb.Close()
-	q, err := newQueue(&cfg, rdb, nil, cfg.logger())
+	q, err := newQueue(&cfg, rdb, nil, nil, cfg.logger())
 	if err != nil {
 		return err
 	}
@@ -123,11 +125,18 @@ func jobsCmd(ctx context.Context, args []string) error {
 			}
 		})
 	case args[0] == "retry" && fs.NArg() == 1:
-		if err := q.Retry(ctx, fs.Arg(0)); err != nil {
-			return fmt.Errorf("retry %s: %w", fs.Arg(0), err)
-		}
-		fmt.Fprintf(out, "job %s queued again\n", fs.Arg(0))
-		return nil
+		return withStore(ctx, &cfg, func(store *storage.Store) error {
+			// Queued again, the job is recorded again until it ran.
+			q, err := newQueue(&cfg, rdb, store, nil, cfg.logger())
+			if err != nil {
+				return err
+			}
+			if err := q.Retry(ctx, fs.Arg(0)); err != nil {
+				return fmt.Errorf("retry %s: %w", fs.Arg(0), err)
+			}
+			fmt.Fprintf(out, "job %s queued again\n", fs.Arg(0))
+			return nil
+		})
 	}
 	return errors.New(use)
 }

@@ -26,13 +26,13 @@ type CodePayload struct {
 	CodeID string `json:"code_id"`
 }
 
-// EnqueueCode returns what storage.WithPhoneCodes calls for each code asked
-// for: it queues a CodeKind job keyed "sms-code:<code id>", so that a
+// CodeJob returns what storage.WithPhoneCodes makes the job of each code
+// asked for with: a CodeKind job of q keyed "sms-code:<code id>", so that a
 // repeated enqueue adds nothing.
-func EnqueueCode(q integrations.Enqueuer) func(ctx context.Context, userID, codeID string) error {
-	return func(ctx context.Context, userID, codeID string) error {
+func CodeJob(q *jobs.Queue) func(userID, codeID string) (chat.Job, error) {
+	return func(userID, codeID string) (chat.Job, error) {
 		payload, _ := json.Marshal(CodePayload{UserID: userID, CodeID: codeID}) // strings always encode
-		return q.Enqueue(ctx, CodeKind.Type, "sms-code:"+codeID, payload)
+		return q.Job(CodeKind.Type, "sms-code:"+codeID, payload, time.Time{})
 	}
 }
 

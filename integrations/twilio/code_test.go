@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/switchboard-chat/switchboard/broker/brokertest"
 	"github.com/switchboard-chat/switchboard/chat"
 	"github.com/switchboard-chat/switchboard/integrations/jobs"
 	"github.com/switchboard-chat/switchboard/integrations/jobs/jobstest"
@@ -39,15 +40,23 @@ type codeJob struct {
 // returns the code job it asked for.
 func (b *jobBundle) askCode(t *testing.T, user chat.User, phone string) codeJob {
 	t.Helper()
-	var payload []byte
-	store := storage.New(b.Pool, storage.WithPhoneCodes(func(ctx context.Context, userID, codeID string) error {
-		payload, _ = json.Marshal(twilio.CodePayload{UserID: userID, CodeID: codeID})
+	rdb, prefix := brokertest.NewClient(t)
+	q, err := jobs.New(jobs.Config{Redis: rdb, Prefix: prefix, Kinds: []jobs.Kind{twilio.CodeKind}})
+	require.NoError(t, err)
+	var pushed []chat.Job
+	store := storage.New(b.Pool, storage.WithPhoneCodes(twilio.CodeJob(q), func(_ context.Context, j chat.Job) error {
+		pushed = append(pushed, j)
 		return nil
 	}))
-	_, err := store.UpdateProfile(b.Ctx, user.ID, chat.ProfileUpdate{Phone: &phone})
+	_, err = store.UpdateProfile(b.Ctx, user.ID, chat.ProfileUpdate{Phone: &phone})
 	require.NoError(t, err)
-	require.NotNil(t, payload, "a code was asked for")
-	return codeJob{user: user, phone: phone, payload: payload}
+	require.Len(t, pushed, 1, "a code was asked for")
+	var p twilio.CodePayload
+	require.NoError(t, json.Unmarshal(pushed[0].Payload, &p))
+	require.Equal(t, twilio.CodeKind.Type, pushed[0].Type)
+	require.Equal(t, "sms-code:"+p.CodeID, pushed[0].Key)
+	require.Equal(t, user.ID, p.UserID)
+	return codeJob{user: user, phone: phone, payload: pushed[0].Payload}
 }
 
 func (b *jobBundle) handleCode(store twilio.CodeStore) jobs.Handler {

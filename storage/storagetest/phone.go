@@ -3,6 +3,7 @@ package storagetest
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,8 +21,11 @@ import (
 func VerifyPhone(t testing.TB, pool *pgxpool.Pool, userID, phone string) {
 	t.Helper()
 	var codeID string
-	store := storage.New(pool, storage.WithPhoneCodes(func(_ context.Context, _, id string) error {
-		codeID = id
+	job := func(_, id string) (chat.Job, error) {
+		return chat.Job{Key: "storagetest-code:" + id, Type: "storagetest:code", Payload: []byte{}, RunAt: time.Now(), CheckAt: time.Now()}, nil
+	}
+	store := storage.New(pool, storage.WithPhoneCodes(job, func(_ context.Context, j chat.Job) error {
+		codeID = strings.TrimPrefix(j.Key, "storagetest-code:")
 		return nil
 	}))
 	ctx := t.Context()
@@ -38,6 +42,9 @@ func VerifyPhone(t testing.TB, pool *pgxpool.Pool, userID, phone string) {
 	}
 	if err == nil {
 		err = store.MarkPhoneCodeSent(ctx, c)
+	}
+	if err == nil {
+		err = store.FinishJob(ctx, "storagetest-code:"+codeID, "") // the job ran
 	}
 	if err != nil {
 		t.Fatalf("storagetest: make code: %v", err)
