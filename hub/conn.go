@@ -100,6 +100,9 @@ type conn struct {
 	writers   sync.WaitGroup // the running flush goroutine, if any
 	closeOnce sync.Once
 	pinging   atomic.Bool
+	// present is set once Presence counts the connection, or would have
+	// had Redis answered: the refresh re-asserts it, its close removes it.
+	present atomic.Bool
 }
 
 func (h *Hub) newConn(ws *websocket.Conn, raw net.Conn, fw *frameWriter, s chat.Session) *conn {

@@ -48,12 +48,16 @@ type Store interface {
 type Presence interface {
 	// Connect records a connection unless its user has limit live ones
 	// already (allowed false; limit < 1: no limit), and reports whether the
-	// user just came online. Disconnect reports whether its user just went
-	// offline.
+	// user just came online.
 	Connect(ctx context.Context, userID, connID string, limit int) (cameOnline, allowed bool, err error)
-	Disconnect(ctx context.Context, userID, connID string) (bool, error)
-	// Refresh keeps the given connections (user id → connection ids) alive.
-	Refresh(ctx context.Context, conns map[string][]string) error
+	// Disconnect removes a connection and reports whether its user has no
+	// live connection left (also when the entry was gone already: the
+	// caller announces them offline).
+	Disconnect(ctx context.Context, userID, connID string) (offline bool, err error)
+	// Refresh keeps the given connections (user id → connection ids)
+	// alive, adding back those Presence lost whatever the cap, and
+	// returns the users who had none live until then.
+	Refresh(ctx context.Context, conns map[string][]string) (cameOnline []string, err error)
 	// Sweep returns users whose connections all expired (their node died);
 	// each is returned to one hub of the cluster, which announces them.
 	Sweep(ctx context.Context) ([]string, error)
@@ -218,6 +222,12 @@ type Hub struct {
 	// at their deadline.
 	unauthed     ipCounter
 	reconcileSem chan struct{} // bounds the store reads of a reconcile
+
+	// Presence bookkeeping (presence.go). Lock order: presenceMu, then mu.
+	presenceMu      sync.Mutex
+	refreshing      map[*conn]bool      // the connections a refresh on its way re-asserts; nil between refreshes
+	handedOff       []goneConn          // closed during that refresh: removed after it
+	pendingCleanups map[string]goneConn // by connection id: Disconnects that failed, retried at each refresh
 }
 
 // New returns a running Hub.
@@ -228,16 +238,17 @@ func New(cfg Config) (*Hub, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	unauthed, stopUnauthed := context.WithCancel(ctx)
 	h := &Hub{
-		cfg:          cfg,
-		log:          cfg.Logger,
-		ctx:          ctx,
-		cancel:       cancel,
-		flushDone:    make(chan struct{}),
-		rooms:        make(map[string]*room),
-		users:        make(map[string]map[*conn]struct{}),
-		delivery:     newDeliveryCursors(),
-		unauthed:     ipCounter{ctx: unauthed, cancel: stopUnauthed, n: make(map[string]int)},
-		reconcileSem: make(chan struct{}, 8),
+		cfg:             cfg,
+		log:             cfg.Logger,
+		ctx:             ctx,
+		cancel:          cancel,
+		flushDone:       make(chan struct{}),
+		rooms:           make(map[string]*room),
+		users:           make(map[string]map[*conn]struct{}),
+		delivery:        newDeliveryCursors(),
+		unauthed:        ipCounter{ctx: unauthed, cancel: stopUnauthed, n: make(map[string]int)},
+		reconcileSem:    make(chan struct{}, 8),
+		pendingCleanups: make(map[string]goneConn),
 	}
 	go h.flushLoop()
 	if cfg.Presence != nil {
@@ -346,9 +357,7 @@ func (h *Hub) unregister(c *conn) {
 	}
 	c.memberMu.Unlock()
 	h.writeDelivered(c.user.ID)
-	h.disconnectPresence(c, rooms)
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if set := h.users[c.user.ID]; set != nil {
 		delete(set, c)
 		if len(set) == 0 {
@@ -356,6 +365,8 @@ func (h *Hub) unregister(c *conn) {
 		}
 		h.cfg.metrics.Connections.Dec()
 	}
+	h.mu.Unlock()
+	h.leavePresence(c, rooms)
 }
 
 // acquireRoom returns the local state of roomID, creating it, subscribing

@@ -15,6 +15,9 @@ type metrics struct {
 	// this node) to the end of the write that carried it.
 	DeliveryLatency prometheus.Histogram
 	QueuedBytes     prometheus.Gauge // bytes waiting in every connection's send queue
+	// PresenceCleanups counts the closed connections whose presence entry
+	// waits for Redis to be removed.
+	PresenceCleanups prometheus.Gauge
 }
 
 // newMetrics makes the hub's collectors and registers them with reg; a nil
@@ -40,10 +43,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		QueuedBytes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "switchboard_send_queue_bytes", Help: "Bytes waiting in the send queues of all connections."}),
+		PresenceCleanups: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "switchboard_presence_cleanups_pending", Help: "Closed connections whose presence entry waits for Redis to be removed."}),
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.Connections, m.Delivered, m.FramesOut, m.Dropped, m.RateLimited,
-			m.GapFetches, m.DeliveryLatency, m.QueuedBytes} {
+			m.GapFetches, m.DeliveryLatency, m.QueuedBytes, m.PresenceCleanups} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -1,5 +1,5 @@
--- KEYS[1]: the user's connection set; KEYS[2]: the index of users with
--- connections. ARGV[1]: connection id; ARGV[2]: TTL ms; ARGV[3]: user id;
+-- KEYS[1]: the user's connection set; KEYS[2]: the index of the user's
+-- partition. ARGV[1]: connection id; ARGV[2]: TTL ms; ARGV[3]: user id;
 -- ARGV[4]: the most live connections the user may have (0: no limit).
 -- Returns -1 when the user has that many already (nothing is recorded),
 -- 1 when the user had no live connection before this one, else 0.

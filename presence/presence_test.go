@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-chat/switchboard/broker/brokertest"
@@ -14,7 +15,7 @@ import (
 func setup(t *testing.T, ttl time.Duration) *presence.Redis {
 	t.Helper()
 	client, prefix := brokertest.NewClient(t)
-	p, err := presence.New(presence.Config{Client: client, Prefix: prefix, TTL: ttl})
+	p, err := presence.New(presence.Config{Redis: client, Prefix: prefix, TTL: ttl})
 	require.NoError(t, err)
 	return p
 }
@@ -43,7 +44,7 @@ func TestTransitionsOncePerUser(t *testing.T) {
 	require.True(t, offline, "last connection gone")
 	offline, err = p.Disconnect(ctx, "1", "conn-b")
 	require.NoError(t, err)
-	require.False(t, offline, "a repeated disconnect is not a second transition")
+	require.True(t, offline, "a cleanup run again (after an outage) finds the user offline too")
 
 	got, err = p.Online(ctx, []string{"1"})
 	require.NoError(t, err)
@@ -63,7 +64,8 @@ func TestDeadNodeStopsCounting(t *testing.T) {
 
 	deadline := time.Now().Add(1200 * time.Millisecond)
 	for time.Now().Before(deadline) {
-		require.NoError(t, p.Refresh(ctx, map[string][]string{"alive": {"c2"}}))
+		_, err := p.Refresh(ctx, map[string][]string{"alive": {"c2"}})
+		require.NoError(t, err)
 		time.Sleep(100 * time.Millisecond)
 	}
 	got, err := p.Online(ctx, []string{"dead", "alive"})
@@ -121,4 +123,116 @@ func TestConnectionCap(t *testing.T) {
 	_, allowed, err = p.Connect(ctx, "1", "c6", 3)
 	require.NoError(t, err)
 	require.True(t, allowed)
+}
+
+// setupClient is setup that also returns the client and prefix, to make
+// Redis lose what it holds under the prefix.
+func setupClient(t *testing.T, ttl time.Duration) (*presence.Redis, *redis.Client, string) {
+	t.Helper()
+	client, prefix := brokertest.NewClient(t)
+	p, err := presence.New(presence.Config{Redis: client, Prefix: prefix, TTL: ttl, Partitions: 4})
+	require.NoError(t, err)
+	return p, client, prefix
+}
+
+// TestRefreshReassertsWhatRedisLost: Redis loses every entry (a restart
+// without persistence); the next refresh of each node adds its live
+// connections back, reports their users as online again (once), indexes
+// them again for the sweep, and refuses none for the cap.
+func TestRefreshReassertsWhatRedisLost(t *testing.T) {
+	t.Parallel()
+	p, client, prefix := setupClient(t, 400*time.Millisecond)
+	ctx := t.Context()
+	for _, c := range [][2]string{{"1", "a"}, {"2", "b"}, {"3", "c"}} {
+		_, allowed, err := p.Connect(ctx, c[0], c[1], 1)
+		require.NoError(t, err)
+		require.True(t, allowed)
+	}
+	require.NoError(t, brokertest.DeleteKeys(ctx, client, prefix+"*"))
+	got, err := p.Online(ctx, []string{"1", "2", "3"})
+	require.NoError(t, err)
+	require.Empty(t, got, "Redis lost them")
+
+	// Node one holds 1's and 3's connections (3's second one came while
+	// Redis was down, uncounted: over the cap of 1, but live); node two
+	// holds 2's.
+	came, err := p.Refresh(ctx, map[string][]string{"1": {"a"}, "3": {"c", "c2"}})
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{"1", "3"}, came)
+	came, err = p.Refresh(ctx, map[string][]string{"2": {"b"}})
+	require.NoError(t, err)
+	require.Equal(t, []string{"2"}, came)
+	got, err = p.Online(ctx, []string{"1", "2", "3"})
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{"1", "2", "3"}, got)
+	came, err = p.Refresh(ctx, map[string][]string{"1": {"a"}, "2": {"b"}, "3": {"c", "c2"}})
+	require.NoError(t, err)
+	require.Empty(t, came, "online already: no second transition")
+	_, allowed, err := p.Connect(ctx, "3", "c3", 2)
+	require.NoError(t, err)
+	require.False(t, allowed, "both re-asserted connections count")
+	offline, err := p.Disconnect(ctx, "3", "c")
+	require.NoError(t, err)
+	require.False(t, offline)
+
+	// The index came back too: once nobody refreshes 1, a sweep finds them.
+	deadline := time.Now().Add(700 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		_, err := p.Refresh(ctx, map[string][]string{"2": {"b"}, "3": {"c2"}})
+		require.NoError(t, err)
+		time.Sleep(100 * time.Millisecond)
+	}
+	gone, err := p.Sweep(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []string{"1"}, gone)
+}
+
+// TestDisconnectAfterRedisLostIt: a cleanup that runs after Redis lost the
+// entry (the first attempt failed during the outage) reports the user
+// offline, unless another connection of theirs is live.
+func TestDisconnectAfterRedisLostIt(t *testing.T) {
+	t.Parallel()
+	p, client, prefix := setupClient(t, time.Minute)
+	ctx := t.Context()
+	for _, c := range [][2]string{{"1", "a"}, {"2", "b"}, {"2", "b-new"}} {
+		_, _, err := p.Connect(ctx, c[0], c[1], 0)
+		require.NoError(t, err)
+	}
+	require.NoError(t, brokertest.DeleteKeys(ctx, client, prefix+"*"))
+	_, err := p.Refresh(ctx, map[string][]string{"2": {"b-new"}}) // 2 reconnected meanwhile
+	require.NoError(t, err)
+	offline, err := p.Disconnect(ctx, "1", "a")
+	require.NoError(t, err)
+	require.True(t, offline)
+	offline, err = p.Disconnect(ctx, "2", "b")
+	require.NoError(t, err)
+	require.False(t, offline, "a stale cleanup leaves the new connection")
+	got, err := p.Online(ctx, []string{"1", "2"})
+	require.NoError(t, err)
+	require.Equal(t, []string{"2"}, got)
+}
+
+// TestScriptsReloadAfterRestart: Redis forgets its scripts when it
+// restarts; the pipelined scripts load them again.
+func TestScriptsReloadAfterRestart(t *testing.T) {
+	t.Parallel()
+	p, client, _ := setupClient(t, time.Minute)
+	ctx := t.Context()
+	_, _, err := p.Connect(ctx, "1", "a", 0)
+	require.NoError(t, err)
+	require.NoError(t, client.ScriptFlush(ctx).Err())
+	_, err = p.Refresh(ctx, map[string][]string{"1": {"a"}})
+	require.NoError(t, err)
+	require.NoError(t, client.ScriptFlush(ctx).Err())
+	_, err = p.Sweep(ctx)
+	require.NoError(t, err)
+}
+
+func TestPrefixWithBraceRefused(t *testing.T) {
+	t.Parallel()
+	client, _ := brokertest.NewClient(t)
+	for _, prefix := range []string{"sw{itch}:", "a}", "{"} {
+		_, err := presence.New(presence.Config{Redis: client, Prefix: prefix})
+		require.ErrorContains(t, err, "brace", prefix)
+	}
 }

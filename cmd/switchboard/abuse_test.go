@@ -177,7 +177,7 @@ func TestConnectionCapAfterNodeDeath(t *testing.T) {
 	require.NoError(t, err)
 	client := redis.NewClient(opts)
 	defer client.Close()
-	dead, err := presence.New(presence.Config{Client: client, Prefix: prefix, TTL: 700 * time.Millisecond})
+	dead, err := presence.New(presence.Config{Redis: client, Prefix: prefix, TTL: 700 * time.Millisecond})
 	require.NoError(t, err)
 	for i := range 2 {
 		_, allowed, err := dead.Connect(context.Background(), bob.ID, fmt.Sprint("dead-", i), 2)

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -69,7 +71,12 @@ func TestAPIPresenceUnavailableLeaksNothing(t *testing.T) {
 	room := s.createRoom(t, alice, "public")
 	require.Equal(t, http.StatusOK, s.do(t, "GET", "/api/v1/rooms/"+room+"/presence", alice.Token, nil).Status)
 
-	require.NoError(t, s.node.rdb.Set(t.Context(), s.prefix+"presence:"+alice.ID, "not a sorted set", 0).Err())
+	// Her connection set, in whichever of the 64 partitions she is.
+	t.Cleanup(func() { _ = brokertest.DeleteKeys(context.Background(), s.node.rdb, s.prefix+"presence:*") })
+	for k := range 64 {
+		key := fmt.Sprintf("%spresence:{p%d}%s", s.prefix, k, alice.ID)
+		require.NoError(t, s.node.rdb.Set(t.Context(), key, "not a sorted set", 0).Err())
+	}
 	r := s.do(t, "GET", "/api/v1/rooms/"+room+"/presence", alice.Token, nil)
 	requireAPIError(t, r, http.StatusServiceUnavailable, "unavailable")
 	require.Equal(t, "presence is unavailable; try again", r.Body["error"].(map[string]any)["message"])

@@ -89,7 +89,7 @@ func TestPresenceDeadNodeAnnouncedOffline(t *testing.T) {
 	require.NoError(t, err)
 	client := redis.NewClient(opts)
 	defer client.Close()
-	deadNode, err := presence.New(presence.Config{Client: client, Prefix: prefix, TTL: 300 * time.Millisecond})
+	deadNode, err := presence.New(presence.Config{Redis: client, Prefix: prefix, TTL: 300 * time.Millisecond})
 	require.NoError(t, err)
 	_, _, err = deadNode.Connect(t.Context(), alice.ID, "conn-on-dead-node", 0)
 	require.NoError(t, err)

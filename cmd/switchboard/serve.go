@@ -177,7 +177,7 @@ func newNode(ctx context.Context, cfg *config, secret []byte, log *slog.Logger) 
 		}
 	}()
 	authenticator := auth.NewAuthenticator(tokens, b.cache, b.denylist)
-	online, err := presence.New(presence.Config{Client: b.rdb, Prefix: cfg.RedisPrefix})
+	online, err := presence.New(presence.Config{Redis: b.rdb, Prefix: cfg.RedisPrefix})
 	if err != nil {
 		return nil, err
 	}

@@ -48,7 +48,7 @@ func worker(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	online, err := presence.New(presence.Config{Client: b.rdb, Prefix: cfg.RedisPrefix})
+	online, err := presence.New(presence.Config{Redis: b.rdb, Prefix: cfg.RedisPrefix})
 	if err != nil {
 		return err
 	}

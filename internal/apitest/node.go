@@ -82,7 +82,7 @@ func NewNode(t testing.TB, opts Options) *Node {
 	cached, err := cache.New(ctx, cache.Config{Store: store, Redis: rdb, Key: prefix + "versions", EndedKey: ended.Key,
 		Registerer: reg, Logger: log})
 	require.NoError(t, err)
-	online, err := presence.New(presence.Config{Client: rdb, Prefix: prefix})
+	online, err := presence.New(presence.Config{Redis: rdb, Prefix: prefix})
 	require.NoError(t, err)
 	authenticator := auth.NewAuthenticator(tokens, cached, ended)
 	reads := history.New(cached)
