@@ -222,15 +222,25 @@ func (p *Proxy) close() {
 
 // DeleteKeys deletes every key that matches pattern (SCAN MATCH, then DEL),
 // for tests that clean up after libraries keeping keys of their own, such
-// as asynq's "asynq:{<queue>}:…".
+// as asynq's "asynq:{<queue>}:…". On a Redis Cluster it goes over every
+// primary.
 func DeleteKeys(ctx context.Context, rdb redis.UniversalClient, pattern string) error {
+	if c, ok := rdb.(*redis.ClusterClient); ok {
+		return c.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+			return deleteKeys(ctx, node, pattern)
+		})
+	}
+	return deleteKeys(ctx, rdb, pattern)
+}
+
+func deleteKeys(ctx context.Context, rdb redis.UniversalClient, pattern string) error {
 	iter := rdb.Scan(ctx, 0, pattern, 500).Iterator()
-	var keys []string
 	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
+		// One key at a time: on a Cluster node a DEL of several keys must
+		// stay within one slot.
+		if err := rdb.Del(ctx, iter.Val()).Err(); err != nil {
+			return err
+		}
 	}
-	if err := iter.Err(); err != nil || len(keys) == 0 {
-		return err
-	}
-	return rdb.Del(ctx, keys...).Err()
+	return iter.Err()
 }
