@@ -78,6 +78,7 @@ type memberStats struct {
 	sent, acked int64
 	achieved    int64 // acks received before the phase's end
 	ackLat      []time.Duration
+	ackAt       []time.Time     // intended send time of each ackLat
 	delLat      []time.Duration // from the message's intended send time
 	late        []time.Duration // how late each send left
 	codes       map[string]int  // error answers by code
@@ -226,6 +227,7 @@ func (m *member) recordAck(intended time.Time, room string, seq int64, now time.
 		m.st.achieved++
 	}
 	m.st.ackLat = append(m.st.ackLat, now.Sub(intended))
+	m.st.ackAt = append(m.st.ackAt, intended)
 	m.mu.Unlock()
 }
 
@@ -286,6 +288,7 @@ func (m *member) abandon() int {
 type fleetStats struct {
 	sent, acked, achieved int64
 	ack, delivery, late   latencies
+	ackAt                 []time.Time // intended send time of each ack latency, in the same order
 	codes                 map[string]int
 	deliveries, echoes    int64
 	foreign, malformed    int64
@@ -302,6 +305,7 @@ func (f *fleet) take() *fleetStats {
 		s.acked += st.acked
 		s.achieved += st.achieved
 		s.ack.addAll(st.ackLat)
+		s.ackAt = append(s.ackAt, st.ackAt...)
 		s.delivery.addAll(st.delLat)
 		s.late.addAll(st.late)
 		for k, v := range st.codes {

@@ -361,6 +361,10 @@ func TestSweepChart(t *testing.T) {
 	require.Equal(t, 2*4, circles, "achieved, p50, p99 and p99.9 at each rate")
 	require.Contains(t, string(svg), `fill="white"`, "the point whose generator fell behind is hollow")
 	require.Contains(t, sweepTable(pts), "| 4,000 | 2,500 |")
+	require.Equal(t, "within target", verdict(pts[0]))
+	require.Contains(t, verdict(pts[1]), "out of target (the generator also fell behind")
+	late := &writePoint{Offered: 1000, Achieved: 1000, Ack: Summary{P99: 60}, Lateness: Summary{P99: 15}, Settled: true}
+	require.Contains(t, verdict(late), "INVALID", "60 ms less its 15 ms of lateness could be within 50 ms")
 }
 
 // TestBodyStamp: a body carries its intended time and its sender.

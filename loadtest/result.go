@@ -191,6 +191,7 @@ func (r *Result) print(w io.Writer) {
 		for _, pt := range r.Points {
 			fmt.Fprintf(w, "  %s\n", pointLine(pt))
 			fmt.Fprintf(w, "    CPU cores: %s\n    machine: %s\n", cpuLine(pt.CPU), pt.Machine)
+			fmt.Fprintf(w, "    per second, acks answered / p99 ms of the sends intended in it: %s\n", timelineLine(pt.Timeline))
 		}
 	}
 	for _, n := range r.Notes {

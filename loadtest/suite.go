@@ -24,7 +24,8 @@ import (
 const suiteDuration = 5 * time.Second
 
 // runSuite runs a short version of every scenario on fresh servers, and
-// writes results.json, report.md, latency.svg and sweep.svg to f.out:
+// writes results.json, report.md, latency.svg and sweep.svg, .md and .json
+// to f.out:
 //
 //  1. one node, the connection cap off: connections (the memory floor);
 //  2. two nodes, every abuse limit at its default, open loop: reads,
@@ -195,7 +196,7 @@ func runSuite(ctx context.Context, f *flags) error {
 	}
 	for _, r := range results {
 		if len(r.Points) > 0 {
-			if err := os.WriteFile(filepath.Join(f.out, "sweep.svg"), sweepChart(r.Points, r.Knee, sweepTitle(r)), 0o644); err != nil {
+			if err := writeSweepFiles(filepath.Join(f.out, "sweep"), r, sweepTitle(r)); err != nil {
 				return err
 			}
 		}
@@ -203,7 +204,7 @@ func runSuite(ctx context.Context, f *flags) error {
 	if err := os.WriteFile(filepath.Join(f.out, "report.md"), report(results), 0o644); err != nil {
 		return err
 	}
-	fmt.Printf("\nwrote %s/results.json, report.md, latency.svg and sweep.svg\n", f.out)
+	fmt.Printf("\nwrote %s/results.json, report.md, latency.svg and sweep.{svg,md,json}\n", f.out)
 	if runErr != nil {
 		return runErr
 	}

@@ -103,6 +103,7 @@ type writePoint struct {
 	CPU        map[string]float64 `json:"cpu_cores"`
 	Good       bool               `json:"within_target"`
 	Machine    string             `json:"machine"` // at the end of the window
+	Timeline   []second           `json:"timeline,omitempty"`
 	Foreign    int64              `json:"foreign,omitempty"`
 	Malformed  int64              `json:"malformed,omitempty"`
 }
@@ -175,6 +176,7 @@ func runPoint(ctx context.Context, e *env, f *fleet, run string, p pointParams, 
 	if len(st.codes) > 0 {
 		pt.Errors = st.codes
 	}
+	pt.Timeline = timeline(start, end, st.ackAt, st.ack.d)
 	pt.KeptUp = keptUp(pt.Lateness, p.MaxLateness)
 	pt.Good = pt.Achieved >= achievedShare*pt.Offered && pt.Ack.P99 < ms(targetP99) && pt.KeptUp &&
 		pt.Check.ok() && len(pt.Errors) == 0 && pt.Unanswered == 0 && pt.Settled
@@ -182,6 +184,52 @@ func runPoint(ctx context.Context, e *env, f *fleet, run string, p pointParams, 
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// second is one second of a point: the acks answered in it (throughput as
+// the server gave it), and the latency of the sends intended in it (when
+// a stall began shows as a second whose p99 jumps).
+type second struct {
+	Answered int     `json:"answered"`
+	Intended int     `json:"intended_acked"`
+	P50      float64 `json:"p50_ms"`
+	P99      float64 `json:"p99_ms"`
+	Max      float64 `json:"max_ms"`
+}
+
+// timeline buckets acks (intended time at[i], latency lat[i]) by second
+// from start; answers after end (the drain) fall in extra seconds.
+func timeline(start, end time.Time, at []time.Time, lat []time.Duration) []second {
+	n := int(math.Ceil(end.Sub(start).Seconds()))
+	for i := range at {
+		n = max(n, int(at[i].Add(lat[i]).Sub(start)/time.Second)+1)
+	}
+	n = min(n, 600)
+	secs := make([]second, n)
+	byIntended := make([][]time.Duration, n)
+	for i := range at {
+		if k := int(at[i].Sub(start) / time.Second); k >= 0 && k < n {
+			byIntended[k] = append(byIntended[k], lat[i])
+		}
+		if k := int(at[i].Add(lat[i]).Sub(start) / time.Second); k >= 0 && k < n {
+			secs[k].Answered++
+		}
+	}
+	for k, ds := range byIntended {
+		sum := summarize(ds)
+		secs[k].Intended, secs[k].P50, secs[k].P99, secs[k].Max = sum.Count, sum.P50, sum.P99, sum.Max
+	}
+	return secs
+}
+
+// timelineLine formats a timeline compactly: per second, acks answered /
+// p99 ms of the sends intended in it.
+func timelineLine(secs []second) string {
+	var parts []string
+	for _, s := range secs {
+		parts = append(parts, fmt.Sprintf("%d/%.0f", s.Answered, s.P99))
+	}
+	return strings.Join(parts, " ")
+}
 
 // noteLate records how late one of m's sends left.
 func (m *member) noteLate(d time.Duration) {
@@ -338,6 +386,8 @@ func addPointValues(res *Result, prefix string, pt *writePoint) {
 		res.Notes = append(res.Notes, prefix+"answers or deliveries still outstanding when the drain ended")
 	}
 	res.Notes = append(res.Notes, prefix+generatorNote(pt.Lateness, pt.KeptUp))
+	res.Notes = append(res.Notes, prefix+"verdict: "+verdict(pt))
+	res.Notes = append(res.Notes, prefix+"per second, acks answered / p99 ms of the sends intended in it: "+timelineLine(pt.Timeline))
 }
 
 // generatorNote says whether the generator kept its schedule.
@@ -345,7 +395,8 @@ func generatorNote(l Summary, ok bool) string {
 	if ok {
 		return fmt.Sprintf("generator kept its schedule (lateness p99 %.2f ms, max %.1f ms)", l.P99, l.Max)
 	}
-	return fmt.Sprintf("GENERATOR FELL BEHIND ITS SCHEDULE (lateness p99 %.1f ms, max %.1f ms): this point is invalid", l.P99, l.Max)
+	return fmt.Sprintf("GENERATOR FELL BEHIND ITS SCHEDULE (lateness p99 %.1f ms, max %.1f ms): latencies from the intended time "+
+		"include up to that much of its own; a figure within target would be invalid", l.P99, l.Max)
 }
 
 // sortedCodes formats error counts in a stable order.
