@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -152,6 +153,9 @@ func pointLine(pt *writePoint) string {
 	if len(pt.Errors) > 0 {
 		errs = "; errors: " + sortedCodes(pt.Errors)
 	}
+	if pt.Unanswered > 0 {
+		errs += fmt.Sprintf("; %d unanswered after the drain", pt.Unanswered)
+	}
 	return fmt.Sprintf("offered %6.0f/s  achieved %7.1f/s  ack p50 %7.1f  p99 %8.1f  p99.9 %8.1f ms  lateness p99 %6.1f ms  check: %s%s  → %s",
 		pt.Offered, pt.Achieved, pt.Ack.P50, pt.Ack.P99, pt.Ack.P999, pt.Lateness.P99, pt.Check.String(), errs, verdict)
 }
@@ -209,6 +213,10 @@ func writeSweepFiles(prefix string, res *Result, title string) error {
 	b.WriteString("\n")
 	for _, n := range res.Notes {
 		fmt.Fprintf(&b, "- %s\n", n)
+	}
+	b.WriteString("\nPer second of each point (the drain's seconds after the window), acks answered / p99 ack latency in ms of the sends intended in that second:\n\n")
+	for _, pt := range res.Points {
+		fmt.Fprintf(&b, "- %s/s: %s\n", thousands(pt.Offered), timelineLine(pt.Timeline))
 	}
 	fmt.Fprintf(&b, "\nParameters: `%v`\n", res.Params)
 	if err := os.WriteFile(prefix+".md", []byte(b.String()), 0o644); err != nil {
@@ -356,4 +364,24 @@ func niceCeil(v float64) float64 {
 
 func xmlEscape(s string) string {
 	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;").Replace(s)
+}
+
+// renderSweep reads a result file written with -json or -sweep-files and
+// writes its sweep's files again (the chart and the table, after a change
+// to how they are drawn) to prefix.
+func renderSweep(jsonPath, prefix string) error {
+	raw, err := os.ReadFile(jsonPath)
+	if err != nil {
+		return err
+	}
+	var results []*Result
+	if err := json.Unmarshal(raw, &results); err != nil {
+		return err
+	}
+	for _, r := range results {
+		if len(r.Points) > 0 {
+			return writeSweepFiles(prefix, r, sweepTitle(r))
+		}
+	}
+	return fmt.Errorf("%s holds no sweep", jsonPath)
 }
