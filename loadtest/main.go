@@ -130,7 +130,7 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&f.coldMsgs, "cold-messages", 20, "reads: messages in each cold room")
 	fs.StringVar(&f.limits, "limits", "", `-spawn: the servers' abuse limits, "default" or "off" (default: default, but off for -loop closed and the connection cap off for connections)`)
 	fs.StringVar(&f.sweepFiles, "sweep-files", "", "sweep: write PREFIX.svg, PREFIX.md and PREFIX.json")
-	fs.StringVar(&f.render, "render", "", "with -sweep-files and no -scenario: draw the sweep of this result file (-json or .json of -sweep-files) again")
+	fs.StringVar(&f.render, "render", "", "draw this result file again instead of measuring: with -sweep-files, its sweep; else the suite's report.md, latency.svg and sweep files into -out")
 	fs.StringVar(&f.serverBin, "server", "bin/switchboard", "suite and -spawn: the switchboard binary to start")
 	fs.StringVar(&f.out, "out", "docs/performance", "suite: directory for results.json, report.md, latency.svg and sweep.svg")
 	fs.StringVar(&f.profiles, "profiles", "", "suite and -spawn: directory for 4 s CPU and heap profiles of the (first) server in each scenario's measured phase (sweep: each point) (off when empty)")
@@ -155,10 +155,7 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	if f.render != "" {
-		if f.sweepFiles == "" {
-			return fmt.Errorf("-render needs -sweep-files")
-		}
-		return renderSweep(f.render, f.sweepFiles)
+		return render(f.render, f.sweepFiles, f.out)
 	}
 	raiseFileLimit()
 	switch f.scenario {

@@ -366,10 +366,11 @@ func xmlEscape(s string) string {
 	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;").Replace(s)
 }
 
-// renderSweep reads a result file written with -json or -sweep-files and
-// writes its sweep's files again (the chart and the table, after a change
-// to how they are drawn) to prefix.
-func renderSweep(jsonPath, prefix string) error {
+// render reads a result file (-json, -sweep-files' .json, or the suite's
+// results.json) and draws it again, after a change to how results are
+// drawn: with a prefix, its sweep's files; else the suite's report,
+// latency chart and sweep files into dir.
+func render(jsonPath, prefix, dir string) error {
 	raw, err := os.ReadFile(jsonPath)
 	if err != nil {
 		return err
@@ -377,6 +378,9 @@ func renderSweep(jsonPath, prefix string) error {
 	var results []*Result
 	if err := json.Unmarshal(raw, &results); err != nil {
 		return err
+	}
+	if prefix == "" {
+		return writeReport(dir, results)
 	}
 	for _, r := range results {
 		if len(r.Points) > 0 {
