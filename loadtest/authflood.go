@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,7 +70,7 @@ func runAuthFlood(ctx context.Context, f *flags, p authFloodParams) ([]*Result, 
 		if err != nil {
 			return nil, err
 		}
-		res.Limits = limitsOff.note + "; then " + fmt.Sprint(ph.args)
+		res.Limits = "abuse limits off (" + offFlags + ") but as this phase sets them: " + strings.Join(ph.args, " ")
 		res.Loop = openLoop
 		results = append(results, res)
 	}

@@ -46,9 +46,11 @@ var (
 	// send from few accounts as fast as answers come.
 	limitsOff = limitProfile{"off", []string{"--rate-limit", "1000000", "--rate-burst", "1000000", "--http-rate-limit", "0",
 		"--auth-rate-limit", "0", "--max-conns-per-user", "1000000"},
-		"abuse limits OFF (--rate-limit 1000000 --rate-burst 1000000 --http-rate-limit 0 --auth-rate-limit 0 --max-conns-per-user 1000000): " +
-			"closed loop sends from few accounts as fast as answers come"}
+		"abuse limits OFF (" + offFlags + "): closed loop sends from few accounts as fast as answers come"}
 )
+
+// offFlags are limitsOff's flags as the notes spell them.
+const offFlags = "--rate-limit 1000000 --rate-burst 1000000 --http-rate-limit 0 --auth-rate-limit 0 --max-conns-per-user 1000000"
 
 // spawnArgs are flags every server the load test starts gets: a pprof
 // listener on loopback, and access tokens that outlive a long sweep (15
