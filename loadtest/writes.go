@@ -130,7 +130,10 @@ func runPoint(ctx context.Context, e *env, f *fleet, run string, p pointParams, 
 			senders = append(senders, m)
 		}
 	}
-	perConn := p.Rate / float64(len(senders))
+	perConn := 0.0
+	if len(senders) > 0 {
+		perConn = p.Rate / float64(len(senders))
+	}
 	pid := pointIDs.Add(1)
 	before := sampleCPU(ctx, e.nodes)
 	start := time.Now().Add(50 * time.Millisecond)
