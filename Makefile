@@ -28,7 +28,7 @@ bench: up ## Run the benchmarks only
 screenshots: up chromium ## Save screenshots of the browser client to docs/screenshots/
 	SWITCHBOARD_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run '^TestScreenshots$$' ./cmd/switchboard
 
-loadtest: up ## Start fresh servers (1 node, then 2) and run a short version of every load scenario; report in docs/performance/
+loadtest: up ## Fresh servers: every load scenario short (open loop, limits on; closed loop for comparison) and a write-rate sweep; report and SVGs in docs/performance/
 	$(GO) build -o bin/switchboard ./cmd/switchboard
 	$(GO) build -o bin/loadtest ./loadtest
 	./bin/loadtest -scenario suite -server bin/switchboard -out docs/performance -profiles .switchboard/profiles -logs .switchboard/logs $(LOADTEST_FLAGS)

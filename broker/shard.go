@@ -128,14 +128,14 @@ func (s *shard) syncLoop() {
 	applied := make(map[string]struct{}) // channels handed to go-redis's PubSub
 	tick := time.NewTicker(s.b.cfg.HealthInterval)
 	defer tick.Stop()
-	s.ping()
+	s.ping(applied)
 	for {
 		select {
 		case <-s.done:
 			return
 		case <-s.wake:
 		case <-tick.C:
-			s.ping()
+			s.ping(applied)
 			s.unsubscribeUnwanted(applied)
 		}
 		s.replaceIfMoved(applied)
@@ -144,7 +144,12 @@ func (s *shard) syncLoop() {
 	}
 }
 
-func (s *shard) ping() {
+// ping checks the connection. A sharded one is left alone while it has no
+// channel: go-redis would connect it to any node, not the slot's owner.
+func (s *shard) ping(applied map[string]struct{}) {
+	if s.sharded && len(applied) == 0 {
+		return
+	}
 	ctx, cancel := context.WithTimeout(s.b.ctx, s.b.cfg.HealthInterval)
 	defer cancel()
 	if err := s.pubsub().Ping(ctx); err != nil && s.b.ctx.Err() == nil {

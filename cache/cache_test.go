@@ -25,7 +25,7 @@ import (
 type cluster struct {
 	ctx     context.Context
 	store   *storage.Store
-	rdb     *redis.Client
+	rdb     redis.UniversalClient
 	key     string
 	revoked *denylist.Redis
 }
@@ -46,7 +46,7 @@ type node struct {
 
 var _ cache.Backing = (*cache.Cache)(nil) // a cache can stand where storage does
 
-func (c *cluster) node(t *testing.T, rdb *redis.Client) node {
+func (c *cluster) node(t *testing.T, rdb redis.UniversalClient) node {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	s, err := cache.New(t.Context(), cache.Config{Store: c.store, Redis: rdb, Key: c.key, EndedKey: c.revoked.Key, Registerer: reg})

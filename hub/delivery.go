@@ -87,27 +87,40 @@ func (h *Hub) flushLoop() {
 }
 
 // writeDelivered writes user's pending delivery cursors now, waiting for a
-// periodic write in progress. A connection's close calls it before its
-// close frame goes out.
+// periodic write in progress, and trying again for a while those whose
+// rows were busy (a message of the user being stored holds its row for
+// milliseconds). A connection's close calls it before its close frame goes
+// out.
 func (h *Hub) writeDelivered(user string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(h.ctx), 2*time.Second)
 	defer cancel()
-	h.flushDelivered(ctx, user)
+	for wait := time.Millisecond; h.flushDelivered(ctx, user) && ctx.Err() == nil; wait = min(2*wait, 50*time.Millisecond) {
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+	}
 }
 
-// flushDelivered writes the pending cursors of user ("": everyone's).
-func (h *Hub) flushDelivered(ctx context.Context, user string) {
+// flushDelivered writes the pending cursors of user ("": everyone's) and
+// reports whether some are left for later: their write failed, or their
+// rows were busy.
+func (h *Hub) flushDelivered(ctx context.Context, user string) (left bool) {
 	d := h.delivery
 	d.writing.Lock()
 	defer d.writing.Unlock()
 	seqs := d.take(user)
 	if len(seqs) == 0 {
-		return
+		return false
 	}
-	if err := h.cfg.Store.MarkDelivered(ctx, seqs); err != nil {
+	busy, err := h.cfg.Store.MarkDelivered(ctx, seqs)
+	if err != nil {
 		// Not fatal: the client's resume seqs, or at worst a repeat of
 		// already delivered messages, cover it.
 		h.log.WarnContext(h.ctx, "write delivery cursors failed", slog.Int("users", len(seqs)), slog.Any("error", err))
 		d.putBack(seqs)
+		return true
 	}
+	d.putBack(busy)
+	return len(busy) > 0
 }

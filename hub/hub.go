@@ -39,8 +39,10 @@ type Store interface {
 	RoomsOf(ctx context.Context, userID string) ([]chat.Room, error)
 	Cursors(ctx context.Context, userID string) ([]chat.Cursor, error)
 	Profile(ctx context.Context, userID string) (chat.Profile, error)
-	// MarkDelivered moves delivery cursors forward: user → room → seq.
-	MarkDelivered(ctx context.Context, seqs map[string]map[string]int64) error
+	// MarkDelivered moves delivery cursors forward: user → room → seq. It
+	// returns in busy the cursors it could not write now without waiting
+	// (rows other writers hold), for a later try.
+	MarkDelivered(ctx context.Context, seqs map[string]map[string]int64) (busy map[string]map[string]int64, err error)
 	MarkRead(ctx context.Context, userID, roomID string, seq int64) (chat.Room, error)
 }
 

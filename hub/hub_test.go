@@ -35,6 +35,9 @@ type memStore struct {
 	users    map[string]chat.User    // by token
 	sessions map[string]chat.Session // by token
 	publish  func(context.Context, hub.Event) error
+	// busyWrites is how many more MarkDelivered calls find every row
+	// busy, as when messages of the users are being stored.
+	busyWrites int
 }
 
 type memRoom struct {
@@ -168,9 +171,13 @@ func (s *memStore) Profile(_ context.Context, userID string) (chat.Profile, erro
 	return chat.Profile{User: chat.User{ID: userID}}, nil
 }
 
-func (s *memStore) MarkDelivered(_ context.Context, seqs map[string]map[string]int64) error {
+func (s *memStore) MarkDelivered(_ context.Context, seqs map[string]map[string]int64) (map[string]map[string]int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.busyWrites > 0 {
+		s.busyWrites--
+		return seqs, nil
+	}
 	for user, rooms := range seqs {
 		for room, seq := range rooms {
 			if r := s.rooms[room]; r != nil {
@@ -180,7 +187,7 @@ func (s *memStore) MarkDelivered(_ context.Context, seqs map[string]map[string]i
 			}
 		}
 	}
-	return nil
+	return nil, nil
 }
 
 func (s *memStore) MarkRead(context.Context, string, string, int64) (chat.Room, error) {
@@ -369,6 +376,34 @@ func TestEndedSessionCloses(t *testing.T) {
 	}
 	other.Send(map[string]any{"type": "ping", "id": "p"})
 	require.Equal(t, "p", nextOf(t, other, "pong")["id"])
+}
+
+// TestDeliveryCursorWaitsForBusyRows: when a socket closes, its delivery
+// cursor is written before the close frame goes out, even if its row is
+// busy at first, so that the next connection starts after what was
+// delivered.
+func TestDeliveryCursorWaitsForBusyRows(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 1, func(cfg *hub.Config) { cfg.DeliveredFlush = time.Hour })
+	_, aliceToken := c.store.user("1")
+	_, bobToken := c.store.user("2")
+	c.store.room("10", "1", "2")
+	a, b := c.dial(t, 0, aliceToken), c.dial(t, 0, bobToken)
+	nextOf(t, a, "subscribed")
+	nextOf(t, b, "subscribed")
+	for i := 1; i <= 3; i++ {
+		apitest.SendWS(t, a, "10", fmt.Sprint("hello ", i))
+		require.Equal(t, int64(i), apitest.MessageSeq(nextOf(t, b, "message")))
+	}
+	c.store.mu.Lock()
+	c.store.busyWrites = 3
+	c.store.mu.Unlock()
+	c.hubs[0].EndSessions(context.Background(), "2", []string{"session-2"})
+	require.Equal(t, websocket.StatusCode(4401), b.CloseStatus(5*time.Second))
+	c.store.mu.Lock()
+	defer c.store.mu.Unlock()
+	require.Zero(t, c.store.busyWrites, "tried again while busy")
+	require.Equal(t, int64(3), c.store.rooms["10"].members["2"], "written before the close frame")
 }
 
 // TestShutdownClosesWithGoingAway: Shutdown closes every socket with 1001

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -111,12 +112,29 @@ func status(err error) int {
 	return 0
 }
 
-// account is a registered user and its access token.
+// account is a registered user, its access token, and the client address
+// it comes from (sent as X-Forwarded-For when it registers and connects).
 type account struct {
 	ID, Username, Token string
+	IP                  string
 }
 
-// register creates an account through POST /api/v1/auth/register.
+// clientIPs numbers the client addresses registrations come from.
+var clientIPs atomic.Uint32
+
+// nextClientIP is a fresh address for one more client, 10.0.0.1, 10.0.0.2,
+// …: each registering account comes from its own, as real users do, so
+// that the per-IP auth limit (60 a minute by default) sees each person
+// register once. The servers must believe X-Forwarded-For from the load
+// test (--trusted-proxies 127.0.0.1/32; the servers the load test starts
+// do).
+func nextClientIP() string {
+	n := clientIPs.Add(1)
+	return fmt.Sprintf("10.%d.%d.%d", byte(n>>16), byte(n>>8), byte(n))
+}
+
+// register creates an account through POST /api/v1/auth/register, from a
+// client address of its own.
 func (n *node) register(ctx context.Context, username string) (account, error) {
 	var resp struct {
 		User struct {
@@ -124,11 +142,15 @@ func (n *node) register(ctx context.Context, username string) (account, error) {
 		} `json:"user"`
 		AccessToken string `json:"access_token"`
 	}
-	err := n.do(ctx, "POST", "/api/v1/auth/register", "", map[string]string{"username": username, "password": password}, &resp)
+	ip := nextClientIP()
+	err := n.doFrom(ctx, ip, "POST", "/api/v1/auth/register", "", map[string]string{"username": username, "password": password}, &resp)
+	if status(err) == http.StatusTooManyRequests {
+		return account{}, fmt.Errorf("register %s: %w (the per-IP auth limit: start the servers with --trusted-proxies 127.0.0.1/32 so that each registration counts for its own X-Forwarded-For address)", username, err)
+	}
 	if err != nil {
 		return account{}, fmt.Errorf("register %s: %w", username, err)
 	}
-	return account{ID: resp.User.ID, Username: username, Token: resp.AccessToken}, nil
+	return account{ID: resp.User.ID, Username: username, Token: resp.AccessToken, IP: ip}, nil
 }
 
 // registerMany registers count accounts named prefix-0, prefix-1, ... with
@@ -199,8 +221,19 @@ func newDialer(sourceIPs int) *dialer {
 // dial opens an authenticated WebSocket to n (token in the upgrade's
 // Authorization header), from source address number i.
 func (d *dialer) dial(ctx context.Context, n *node, token string, i int) (*websocket.Conn, error) {
+	return d.dialFrom(ctx, n, account{Token: token}, i)
+}
+
+// dialFrom opens a WebSocket of a, from its client address
+// (X-Forwarded-For) when it has one: the servers cap the connections
+// still authenticating per client address (50 per node).
+func (d *dialer) dialFrom(ctx context.Context, n *node, a account, i int) (*websocket.Conn, error) {
+	token := a.Token
 	h := http.Header{}
 	h.Set("Authorization", "Bearer "+token)
+	if a.IP != "" {
+		h.Set("X-Forwarded-For", a.IP)
+	}
 	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(n.base, "http")+"/ws", &websocket.DialOptions{
 		HTTPClient:      d.clients[i%len(d.clients)],
 		HTTPHeader:      h,
@@ -295,28 +328,65 @@ func rawField(line []byte, key string) (string, bool) {
 // reply is the part of an ack, error or subscribed object the load test
 // reads.
 type reply struct {
-	Type    string  `json:"type"`
-	ID      *string `json:"id"`
-	Code    string  `json:"code"`
-	Room    string  `json:"room"`
-	LastSeq int64   `json:"last_seq"`
-	Message struct {
-		RoomID string `json:"room_id"`
-		Seq    int64  `json:"seq"`
+	Type         string  `json:"type"`
+	ID           *string `json:"id"`
+	Code         string  `json:"code"`
+	RetryAfterMs int64   `json:"retry_after_ms"`
+	Room         string  `json:"room"`
+	LastSeq      int64   `json:"last_seq"`
+	Message      struct {
+		ID        string    `json:"id"`
+		RoomID    string    `json:"room_id"`
+		Seq       int64     `json:"seq"`
+		CreatedAt time.Time `json:"created_at"`
 	} `json:"message"`
 }
 
-// stampBody is a message body that carries its send time, so that any
-// receiver (on any node) can compute the end-to-end latency.
-func stampBody(t time.Time) string { return "lt " + strconv.FormatInt(t.UnixNano(), 10) }
+// stampBody is a message body that carries its intended send time and the
+// index of the connection that sends it, so that any receiver (on any
+// node) can tell the end-to-end latency and whether the message is its own.
+func stampBody(intended time.Time, conn int) string {
+	return "lt " + strconv.FormatInt(intended.UnixNano(), 10) + " c" + strconv.Itoa(conn)
+}
 
-// bodyStamp returns the send time of a stampBody body.
-func bodyStamp(body string) (time.Time, bool) {
-	ns, err := strconv.ParseInt(strings.TrimPrefix(body, "lt "), 10, 64)
-	if err != nil {
-		return time.Time{}, false
+// bodyStamp returns the intended send time and the sending connection of a
+// stampBody body (conn is -1 when the body names none).
+func bodyStamp(body string) (intended time.Time, conn int, ok bool) {
+	rest, found := strings.CutPrefix(body, "lt ")
+	if !found {
+		return time.Time{}, -1, false
 	}
-	return time.Unix(0, ns), true
+	ns, c, _ := strings.Cut(rest, " c")
+	conn = -1
+	if v, err := strconv.Atoi(c); err == nil {
+		conn = v
+	}
+	t, err := strconv.ParseInt(ns, 10, 64)
+	if err != nil {
+		return time.Time{}, conn, false
+	}
+	return time.Unix(0, t), conn, true
+}
+
+// errorCode is the code of a failed HTTP request's error body
+// ({"error":{"code":…}}), or what else went wrong.
+func errorCode(err error) string {
+	var e *apiError
+	if !errors.As(err, &e) {
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			return "timeout"
+		}
+		return "transport error"
+	}
+	var body struct {
+		Error struct {
+			Code string `json:"code"`
+		} `json:"error"`
+	}
+	if json.Unmarshal([]byte(e.Body), &body) == nil && body.Error.Code != "" {
+		return body.Error.Code
+	}
+	return fmt.Sprintf("HTTP %d", e.Status)
 }
 
 // sendFrame encodes a send request.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,7 +61,7 @@ func runAuthFlood(ctx context.Context, f *flags, p authFloodParams) ([]*Result, 
 	var results []*Result
 	for i, ph := range phases {
 		run := fmt.Sprintf("%s%d", runID(), i)
-		c, err := startCluster(ctx, f, run, tmp, secret, 1, ph.args...)
+		c, err := startCluster(ctx, f, run, tmp, secret, 1, limitsOff, ph.args...)
 		if err != nil {
 			return nil, err
 		}
@@ -69,7 +70,8 @@ func runAuthFlood(ctx context.Context, f *flags, p authFloodParams) ([]*Result, 
 		if err != nil {
 			return nil, err
 		}
-		res.Notes = append(res.Notes, "server args after the load-test limits: "+fmt.Sprint(ph.args))
+		res.Limits = "abuse limits off (" + offFlags + ") but as this phase sets them: " + strings.Join(ph.args, " ")
+		res.Loop = openLoop
 		results = append(results, res)
 	}
 	return results, nil

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -92,6 +93,54 @@ func sampleCPU(ctx context.Context, nodes []*node) cpuSample {
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
 		s.times["loadtest"] = time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 	}
+	if busy, ok := machineBusy(); ok {
+		s.times["machine"] = busy
+	}
+	return s
+}
+
+// components are what "other" is the machine's CPU without.
+var components = []string{"server", "postgres", "redis", "loadtest"}
+
+// machineBusy is the CPU time the whole machine has spent busy (every
+// state of /proc/stat's cpu line but idle and iowait), in seconds.
+func machineBusy() (float64, bool) {
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, false
+	}
+	line, _, _ := strings.Cut(string(raw), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, false
+	}
+	var busy float64
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 || i >= 8 { // idle, iowait; guest time is in user already
+			continue
+		}
+		n, _ := strconv.ParseFloat(v, 64)
+		busy += n
+	}
+	return busy / clockTicks, true
+}
+
+// machineState says how busy the machine was: load average and, where the
+// kernel has it, the share of time some task waited for a CPU.
+func machineState() string {
+	s := fmt.Sprintf("%d CPUs", runtime.NumCPU())
+	if raw, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(raw)); len(f) >= 3 {
+			s += fmt.Sprintf(", load average %s %s %s", f[0], f[1], f[2])
+		}
+	}
+	if raw, err := os.ReadFile("/proc/pressure/cpu"); err == nil {
+		line, _, _ := strings.Cut(string(raw), "\n")
+		var avg10, avg60 float64
+		if _, err := fmt.Sscanf(line, "some avg10=%f avg60=%f", &avg10, &avg60); err == nil {
+			s += fmt.Sprintf(", CPU pressure (some task waiting for a CPU) %.0f %% of the last 10 s, %.0f %% of the last minute", avg10, avg60)
+		}
+	}
 	return s
 }
 
@@ -106,6 +155,15 @@ func cores(a, b cpuSample) map[string]float64 {
 		// Postgres backends of other clients come and go; a process that
 		// exited takes its time with it, so clamp at zero.
 		out[k] = max(v-a.times[k], 0) / wall
+	}
+	if m, ok := out["machine"]; ok {
+		// Everything else on the machine: other people's processes, and
+		// ours the load test does not name.
+		other := m
+		for _, c := range components {
+			other -= out[c]
+		}
+		out["other"] = max(other, 0)
 	}
 	return out
 }

@@ -43,6 +43,7 @@ type Summary struct {
 	P50   float64 `json:"p50_ms"`
 	P95   float64 `json:"p95_ms"`
 	P99   float64 `json:"p99_ms"`
+	P999  float64 `json:"p99_9_ms"`
 	Max   float64 `json:"max_ms"`
 	// CDF holds the latency at each of cdfPoints, for the report's chart.
 	CDF []float64 `json:"cdf_ms,omitempty"`
@@ -61,7 +62,7 @@ func summarize(ds []time.Duration) Summary {
 		i := int(p * float64(len(s)-1))
 		return float64(s[i]) / float64(time.Millisecond)
 	}
-	out := Summary{Count: len(s), P50: q(0.5), P95: q(0.95), P99: q(0.99), Max: q(1)}
+	out := Summary{Count: len(s), P50: q(0.5), P95: q(0.95), P99: q(0.99), P999: q(0.999), Max: q(1)}
 	for _, p := range cdfPoints {
 		out.CDF = append(out.CDF, q(p))
 	}
@@ -78,7 +79,15 @@ type Value struct {
 // Result is what one scenario run reports; it is printed as a table and
 // written as JSON.
 type Result struct {
-	Scenario  string             `json:"scenario"`
+	Scenario string `json:"scenario"`
+	// Loop is "open loop" (requests on a schedule, latency from the
+	// intended time) or "closed loop" (the next request when an answer
+	// frees a slot); "" where neither applies (connections).
+	Loop string `json:"loop,omitempty"`
+	// Limits says how the servers' abuse limits were set.
+	Limits string `json:"limits,omitempty"`
+	// Machine is how busy the machine was as the run started.
+	Machine   string             `json:"machine,omitempty"`
 	Nodes     []string           `json:"nodes"`
 	Params    map[string]any     `json:"params"`
 	Started   time.Time          `json:"started"`
@@ -89,13 +98,24 @@ type Result struct {
 	// postgres, redis, loadtest).
 	CPU   map[string]float64 `json:"cpu_cores,omitempty"`
 	Notes []string           `json:"notes,omitempty"`
+	// Points are the sweep's rates; Knee the highest within target.
+	Points []*writePoint `json:"points,omitempty"`
+	Knee   float64       `json:"knee_msgs_per_s,omitempty"`
 	// Failed is set when a check of the run failed (lost or repeated
 	// messages, connections not held).
 	Failed bool `json:"failed"`
 }
 
+// title names the run with its loop.
+func (r *Result) title() string {
+	if r.Loop == "" {
+		return r.Scenario
+	}
+	return r.Scenario + " (" + r.Loop + ")"
+}
+
 func newResult(scenario string, nodes []*node, params map[string]any) *Result {
-	r := &Result{Scenario: scenario, Params: params, Started: time.Now().UTC(), Latencies: map[string]Summary{}}
+	r := &Result{Scenario: scenario, Params: params, Started: time.Now().UTC(), Latencies: map[string]Summary{}, Machine: machineState()}
 	for _, n := range nodes {
 		r.Nodes = append(r.Nodes, n.base)
 	}
@@ -130,7 +150,13 @@ func (r *Result) merge(prefix string, other *Result) {
 
 // print writes r as a table.
 func (r *Result) print(w io.Writer) {
-	fmt.Fprintf(w, "\n== %s on %s (%.1f s) ==\n", r.Scenario, strings.Join(r.Nodes, ", "), r.Seconds)
+	fmt.Fprintf(w, "\n== %s on %s (%.1f s) ==\n", r.title(), strings.Join(r.Nodes, ", "), r.Seconds)
+	if r.Limits != "" {
+		fmt.Fprintf(w, "limits: %s\n", r.Limits)
+	}
+	if r.Machine != "" {
+		fmt.Fprintf(w, "machine at the start: %s\n", r.Machine)
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, v := range r.Values {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", v.Name, formatValue(v.Value), v.Unit)
@@ -148,7 +174,7 @@ func (r *Result) print(w io.Writer) {
 	tw.Flush()
 	if len(r.Latencies) > 0 {
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "latency (ms)\tcount\tp50\tp95\tp99\tmax\t")
+		fmt.Fprintln(tw, "latency (ms)\tcount\tp50\tp95\tp99\tp99.9\tmax\t")
 		keys := make([]string, 0, len(r.Latencies))
 		for k := range r.Latencies {
 			keys = append(keys, k)
@@ -156,9 +182,17 @@ func (r *Result) print(w io.Writer) {
 		sort.Strings(keys)
 		for _, k := range keys {
 			s := r.Latencies[k]
-			fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t\n", k, s.Count, s.P50, s.P95, s.P99, s.Max)
+			fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t\n", k, s.Count, s.P50, s.P95, s.P99, s.P999, s.Max)
 		}
 		tw.Flush()
+	}
+	if len(r.Points) > 0 {
+		fmt.Fprintln(w, "points:")
+		for _, pt := range r.Points {
+			fmt.Fprintf(w, "  %s\n", pointLine(pt))
+			fmt.Fprintf(w, "    CPU cores: %s\n    machine: %s\n", cpuLine(pt.CPU), pt.Machine)
+			fmt.Fprintf(w, "    per second, acks answered / p99 ms of the sends intended in it: %s\n", timelineLine(pt.Timeline))
+		}
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)
@@ -182,4 +216,13 @@ func writeJSON(path string, results []*Result) error {
 		return err
 	}
 	return os.WriteFile(path, append(raw, '\n'), 0o644)
+}
+
+// cpuLine formats CPU cores by component.
+func cpuLine(cpu map[string]float64) string {
+	var parts []string
+	for _, k := range sortedKeys(cpu) {
+		parts = append(parts, fmt.Sprintf("%s %.2f", k, cpu[k]))
+	}
+	return strings.Join(parts, ", ")
 }

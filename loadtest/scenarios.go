@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -24,6 +22,9 @@ type env struct {
 	// debug are the pprof listeners of servers the load test started; the
 	// connections scenario collects their garbage before measuring memory.
 	debug []string
+	// pointStart, if set, is called as each point of a sweep begins; the
+	// function it returns waits for what it started (a profile).
+	pointStart func(rate float64) func()
 }
 
 // startMeasuring tells e's hook that setup is over.
@@ -33,182 +34,7 @@ func (e *env) startMeasuring() {
 	}
 }
 
-// readParams shape the reads scenario.
-type readParams struct {
-	Users       int           // virtual users, each reading in a loop
-	Seed        int           // messages stored before reading (every 10th a reply)
-	Duration    time.Duration // how long to read
-	MaxRequests int           // in all; 0: no bound but Duration
-}
-
-// readKinds are the history requests the reads scenario cycles through.
-var readKinds = []string{"latest", "since", "thread"}
-
-// runReads seeds a room, then has Users virtual users read its history
-// (the latest 50, the 50 after an instant, a thread), round-robin over the
-// nodes, as fast as answers come.
-func runReads(ctx context.Context, e *env, p readParams) (*Result, error) {
-	res := newResult("reads", e.nodes, map[string]any{
-		"users": p.Users, "seed_messages": p.Seed, "duration": p.Duration.String(), "max_requests": p.MaxRequests})
-	first := e.nodes[0]
-	accts, err := first.registerMany(ctx, e.run+"-r", min(p.Users, 20)+1)
-	if err != nil {
-		return nil, err
-	}
-	owner, readers := accts[0], accts[1:]
-	room, err := first.createRoom(ctx, owner, e.run+"-reads")
-	if err != nil {
-		return nil, err
-	}
-	if err := first.joinAll(ctx, room, readers); err != nil {
-		return nil, err
-	}
-	parent, since, err := seedRoom(ctx, first, owner, room, p.Seed)
-	if err != nil {
-		return nil, err
-	}
-	paths := map[string]string{
-		"latest": "/api/v1/rooms/" + room + "/messages?limit=50",
-		"since":  "/api/v1/rooms/" + room + "/messages?limit=50&since=" + url.QueryEscape(since.Format(time.RFC3339Nano)),
-		"thread": "/api/v1/messages/" + parent,
-	}
-
-	lat := map[string]*latencies{}
-	for _, k := range readKinds {
-		lat[k] = &latencies{}
-	}
-	var all latencies
-	var requests, errs atomic.Int64
-	countersBefore := serverCounters(ctx, e.nodes)
-	before := sampleCPU(ctx, e.nodes)
-	e.startMeasuring()
-	start := time.Now()
-	end := start.Add(p.Duration)
-	var wg sync.WaitGroup
-	for u := range p.Users {
-		n, a := e.nodes[u%len(e.nodes)], readers[u%len(readers)]
-		wg.Go(func() {
-			for i := u; time.Now().Before(end) && ctx.Err() == nil; i++ {
-				if p.MaxRequests > 0 && requests.Add(1) > int64(p.MaxRequests) {
-					return
-				}
-				kind := readKinds[i%len(readKinds)]
-				t := time.Now()
-				err := n.do(ctx, "GET", paths[kind], a.Token, nil, nil)
-				d := time.Since(t)
-				if err != nil {
-					errs.Add(1)
-					continue
-				}
-				lat[kind].add(d)
-				all.add(d)
-			}
-		})
-	}
-	wg.Wait()
-	secs := time.Since(start).Seconds()
-	res.Seconds = secs
-	res.CPU = cores(before, sampleCPU(ctx, e.nodes))
-	ok := all.summary().Count
-	res.add("requests", float64(ok), "")
-	res.add("request rate", float64(ok)/secs, "req/s")
-	res.add("errors", float64(errs.Load()), "")
-	if ok > 0 {
-		res.add("server CPU per request", res.CPU["server"]*secs/float64(ok)*1e6, "µs")
-	}
-	res.Latencies["read (all)"] = all.summary()
-	for _, k := range readKinds {
-		res.Latencies["read "+k] = lat[k].summary()
-	}
-	addCacheHitRate(res, countersBefore, serverCounters(ctx, e.nodes))
-	res.Failed = ok == 0
-	return res, nil
-}
-
-// addCacheHitRate adds the share of history reads (pages and threads) the
-// servers answered from their cache between two serverCounters.
-func addCacheHitRate(res *Result, before, after map[string]float64) {
-	const series = `switchboard_cache_lookups_total{cache="history",result="%s"}`
-	hits := after[fmt.Sprintf(series, "hit")] - before[fmt.Sprintf(series, "hit")]
-	misses := after[fmt.Sprintf(series, "miss")] - before[fmt.Sprintf(series, "miss")]
-	if hits+misses > 0 {
-		res.add("history cache hit rate", 100*hits/(hits+misses), "%")
-		res.add("history cache misses", misses, "")
-	}
-}
-
-// serverCounters scrapes every node and sums each metric over them.
-func serverCounters(ctx context.Context, nodes []*node) map[string]float64 {
-	sums := map[string]float64{}
-	for _, n := range nodes {
-		m, err := n.scrape(ctx)
-		if err != nil {
-			continue
-		}
-		for k, v := range m {
-			sums[k] += v
-		}
-	}
-	return sums
-}
-
-// seedRoom stores count messages in room over one WebSocket, every 10th a
-// reply to the first, and returns the first's id and the creation time of
-// the middle one (for since= reads).
-func seedRoom(ctx context.Context, n *node, owner account, room string, count int) (parent string, mid time.Time, err error) {
-	d := newDialer(1)
-	ws, err := d.dial(ctx, n, owner.Token, 0)
-	if err != nil {
-		return "", time.Time{}, err
-	}
-	defer ws.CloseNow()
-	type seedAck struct {
-		Type    string `json:"type"`
-		Code    string `json:"code"`
-		Message struct {
-			ID        string    `json:"id"`
-			CreatedAt time.Time `json:"created_at"`
-		} `json:"message"`
-	}
-	acks := make(chan seedAck, 1)
-	go func() {
-		defer close(acks)
-		_ = readLines(ws, func(line []byte) {
-			if t := frameType(line); t == "ack" || t == "error" {
-				var a seedAck
-				_ = json.Unmarshal(line, &a) // an error's "message" is a string: Type and Code still decode
-				acks <- a
-			}
-		})
-	}()
-	for i := range count {
-		f := map[string]string{"type": "send", "id": strconv.Itoa(i), "room": room, "body": fmt.Sprintf("seed message %d", i)}
-		if i%10 == 9 {
-			f["parent_id"] = parent
-		}
-		raw, _ := json.Marshal(f)
-		if err := ws.Write(ctx, websocket.MessageText, raw); err != nil {
-			return "", time.Time{}, err
-		}
-		select {
-		case a, ok := <-acks:
-			if !ok || a.Type != "ack" {
-				return "", time.Time{}, fmt.Errorf("seed message %d: %s %s", i, a.Type, a.Code)
-			}
-			if i == 0 {
-				parent = a.Message.ID
-			}
-			if i == count/2 {
-				mid = a.Message.CreatedAt
-			}
-		case <-time.After(10 * time.Second):
-			return "", time.Time{}, fmt.Errorf("seed message %d: no ack", i)
-		}
-	}
-	return parent, mid, nil
-}
-
-// writeParams shape the writes scenario.
+// writeParams shape the closed-loop writes scenario.
 type writeParams struct {
 	Users       int // sending connections (or HTTP clients), one account each
 	Rooms       int // rooms; user i writes to and receives room i%Rooms
@@ -218,10 +44,14 @@ type writeParams struct {
 	MaxMessages int // in all; 0: no bound but Duration
 }
 
-// runWrites has Users accounts send as fast as acks come back, over
-// WebSocket (Window sends in flight each) or HTTP POST, round-robin over
-// the nodes.
-func runWrites(ctx context.Context, e *env, p writeParams) (*Result, error) {
+// runWritesClosed is the writes scenario closed loop, as the first version
+// of the load test ran it: Users accounts send as fast as acks come back,
+// over WebSocket (Window sends in flight each) or HTTP POST, round-robin
+// over the nodes. The offered rate follows the server's answers, so
+// queueing never shows (Little's law: the latency is what is in flight
+// over the throughput); kept for comparison with the open loop. It needs
+// the servers' send limits off.
+func runWritesClosed(ctx context.Context, e *env, p writeParams) (*Result, error) {
 	name := "writes"
 	if p.HTTP {
 		name = "writes-http"
@@ -230,6 +60,7 @@ func runWrites(ctx context.Context, e *env, p writeParams) (*Result, error) {
 	res := newResult(name, e.nodes, map[string]any{
 		"users": p.Users, "rooms": p.Rooms, "window": p.Window, "http": p.HTTP,
 		"duration": p.Duration.String(), "max_messages": p.MaxMessages})
+	res.Loop = closedLoop
 	first := e.nodes[0]
 	accts, err := first.registerMany(ctx, e.run+"-w", p.Users)
 	if err != nil {
@@ -267,7 +98,7 @@ func runWrites(ctx context.Context, e *env, p writeParams) (*Result, error) {
 				for k := 0; time.Now().Before(end) && ctx.Err() == nil && take(); k++ {
 					t := time.Now()
 					err := n.do(ctx, "POST", "/api/v1/rooms/"+room+"/messages", a.Token,
-						map[string]string{"body": stampBody(t), "client_id": fmt.Sprintf("%s-%d-%d", e.run, i, k)}, nil, 201)
+						map[string]string{"body": stampBody(t, -1), "client_id": fmt.Sprintf("%s-%d-%d", e.run, i, k)}, nil, 201)
 					switch {
 					case err == nil:
 						acked.Add(1)
@@ -305,7 +136,7 @@ func runWrites(ctx context.Context, e *env, p writeParams) (*Result, error) {
 		res.add("server CPU per message", res.CPU["server"]*secs/float64(n)*1e6, "µs")
 		res.add("postgres CPU per message", res.CPU["postgres"]*secs/float64(n)*1e6, "µs")
 	}
-	res.Latencies["ack"] = lat.summary()
+	res.Latencies["ack (from actual send)"] = lat.summary()
 	if len(codes.n) > 0 {
 		res.Notes = append(res.Notes, fmt.Sprintf("errors by kind: %v", codes.n))
 	}
@@ -336,8 +167,8 @@ func (w *wsWriter) run(ctx context.Context, end time.Time, take func() bool) {
 			if t != "ack" && t != "error" {
 				return
 			}
-			var rp reply
-			if json.Unmarshal(line, &rp) != nil || rp.ID == nil {
+			rp, ok := decodeReply(line)
+			if !ok || rp.ID == nil {
 				return
 			}
 			w.mu.Lock()
@@ -376,7 +207,7 @@ send:
 		w.mu.Lock()
 		w.sentAt[id] = now
 		w.mu.Unlock()
-		if err := w.ws.Write(ctx, websocket.MessageText, sendFrame(id, w.room, stampBody(now), w.client+"-"+id)); err != nil {
+		if err := w.ws.Write(ctx, websocket.MessageText, sendFrame(id, w.room, stampBody(now, -1), w.client+"-"+id)); err != nil {
 			w.errs.Add(1)
 			return
 		}

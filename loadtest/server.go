@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -17,15 +18,44 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// serverLimits are the limits every server the load test starts runs with:
-// the per-connection send limit and the per-user HTTP write limit exist to
-// stop abuse, and a load generator sends from few accounts far faster than
-// any person.
-var serverLimits = []string{"--rate-limit", "1000000", "--rate-burst", "1000000", "--http-rate-limit", "0",
-	"--auth-rate-limit", "0", "--max-conns-per-user", "1000000"}
+// limitProfile is how the servers the load test starts set their abuse
+// limits, and what every result they measure says about it.
+type limitProfile struct {
+	name string
+	args []string
+	note string
+}
 
-// serverLimitsNote says so in every report.
-const serverLimitsNote = "servers started with --rate-limit 1000000 --rate-burst 1000000 --http-rate-limit 0 --auth-rate-limit 0 --max-conns-per-user 1000000 (abuse limits off)"
+// trustLoopback makes the servers believe X-Forwarded-For from the load
+// test, so that each registering client counts as its own address (the
+// auth limit is 60 a minute per client IP).
+var trustLoopback = []string{"--trusted-proxies", "127.0.0.1/32"}
+
+var (
+	// limitsDefault: every abuse limit at its default, and each user of
+	// the load test under them. Every open-loop scenario runs so.
+	limitsDefault = limitProfile{"default", trustLoopback,
+		"abuse limits at their defaults (sends 10/s with bursts of 20 per connection, HTTP writes 5/s with bursts of 20 per user, " +
+			"auth 60/min per client IP, 20 connections per user), every user under them; --trusted-proxies 127.0.0.1/32 and " +
+			"each registering client with an X-Forwarded-For address of its own"}
+	// limitsManyConns: the same but the connection cap, which the
+	// connections scenario needs (19,000 connections of 200 accounts).
+	limitsManyConns = limitProfile{"default, connection cap off", append(slices.Clone(trustLoopback), "--max-conns-per-user", "1000000"),
+		"abuse limits at their defaults except --max-conns-per-user 1000000: this scenario holds about 95 connections per account"}
+	// limitsOff: the first version's, for the closed-loop scenarios, which
+	// send from few accounts as fast as answers come.
+	limitsOff = limitProfile{"off", []string{"--rate-limit", "1000000", "--rate-burst", "1000000", "--http-rate-limit", "0",
+		"--auth-rate-limit", "0", "--max-conns-per-user", "1000000"},
+		"abuse limits OFF (" + offFlags + "): closed loop sends from few accounts as fast as answers come"}
+)
+
+// offFlags are limitsOff's flags as the notes spell them.
+const offFlags = "--rate-limit 1000000 --rate-burst 1000000 --http-rate-limit 0 --auth-rate-limit 0 --max-conns-per-user 1000000"
+
+// spawnArgs are flags every server the load test starts gets: a pprof
+// listener on loopback, and access tokens that outlive a long sweep (15
+// minutes by default; a connection is closed when its token expires).
+var spawnArgs = []string{"--debug-addr", "127.0.0.1:0", "--access-ttl", "2h"}
 
 // spawnOptions say how to start one `switchboard serve` process.
 type spawnOptions struct {
@@ -35,7 +65,7 @@ type spawnOptions struct {
 	RedisPrefix string
 	SecretFile  string   // JWT key shared by the nodes of a cluster
 	LogPath     string   // the server's stderr goes here
-	Args        []string // more flags, after (so overriding) the load-test limits
+	Args        []string // more flags: the limit profile's and the scenario's
 }
 
 // server is a running switchboard process.
@@ -47,12 +77,12 @@ type server struct {
 	log   *os.File
 }
 
-// startServer starts a node on a loopback port of its choosing with the
-// load-test limits and a pprof listener, and returns once it serves.
+// startServer starts a node on a loopback port of its choosing with a
+// pprof listener, and returns once it serves.
 func startServer(ctx context.Context, o spawnOptions) (*server, error) {
-	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--debug-addr", "127.0.0.1:0",
+	args := append([]string{"serve", "--addr", "127.0.0.1:0",
 		"--database-url", o.DatabaseURL, "--redis-prefix", o.RedisPrefix,
-		"--jwt-secret-file", o.SecretFile, "--log-level", "info"}, serverLimits...)
+		"--jwt-secret-file", o.SecretFile, "--log-level", "info"}, spawnArgs...)
 	args = append(args, o.Args...)
 	if o.RedisURL != "" {
 		args = append(args, "--redis-url", o.RedisURL)

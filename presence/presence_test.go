@@ -127,7 +127,7 @@ func TestConnectionCap(t *testing.T) {
 
 // setupClient is setup that also returns the client and prefix, to make
 // Redis lose what it holds under the prefix.
-func setupClient(t *testing.T, ttl time.Duration) (*presence.Redis, *redis.Client, string) {
+func setupClient(t *testing.T, ttl time.Duration) (*presence.Redis, redis.UniversalClient, string) {
 	t.Helper()
 	client, prefix := brokertest.NewClient(t)
 	p, err := presence.New(presence.Config{Redis: client, Prefix: prefix, TTL: ttl, Partitions: 4})

@@ -15,7 +15,7 @@ import (
 
 type testBundle struct {
 	ctx    context.Context
-	client *redis.Client
+	client redis.UniversalClient
 	prefix string
 }
 

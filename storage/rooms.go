@@ -281,8 +281,11 @@ func (s *Store) Cursors(ctx context.Context, userID string) ([]chat.Cursor, erro
 }
 
 // MarkDelivered moves delivery cursors forward (never back): user → room
-// → seq, for any number of users in one statement.
-func (s *Store) MarkDelivered(ctx context.Context, seqs map[string]map[string]int64) error {
+// → seq, for any number of users in one statement. It never waits for a
+// row another transaction holds (a message being stored updates its
+// sender's row; waiting for it while holding others could deadlock):
+// those cursors come back in busy, to be written again later.
+func (s *Store) MarkDelivered(ctx context.Context, seqs map[string]map[string]int64) (busy map[string]map[string]int64, err error) {
 	var users, rooms, values []int64
 	for user, byRoom := range seqs {
 		uid, err := parseID(user)
@@ -298,13 +301,43 @@ func (s *Store) MarkDelivered(ctx context.Context, seqs map[string]map[string]in
 		}
 	}
 	if len(users) == 0 {
-		return nil
+		return nil, nil
 	}
-	_, err := s.db.Exec(ctx, `
-		UPDATE room_members m SET delivered_seq = v.seq
-		FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS v(user_id, room_id, seq)
-		WHERE m.user_id = v.user_id AND m.room_id = v.room_id AND m.delivered_seq < v.seq`, users, rooms, values)
-	return wrap("mark delivered", err)
+	// The last SELECT reads the rows as they were before this statement:
+	// one behind and not updated was locked by someone else.
+	rows, err := s.db.Query(ctx, `
+		WITH v AS (
+			SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS v (user_id, room_id, seq)
+		), locked AS (
+			SELECT m.room_id, m.user_id, v.seq FROM room_members m
+			  JOIN v ON m.user_id = v.user_id AND m.room_id = v.room_id
+			 WHERE m.delivered_seq < v.seq
+			   FOR NO KEY UPDATE OF m SKIP LOCKED
+		), updated AS (
+			UPDATE room_members m SET delivered_seq = l.seq FROM locked l
+			 WHERE m.room_id = l.room_id AND m.user_id = l.user_id
+			RETURNING m.room_id, m.user_id
+		)
+		SELECT v.user_id, v.room_id, v.seq FROM v
+		  JOIN room_members m ON m.user_id = v.user_id AND m.room_id = v.room_id AND m.delivered_seq < v.seq
+		 WHERE NOT EXISTS (SELECT 1 FROM updated u WHERE u.user_id = v.user_id AND u.room_id = v.room_id)`,
+		users, rooms, values)
+	if err != nil {
+		return nil, wrap("mark delivered", err)
+	}
+	var uid, rid, seq int64
+	_, err = pgx.ForEachRow(rows, []any{&uid, &rid, &seq}, func() error {
+		if busy == nil {
+			busy = make(map[string]map[string]int64)
+		}
+		user := formatID(uid)
+		if busy[user] == nil {
+			busy[user] = make(map[string]int64)
+		}
+		busy[user][formatID(rid)] = seq
+		return nil
+	})
+	return busy, wrap("mark delivered", err)
 }
 
 // MarkRead moves the user's read cursor in roomID forward to seq (capped at

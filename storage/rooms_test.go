@@ -384,7 +384,9 @@ func TestRooms(t *testing.T) {
 		}
 		for _, step := range steps {
 			t.Run(step.name, func(t *testing.T) {
-				require.NoError(t, bundle.store.MarkDelivered(bundle.ctx, map[string]map[string]int64{alice.ID: step.seqs}))
+				busy, err := bundle.store.MarkDelivered(bundle.ctx, map[string]map[string]int64{alice.ID: step.seqs})
+				require.NoError(t, err)
+				require.Empty(t, busy)
 				require.Equal(t, step.want, cursors(t, alice.ID))
 			})
 		}
@@ -392,11 +394,32 @@ func TestRooms(t *testing.T) {
 		require.Equal(t, map[string]cursor{notMine.ID: {2, 0, 2}}, cursors(t, bob.ID))
 
 		// Several users in one statement; bad user ids are skipped.
-		require.NoError(t, bundle.store.MarkDelivered(bundle.ctx, map[string]map[string]int64{
+		busy, err := bundle.store.MarkDelivered(bundle.ctx, map[string]map[string]int64{
 			bob.ID: {notMine.ID: 2}, "abc": {a.ID: 1}, "0" + alice.ID: {a.ID: 1}, alice.ID: {b.ID: 4},
-		}))
+		})
+		require.NoError(t, err)
+		require.Empty(t, busy)
 		require.Equal(t, map[string]cursor{notMine.ID: {2, 2, 2}}, cursors(t, bob.ID))
 		require.Equal(t, map[string]cursor{a.ID: {8, 8, 8}, b.ID: {4, 4, 4}}, cursors(t, alice.ID))
+
+		// A row another transaction holds (a message of alice's being
+		// stored in b) is not waited for: it comes back busy, the others
+		// are written, and it is written once free.
+		tx, err := bundle.pool.Begin(bundle.ctx)
+		require.NoError(t, err)
+		defer tx.Rollback(bundle.ctx)
+		_, err = tx.Exec(bundle.ctx, `UPDATE room_members SET last_active_at = now() WHERE room_id = $1 AND user_id = $2`, b.ID, alice.ID)
+		require.NoError(t, err)
+		both := map[string]map[string]int64{alice.ID: {a.ID: 8, b.ID: 6}, bob.ID: {notMine.ID: 2}}
+		busy, err = bundle.store.MarkDelivered(bundle.ctx, both)
+		require.NoError(t, err)
+		require.Equal(t, map[string]map[string]int64{alice.ID: {b.ID: 6}}, busy, "only the held row, and not rows already there")
+		require.Equal(t, map[string]cursor{a.ID: {8, 8, 8}, b.ID: {4, 4, 4}}, cursors(t, alice.ID))
+		require.NoError(t, tx.Rollback(bundle.ctx))
+		busy, err = bundle.store.MarkDelivered(bundle.ctx, busy)
+		require.NoError(t, err)
+		require.Empty(t, busy)
+		require.Equal(t, map[string]cursor{a.ID: {8, 8, 8}, b.ID: {4, 6, 4}}, cursors(t, alice.ID))
 	})
 
 	t.Run("Lookups", func(t *testing.T) {
@@ -460,7 +483,8 @@ func TestNewMembersStartAtTheRoomsEnd(t *testing.T) {
 			"the next connection delivers only what came after joining")
 	}
 	// Joining again changes nothing.
-	require.NoError(t, b.store.MarkDelivered(b.ctx, map[string]map[string]int64{bob.ID: {r.ID: 4}}))
+	_, err = b.store.MarkDelivered(b.ctx, map[string]map[string]int64{bob.ID: {r.ID: 4}})
+	require.NoError(t, err)
 	_, _, err = b.store.Join(b.ctx, bob.ID, r.ID)
 	require.NoError(t, err)
 	cs, err := b.store.Cursors(b.ctx, bob.ID)

@@ -30,7 +30,7 @@ type Store struct {
 	// (WithPhoneCodes).
 	phoneCodes *phoneCodes
 
-	savers [maxSavers]saver // SaveMessage calls waiting for a batch, by room (save.go)
+	saver saver // SaveMessage calls waiting for a batch (save.go)
 }
 
 // Option configures a Store.

@@ -2,8 +2,15 @@
 // that keeps state in Redis, against the real Redis: a prefix of their
 // own, so that parallel tests never see each other's events or keys, and
 // a TCP proxy whose link can be cut, to test outages without stopping the
-// server other tests use. TEST_REDIS_URL names the server (default: the
-// local one).
+// server other tests use.
+//
+// The Redis is one server, TEST_REDIS_URL (default: the local one), unless
+// TEST_REDIS_CLUSTER_ADDRS names the seed nodes of a Redis Cluster or
+// TEST_REDIS_SENTINEL_ADDRS and TEST_REDIS_SENTINEL_MASTER a primary
+// behind Sentinel: `make test` runs the multi-node tests again on both
+// (scripts/redis-topologies.sh starts them). Tests that need one server
+// (a proxy in front of it, a child process given REDIS_URL) skip on the
+// others.
 package brokertest
 
 import (
@@ -15,18 +22,77 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// RedisURL is the Redis server tests use.
+// RedisURL is the Redis server tests use when they run on one server.
 func RedisURL() string {
 	if u := os.Getenv("TEST_REDIS_URL"); u != "" {
 		return u
 	}
 	return "redis://127.0.0.1:6379/0"
+}
+
+// Topology is the Redis the tests run on.
+type Topology struct {
+	ClusterAddrs   []string // a Redis Cluster's seed nodes
+	SentinelAddrs  []string // Sentinels, watching SentinelMaster
+	SentinelMaster string
+}
+
+// Current returns the topology the environment names; the zero Topology
+// is the single server of RedisURL.
+func Current() Topology {
+	split := func(v string) []string {
+		if v == "" {
+			return nil
+		}
+		return strings.Split(v, ",")
+	}
+	return Topology{ClusterAddrs: split(os.Getenv("TEST_REDIS_CLUSTER_ADDRS")),
+		SentinelAddrs: split(os.Getenv("TEST_REDIS_SENTINEL_ADDRS")), SentinelMaster: os.Getenv("TEST_REDIS_SENTINEL_MASTER")}
+}
+
+// Single reports whether the topology is the one server of RedisURL.
+func (tp Topology) Single() bool { return len(tp.ClusterAddrs) == 0 && len(tp.SentinelAddrs) == 0 }
+
+// Client returns a new client of the topology.
+func (tp Topology) Client() redis.UniversalClient {
+	switch {
+	case len(tp.ClusterAddrs) > 0:
+		return redis.NewClusterClient(&redis.ClusterOptions{Addrs: tp.ClusterAddrs})
+	case len(tp.SentinelAddrs) > 0:
+		return redis.NewFailoverClient(&redis.FailoverOptions{MasterName: tp.SentinelMaster, SentinelAddrs: tp.SentinelAddrs})
+	}
+	opts, err := redis.ParseURL(RedisURL())
+	if err != nil {
+		panic("brokertest: TEST_REDIS_URL: " + err.Error())
+	}
+	return redis.NewClient(opts)
+}
+
+// Env returns the server's environment settings (SPEC §12) for a process
+// on the topology.
+func (tp Topology) Env() []string {
+	switch {
+	case len(tp.ClusterAddrs) > 0:
+		return []string{"REDIS_CLUSTER_ADDRS=" + strings.Join(tp.ClusterAddrs, ",")}
+	case len(tp.SentinelAddrs) > 0:
+		return []string{"REDIS_SENTINEL_ADDRS=" + strings.Join(tp.SentinelAddrs, ","), "REDIS_SENTINEL_MASTER=" + tp.SentinelMaster}
+	}
+	return []string{"REDIS_URL=" + RedisURL()}
+}
+
+// RequireSingle skips t unless the tests run on one Redis server.
+func RequireSingle(t testing.TB) {
+	t.Helper()
+	if !Current().Single() {
+		t.Skip("needs a single Redis server (TEST_REDIS_URL)")
+	}
 }
 
 // Prefix returns a Redis prefix that no other test uses.
@@ -36,16 +102,12 @@ func Prefix() string {
 	return "sbtest:" + hex.EncodeToString(b) + ":"
 }
 
-// NewClient connects to the test Redis and returns the client with a
-// prefix no other test uses. When t ends, the keys under the prefix are
-// deleted and the client is closed.
-func NewClient(t testing.TB) (*redis.Client, string) {
+// NewClient connects to the test Redis (Current) and returns the client
+// with a prefix no other test uses. When t ends, the keys under the prefix
+// are deleted and the client is closed.
+func NewClient(t testing.TB) (redis.UniversalClient, string) {
 	t.Helper()
-	opts, err := redis.ParseURL(RedisURL())
-	if err != nil {
-		t.Fatalf("brokertest: %v", err)
-	}
-	rdb, prefix := redis.NewClient(opts), Prefix()
+	rdb, prefix := Current().Client(), Prefix()
 	t.Cleanup(func() {
 		// t.Context() is cancelled before cleanups run.
 		if err := DeleteKeys(context.Background(), rdb, prefix+"*"); err != nil {
@@ -82,6 +144,7 @@ const (
 // t ends.
 func NewProxy(t testing.TB) *Proxy {
 	t.Helper()
+	RequireSingle(t)
 	opts, err := redis.ParseURL(RedisURL())
 	if err != nil {
 		t.Fatalf("brokertest: %v", err)
@@ -222,15 +285,25 @@ func (p *Proxy) close() {
 
 // DeleteKeys deletes every key that matches pattern (SCAN MATCH, then DEL),
 // for tests that clean up after libraries keeping keys of their own, such
-// as asynq's "asynq:{<queue>}:…".
+// as asynq's "asynq:{<queue>}:…". On a Redis Cluster it goes over every
+// primary.
 func DeleteKeys(ctx context.Context, rdb redis.UniversalClient, pattern string) error {
+	if c, ok := rdb.(*redis.ClusterClient); ok {
+		return c.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+			return deleteKeys(ctx, node, pattern)
+		})
+	}
+	return deleteKeys(ctx, rdb, pattern)
+}
+
+func deleteKeys(ctx context.Context, rdb redis.UniversalClient, pattern string) error {
 	iter := rdb.Scan(ctx, 0, pattern, 500).Iterator()
-	var keys []string
 	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
+		// One key at a time: on a Cluster node a DEL of several keys must
+		// stay within one slot.
+		if err := rdb.Del(ctx, iter.Val()).Err(); err != nil {
+			return err
+		}
 	}
-	if err := iter.Err(); err != nil || len(keys) == 0 {
-		return err
-	}
-	return rdb.Del(ctx, keys...).Err()
+	return iter.Err()
 }

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-chat/switchboard/broker/brokertest"
@@ -173,9 +172,7 @@ func TestConnectionCapAfterNodeDeath(t *testing.T) {
 
 	// Two connections on a node that was then killed: entries nobody
 	// refreshes, with a short life.
-	opts, err := redis.ParseURL(brokertest.RedisURL())
-	require.NoError(t, err)
-	client := redis.NewClient(opts)
+	client := brokertest.Current().Client()
 	defer client.Close()
 	dead, err := presence.New(presence.Config{Redis: client, Prefix: prefix, TTL: 700 * time.Millisecond})
 	require.NoError(t, err)

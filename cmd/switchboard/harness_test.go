@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -99,15 +100,22 @@ func newTestServerWith(t testing.TB, opts nodeOptions) *testServer {
 	if opts.addr != "" {
 		public = "http://" + opts.addr
 	}
+	if opts.redisURL != "" {
+		brokertest.RequireSingle(t)
+	}
+	topology := brokertest.Current()
 	cfg := &config{
-		DatabaseURL: opts.databaseURL,
-		RedisURL:    cmp.Or(opts.redisURL, brokertest.RedisURL()),
-		RedisPrefix: cmp.Or(opts.redisPrefix, brokertest.Prefix()),
-		Addr:        "127.0.0.1:0",
-		PublicURL:   public,
-		RateLimit:   10,
-		RateBurst:   20,
-		tuneHub:     opts.tune,
+		DatabaseURL:    opts.databaseURL,
+		RedisURL:       cmp.Or(opts.redisURL, brokertest.RedisURL()),
+		RedisCluster:   strings.Join(topology.ClusterAddrs, ","),
+		RedisSentinels: strings.Join(topology.SentinelAddrs, ","),
+		RedisMaster:    topology.SentinelMaster,
+		RedisPrefix:    cmp.Or(opts.redisPrefix, brokertest.Prefix()),
+		Addr:           "127.0.0.1:0",
+		PublicURL:      public,
+		RateLimit:      10,
+		RateBurst:      20,
+		tuneHub:        opts.tune,
 	}
 	cfg.HTTPRateLimit, cfg.HTTPRateBurst = 1000, 1000
 	cfg.AuthRateLimit, cfg.TrustedProxies, cfg.AccessTTL = opts.authRateLimit, opts.trustedProxies, opts.accessTTL

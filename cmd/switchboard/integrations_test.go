@@ -280,7 +280,8 @@ func TestSMSRetriesAfterTwilioErrorsAndDeadLettersRefusedNumbers(t *testing.T) {
 func cliCommand(s *testServer, args ...string) *exec.Cmd {
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), "SWITCHBOARD_TEST_MAIN=1", "SWITCHBOARD_TEST_ARGS="+strings.Join(args, " "),
-		"REDIS_URL="+brokertest.RedisURL(), "SWITCHBOARD_REDIS_PREFIX="+s.prefix, "DATABASE_URL="+s.database)
+		"SWITCHBOARD_REDIS_PREFIX="+s.prefix, "DATABASE_URL="+s.database)
+	cmd.Env = append(cmd.Env, brokertest.Current().Env()...)
 	return cmd
 }
 
@@ -319,9 +320,10 @@ func TestWorkerKilledMidJobLosesNothing(t *testing.T) {
 	defer release()
 	worker := exec.Command(os.Args[0])
 	worker.Env = append(os.Environ(), "SWITCHBOARD_TEST_MAIN=1", "SWITCHBOARD_TEST_ARGS=worker",
-		"DATABASE_URL="+db, "REDIS_URL="+brokertest.RedisURL(), "SWITCHBOARD_REDIS_PREFIX="+prefix,
+		"DATABASE_URL="+db, "SWITCHBOARD_REDIS_PREFIX="+prefix,
 		"TWILIO_ACCOUNT_SID="+testTwilioSID, "TWILIO_AUTH_TOKEN="+testTwilioToken,
 		"TWILIO_FROM_NUMBER="+testTwilioFrom, "TWILIO_API_URL="+fake.URL(), "SWITCHBOARD_LOG_LEVEL=warn")
+	worker.Env = append(worker.Env, brokertest.Current().Env()...)
 	require.NoError(t, worker.Start())
 	t.Cleanup(func() { _ = worker.Process.Kill(); _ = worker.Wait() })
 

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-chat/switchboard/broker/brokertest"
@@ -85,9 +84,7 @@ func TestPresenceDeadNodeAnnouncedOffline(t *testing.T) {
 
 	// Alice's connection on a node that then died: an entry with a short
 	// life that nobody refreshes.
-	opts, err := redis.ParseURL(brokertest.RedisURL())
-	require.NoError(t, err)
-	client := redis.NewClient(opts)
+	client := brokertest.Current().Client()
 	defer client.Close()
 	deadNode, err := presence.New(presence.Config{Redis: client, Prefix: prefix, TTL: 300 * time.Millisecond})
 	require.NoError(t, err)

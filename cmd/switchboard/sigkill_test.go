@@ -43,10 +43,11 @@ func startServe(t *testing.T, db, prefix string) *serveProc {
 	cmd.Env = append(os.Environ(), "SWITCHBOARD_TEST_MAIN=1",
 		"SWITCHBOARD_TEST_ARGS=serve --addr "+addr+" --shutdown-timeout 2s",
 		"DATABASE_URL="+db, "SWITCHBOARD_JWT_SECRET="+string(apitest.Secret),
-		"REDIS_URL="+brokertest.RedisURL(), "SWITCHBOARD_REDIS_PREFIX="+prefix,
+		"SWITCHBOARD_REDIS_PREFIX="+prefix,
 		"SWITCHBOARD_HTTP_RATE_LIMIT=100000", "SWITCHBOARD_HTTP_RATE_BURST=100000",
 		"SWITCHBOARD_RATE_LIMIT=100000", "SWITCHBOARD_RATE_BURST=100000",
 		"SWITCHBOARD_LOG_LEVEL=warn")
+	cmd.Env = append(cmd.Env, brokertest.Current().Env()...)
 	stderr := &lockedWriter{w: &bytes.Buffer{}}
 	cmd.Stderr = stderr
 	stdout, err := cmd.StdoutPipe()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs loadtest/k6/fanout.js against a fresh `switchboard serve` (its own
-# database and Redis prefix, abuse limits off, as `loadtest -spawn` does),
+# database and Redis prefix, abuse limits off, as `loadtest -spawn -loop
+# closed` does: its one sender sends 100 messages a second),
 # then stops it and drops the database. Needs bin/switchboard and k6 on PATH
 # or in bin/ (`make k6` provides both). Extra arguments go to k6; the
 # scenario's size comes from SUBS, ACCOUNTS, INTERVAL_MS, DURATION_S.
