@@ -233,8 +233,7 @@ func (p *Redis) Sweep(ctx context.Context) ([]string, error) {
 	pipe := p.client.Pipeline()
 	due := make([]*redis.StringSliceCmd, p.partitions)
 	for k := range due {
-		due[k] = pipe.ZRangeArgs(ctx, redis.ZRangeArgs{Key: p.indexKey(k), Start: "-inf", Stop: now.UnixMilli(),
-			ByScore: true, Count: sweepBatch})
+		due[k] = pipe.ZRangeByScore(ctx, p.indexKey(k), &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(now.UnixMilli(), 10), Count: sweepBatch})
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("presence sweep: %w", err)
