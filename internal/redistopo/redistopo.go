@@ -1,8 +1,15 @@
-// Package redistopo starts private Redis servers for tests: the machine's
-// redis-server processes (Debian's redis-server package, which `make up`
-// installs) on free ports of 127.0.0.1, with their files in t.TempDir();
-// when the test ends every process is killed and waited for. Nothing is
-// persisted, so a server that is killed and restarted comes back empty.
+// Package redistopo starts private Redis topologies for tests: a standalone
+// server (Single) and a Redis Cluster of three primaries with a replica each
+// (StartCluster). They are the machine's redis-server processes (Debian's
+// redis-server package, which `make up` installs) on free ports of
+// 127.0.0.1, with their files in t.TempDir(); when the test ends every
+// process is killed and waited for. Nothing is persisted, so a server that
+// is killed and restarted comes back empty.
+//
+// The cluster's timeouts are short (a cluster-node-timeout of one second),
+// so that a killed or paused primary is replaced within a few seconds and
+// tests of failures stay quick. scripts/redis-topologies.sh starts the same
+// cluster on fixed ports, for people.
 //
 // On Linux a server also dies when the test binary dies (Pdeathsig), so a
 // test killed by its timeout leaves nothing running.
@@ -14,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -30,17 +38,18 @@ import (
 )
 
 const (
-	// readyTimeout bounds how long a server may take to answer.
+	// readyTimeout bounds every wait: for a server to answer, for a
+	// topology to form or to recover from a failure.
 	readyTimeout = 30 * time.Second
 	// pollInterval is how often a wait checks its condition.
 	pollInterval = 25 * time.Millisecond
 )
 
-// Server is one redis-server process. It may be used from several
-// goroutines, but Kill, Restart, Pause and Resume must not run at the same
-// time as each other.
+// Server is one redis-server process: a standalone server or a cluster
+// node. It may be used from several goroutines, but Kill, Restart, Pause and
+// Resume must not run at the same time as each other.
 type Server struct {
-	name   string // for messages
+	name   string // for messages: "cluster node 2"
 	dir    string
 	port   int
 	args   []string      // redis-server's arguments, the same for every start
@@ -57,8 +66,8 @@ type process struct {
 	done chan struct{} // closed once it has exited
 }
 
-// errPortTaken is the error of a start whose port someone else bound
-// first.
+// errPortTaken is the error of a start whose port (or cluster bus port)
+// someone else bound first.
 var errPortTaken = errors.New("port taken")
 
 // Addr is the server's address, "127.0.0.1:port". It stays the same across
@@ -83,8 +92,10 @@ func (s *Server) Kill(t testing.TB) {
 
 // Restart starts a killed server again on the same port with the same
 // configuration, and waits until it answers. It comes back empty, since
-// nothing is persisted. It fails the test if the server is running, or
-// cannot start (as when someone else took its port meanwhile).
+// nothing is persisted; a cluster node keeps its cluster configuration
+// (nodes.conf), so it rejoins its cluster under the same node ID. It fails
+// the test if the server is running, or cannot start (as when someone else
+// took its port meanwhile).
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
 	if s.running() {
@@ -128,10 +139,10 @@ func (s *Server) signal(t testing.TB, what string, sig syscall.Signal, pause boo
 // Single starts a standalone redis-server and returns once it answers.
 func Single(t testing.TB) *Server {
 	t.Helper()
-	return startServer(t, "server", serverArgs)
+	return startServer(t, "server", false, serverArgs)
 }
 
-// serverArgs are the arguments of a redis-server. Replicas load what their primary sends from the socket and primaries send
+// serverArgs are the arguments of every redis-server. Replicas load what their primary sends from the socket and primaries send
 // it at once (repl-diskless-sync-delay is 5 s by default), so a replica is
 // in sync in milliseconds and no server writes an RDB file a restart would
 // load.
@@ -144,9 +155,10 @@ func serverArgs(t testing.TB, dir string, port int) []string {
 }
 
 // startServer starts redis-server with the arguments args returns for its
-// directory and port, on a free port, and returns once it answers, or fails
-// the test. name names it in messages.
-func startServer(t testing.TB, name string, args func(t testing.TB, dir string, port int) []string) *Server {
+// directory and port, on a free port (with bus, one whose port+10000, a
+// cluster node's bus port, is free too), and returns once it answers, or
+// fails the test. name names it in messages.
+func startServer(t testing.TB, name string, bus bool, args func(t testing.TB, dir string, port int) []string) *Server {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatalf("redistopo: redis-server is not installed (%v); `make up` installs it (Debian package redis-server)", err)
@@ -158,7 +170,7 @@ func startServer(t testing.TB, name string, args func(t testing.TB, dir string, 
 	// A free port may be bound by someone else before the server binds it:
 	// then try another.
 	for attempt := 1; ; attempt++ {
-		port, err := freePort()
+		port, err := freePort(bus)
 		if err != nil {
 			t.Fatalf("redistopo: %s: %v", name, err)
 		}
@@ -287,6 +299,14 @@ func (s *Server) running() bool {
 	return s.proc != nil
 }
 
+// live reports whether the server runs and is not paused: whether it
+// should answer.
+func (s *Server) live() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.proc != nil && !s.paused
+}
+
 // logTail is the last lines of the server's log, for failure messages.
 func (s *Server) logTail() string {
 	const lines = 15
@@ -299,14 +319,57 @@ func (s *Server) logTail() string {
 		strings.Join(all[max(0, len(all)-lines):], "\n"))
 }
 
-// freePort returns a port of 127.0.0.1 nobody listens on now.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+// freePort returns a port of 127.0.0.1 nobody listens on now; with bus, one
+// below 30000 whose port+10000 is free too.
+func freePort(bus bool) (int, error) {
+	if !bus {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		defer l.Close()
+		return l.Addr().(*net.TCPAddr).Port, nil
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	for range 100 {
+		port := 20000 + rand.IntN(10000)
+		if free(port) && free(port+10000) {
+			return port, nil
+		}
+	}
+	return 0, errors.New("no free pair of ports p, p+10000 in 20000-39999")
+}
+
+func free(port int) bool {
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	_ = l.Close()
+	return true
+}
+
+// waitFor calls cond until it returns nil. After readyTimeout it fails the
+// test, saying that it waited for what, with cond's last error and the last
+// lines of the servers' logs.
+func waitFor(t testing.TB, what string, servers []*Server, cond func(context.Context) error) {
+	t.Helper()
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := cond(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			logs := make([]string, len(servers))
+			for i, s := range servers {
+				logs[i] = s.logTail()
+			}
+			t.Fatalf("redistopo: no %s after %s: %v\n%s", what, readyTimeout, err, strings.Join(logs, "\n"))
+		}
+		time.Sleep(pollInterval)
+	}
 }
 
 // infoField is the value of a field of INFO's answer, or "".
@@ -317,4 +380,25 @@ func infoField(info, name string) string {
 		}
 	}
 	return ""
+}
+
+// live are the servers that are live.
+func live(servers []*Server) []*Server {
+	var out []*Server
+	for _, s := range servers {
+		if s.live() {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// byAddr is the server of servers at addr, or nil.
+func byAddr(servers []*Server, addr string) *Server {
+	for _, s := range servers {
+		if s.Addr() == addr {
+			return s
+		}
+	}
+	return nil
 }

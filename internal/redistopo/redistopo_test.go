@@ -2,6 +2,7 @@ package redistopo_test
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -64,4 +65,80 @@ func TestSingleKillRestartPause(t *testing.T) {
 		require.NoError(t, c.Set(ctx, "k", "v", 0).Err())
 	})
 	requireGone(t, []string{addr})
+}
+
+func TestCluster(t *testing.T) {
+	t.Parallel()
+	var addrs []string
+	t.Run("cluster", func(t *testing.T) {
+		ctx := t.Context()
+		start := time.Now()
+		c := redistopo.StartCluster(t)
+		t.Logf("cluster up in %s", time.Since(start))
+		addrs = c.Addrs()
+		require.Len(t, addrs, 6)
+		// go-redis reloads the slots' owners on MOVED and READONLY, which a
+		// dead primary does not answer, and otherwise every
+		// ClusterStateReloadInterval (60 s by default).
+		cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, ClusterStateReloadInterval: time.Second})
+		t.Cleanup(func() { _ = cc.Close() })
+
+		// A key on every primary, through the cluster client, and found on
+		// the primary PrimaryOf names.
+		keys := map[*redistopo.Server]string{}
+		for i := 0; len(keys) < 3; i++ {
+			require.Less(t, i, 100, "100 keys on fewer than 3 primaries")
+			key := fmt.Sprintf("key-%d", i)
+			p := c.PrimaryOf(t, key)
+			if _, ok := keys[p]; ok {
+				continue
+			}
+			keys[p] = key
+			require.NoError(t, cc.Set(ctx, key, "v1", 0).Err())
+			require.Equal(t, "v1", cc.Get(ctx, key).Val())
+			require.Equal(t, "v1", client(t, p).Get(ctx, key).Val(), "%s on %s", key, p.Addr())
+		}
+
+		// A primary crashes: its replica takes over, and the same client
+		// writes again.
+		key := keys[c.Servers()[0]]
+		old := c.PrimaryOf(t, key)
+		old.Kill(t)
+		start = time.Now()
+		c.WaitHealthy(t)
+		t.Logf("replica of a killed primary serving in %s", time.Since(start))
+		promoted := c.PrimaryOf(t, key)
+		require.NotSame(t, old, promoted)
+		require.NoError(t, cc.Set(ctx, key, "v2", 0).Err())
+		require.Equal(t, "v2", client(t, promoted).Get(ctx, key).Val())
+
+		// It comes back empty, as the replica of the one that took over.
+		start = time.Now()
+		old.Restart(t)
+		c.WaitHealthy(t)
+		t.Logf("killed primary back as a replica, in sync, in %s", time.Since(start))
+		require.Same(t, promoted, c.PrimaryOf(t, key))
+
+		// A primary that stops answering is replaced too, and rejoins as a
+		// replica when it answers again.
+		paused := c.PrimaryOf(t, keys[c.Servers()[1]])
+		paused.Pause(t)
+		start = time.Now()
+		c.WaitHealthy(t)
+		t.Logf("replica of a paused primary serving in %s", time.Since(start))
+		require.NotSame(t, paused, c.PrimaryOf(t, keys[c.Servers()[1]]))
+		start = time.Now()
+		paused.Resume(t)
+		c.WaitHealthy(t)
+		t.Logf("paused primary back as a replica, in sync, in %s", time.Since(start))
+
+		// A failover without a crash gives the slots back.
+		start = time.Now()
+		require.Same(t, old, c.Failover(t, promoted))
+		t.Logf("CLUSTER FAILOVER done in %s", time.Since(start))
+		require.Same(t, old, c.PrimaryOf(t, key))
+		require.NoError(t, cc.Set(ctx, key, "v3", 0).Err())
+		require.Equal(t, "v3", client(t, old).Get(ctx, key).Val())
+	})
+	requireGone(t, addrs)
 }
