@@ -1,15 +1,17 @@
 // Package redistopo starts private Redis topologies for tests: a standalone
-// server (Single) and a Redis Cluster of three primaries with a replica each
-// (StartCluster). They are the machine's redis-server processes (Debian's
+// server (Single), a Redis Cluster of three primaries with a replica each
+// (StartCluster), and a primary with a replica watched by three Sentinels
+// (StartSentinel). They are the machine's redis-server processes (Debian's
 // redis-server package, which `make up` installs) on free ports of
 // 127.0.0.1, with their files in t.TempDir(); when the test ends every
 // process is killed and waited for. Nothing is persisted, so a server that
 // is killed and restarted comes back empty.
 //
-// The cluster's timeouts are short (a cluster-node-timeout of one second),
-// so that a killed or paused primary is replaced within a few seconds and
-// tests of failures stay quick. scripts/redis-topologies.sh starts the same
-// cluster on fixed ports, for people.
+// The topologies' timeouts are short (a cluster-node-timeout of one second,
+// a Sentinel down-after-milliseconds of two), so that a killed or paused
+// primary is replaced within a few seconds and tests of failures stay quick.
+// scripts/redis-topologies.sh starts the same topologies on fixed ports, for
+// people.
 //
 // On Linux a server also dies when the test binary dies (Pdeathsig), so a
 // test killed by its timeout leaves nothing running.
@@ -45,9 +47,10 @@ const (
 	pollInterval = 25 * time.Millisecond
 )
 
-// Server is one redis-server process: a standalone server or a cluster
-// node. It may be used from several goroutines, but Kill, Restart, Pause and
-// Resume must not run at the same time as each other.
+// Server is one redis-server process: a standalone server, a cluster node,
+// a primary or replica watched by Sentinels, or a Sentinel. It may be used
+// from several goroutines, but Kill, Restart, Pause and Resume must not run
+// at the same time as each other.
 type Server struct {
 	name   string // for messages: "cluster node 2"
 	dir    string
@@ -93,9 +96,9 @@ func (s *Server) Kill(t testing.TB) {
 // Restart starts a killed server again on the same port with the same
 // configuration, and waits until it answers. It comes back empty, since
 // nothing is persisted; a cluster node keeps its cluster configuration
-// (nodes.conf), so it rejoins its cluster under the same node ID. It fails
-// the test if the server is running, or cannot start (as when someone else
-// took its port meanwhile).
+// (nodes.conf), so it rejoins its cluster under the same node ID, and a
+// Sentinel keeps what it has learnt. It fails the test if the server is
+// running, or cannot start (as when someone else took its port meanwhile).
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
 	if s.running() {
@@ -142,7 +145,8 @@ func Single(t testing.TB) *Server {
 	return startServer(t, "server", false, serverArgs)
 }
 
-// serverArgs are the arguments of every redis-server. Replicas load what their primary sends from the socket and primaries send
+// serverArgs are the arguments of every redis-server but the Sentinels.
+// Replicas load what their primary sends from the socket and primaries send
 // it at once (repl-diskless-sync-delay is 5 s by default), so a replica is
 // in sync in milliseconds and no server writes an RDB file a restart would
 // load.

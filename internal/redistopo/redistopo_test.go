@@ -142,3 +142,55 @@ func TestCluster(t *testing.T) {
 	})
 	requireGone(t, addrs)
 }
+
+func TestSentinel(t *testing.T) {
+	t.Parallel()
+	var addrs []string
+	t.Run("sentinel", func(t *testing.T) {
+		ctx := t.Context()
+		start := time.Now()
+		s := redistopo.StartSentinel(t)
+		t.Logf("sentinel topology up in %s", time.Since(start))
+		for _, srv := range s.Servers() {
+			addrs = append(addrs, srv.Addr())
+		}
+		addrs = append(addrs, s.SentinelAddrs()...)
+		fc := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: s.MasterName(), SentinelAddrs: s.SentinelAddrs()})
+		t.Cleanup(func() { _ = fc.Close() })
+
+		first := s.Primary(t)
+		require.Same(t, s.Servers()[0], first)
+		require.NoError(t, fc.Set(ctx, "k", "v1", 0).Err())
+
+		start = time.Now()
+		second := s.Failover(t)
+		t.Logf("SENTINEL FAILOVER done in %s", time.Since(start))
+		require.Same(t, s.Servers()[1], second)
+		require.Same(t, second, s.Primary(t))
+		// The old primary takes writes until the Sentinels make it a
+		// replica; the client leaves it on the +switch-master message of
+		// its Sentinel, which may come a moment after Failover returns.
+		direct := client(t, second)
+		require.Eventually(t, func() bool {
+			return fc.Set(ctx, "k", "v2", 0).Err() == nil && direct.Get(ctx, "k").Val() == "v2"
+		}, 5*time.Second, 10*time.Millisecond, "a write through the client reaches the new primary")
+
+		start = time.Now()
+		s.WaitHealthy(t)
+		t.Logf("old primary a replica, in sync, in %s", time.Since(start))
+
+		// The primary crashes: the Sentinels promote the replica.
+		second.Kill(t)
+		start = time.Now()
+		require.Same(t, first, s.WaitPrimary(t, second))
+		t.Logf("replica of a killed primary promoted in %s", time.Since(start))
+		require.NoError(t, fc.Set(ctx, "k", "v3", 0).Err())
+		require.Equal(t, "v3", client(t, first).Get(ctx, "k").Val())
+
+		start = time.Now()
+		second.Restart(t)
+		s.WaitHealthy(t)
+		t.Logf("killed primary back as a replica, in sync, in %s", time.Since(start))
+	})
+	requireGone(t, addrs)
+}
