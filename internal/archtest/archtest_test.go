@@ -91,6 +91,7 @@ var rules = map[string]rule{
 	"integrations/slack/slacktest":   {ours: []string{"internal/fakeapi"}},
 	"integrations/jobs/jobstest":     {ours: []string{"broker/brokertest", "integrations", "integrations/jobs"}},
 	"internal/fakeapi":               {},
+	"internal/redistopo":             {third: []string{redis}},
 	"internal/testvectors":           {},
 	"internal/archtest":              {},
 
