@@ -1,6 +1,7 @@
 package presence_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-chat/switchboard/broker/brokertest"
+	"github.com/switchboard-chat/switchboard/internal/redistopo"
 	"github.com/switchboard-chat/switchboard/presence"
 )
 
@@ -235,4 +237,49 @@ func TestPrefixWithBraceRefused(t *testing.T) {
 		_, err := presence.New(presence.Config{Redis: client, Prefix: prefix})
 		require.ErrorContains(t, err, "brace", prefix)
 	}
+}
+
+// TestOnACluster: on a Redis Cluster (three primaries) every script's keys
+// are on one slot, so connecting, re-asserting after Redis lost
+// everything, disconnecting and sweeping users of every partition never
+// meets a cross-slot error, and the answers are those of one server.
+func TestOnACluster(t *testing.T) {
+	t.Parallel()
+	cluster := redistopo.StartCluster(t)
+	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cluster.Addrs()})
+	t.Cleanup(func() { _ = client.Close() })
+	p, err := presence.New(presence.Config{Redis: client, Prefix: brokertest.Prefix(), TTL: 500 * time.Millisecond})
+	require.NoError(t, err)
+	ctx := t.Context()
+
+	var users []string
+	conns := map[string][]string{}
+	for i := range 200 {
+		u := fmt.Sprint(i + 1)
+		users = append(users, u)
+		conns[u] = []string{"c" + u}
+		online, allowed, err := p.Connect(ctx, u, "c"+u, 1)
+		require.NoError(t, err)
+		require.True(t, online && allowed)
+	}
+	got, err := p.Online(ctx, users)
+	require.NoError(t, err)
+	require.ElementsMatch(t, users, got)
+
+	require.NoError(t, client.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+		return c.FlushAll(ctx).Err() // and the scripts: they are loaded again
+	}))
+	came, err := p.Refresh(ctx, conns)
+	require.NoError(t, err)
+	require.ElementsMatch(t, users, came)
+
+	for _, u := range users[:100] {
+		offline, err := p.Disconnect(ctx, u, "c"+u)
+		require.NoError(t, err)
+		require.True(t, offline)
+	}
+	time.Sleep(600 * time.Millisecond) // the other half expire
+	gone, err := p.Sweep(ctx)
+	require.NoError(t, err)
+	require.ElementsMatch(t, users[100:], gone)
 }

@@ -16,11 +16,12 @@ import (
 	"github.com/switchboard-chat/switchboard/hub"
 	"github.com/switchboard-chat/switchboard/integrations/jobs"
 	"github.com/switchboard-chat/switchboard/integrations/slack/slacktest"
+	"github.com/switchboard-chat/switchboard/internal/redistopo"
 )
 
 // The tests of this file make Redis lose everything it holds (SPEC §15: a
-// restart without persistence): a private redis-server is killed and
-// started again, empty, on the same address.
+// restart without persistence): a private redis-server (internal/redistopo)
+// is killed and started again, empty, on the same address.
 
 // journaled counts the job journal's records of type typ.
 func (s *testServer) journaled(t *testing.T, typ string) int {
@@ -85,9 +86,9 @@ func postsPerText(fake *slacktest.API) map[string]int {
 // job's time: the sweep sees that Redis lost its data.
 func TestJobsSurviveRedisLosingEverything(t *testing.T) {
 	t.Parallel()
-	rs := startPrivateRedis(t)
+	rs := redistopo.Single(t)
 	fake := slacktest.New(t, testSlackBotToken)
-	s := newTestServerWith(t, nodeOptions{redisURL: rs.URL(), slack: fake, noWorkers: true,
+	s := newTestServerWith(t, nodeOptions{redisURL: "redis://" + rs.Addr(), slack: fake, noWorkers: true,
 		tuneJobs: func(c *jobs.Config) { c.SweepInterval = 200 * time.Millisecond }})
 	alice := s.register(t, "alice")
 	room := s.createRoom(t, alice, chat.Public)
@@ -160,9 +161,9 @@ func (j *failingJournal) FinishJob(ctx context.Context, key, reason string) erro
 // it from posting a second time.
 func TestJobDoneMarkLostRunsAgainWithoutSendingTwice(t *testing.T) {
 	t.Parallel()
-	rs := startPrivateRedis(t)
+	rs := redistopo.Single(t)
 	fake := slacktest.New(t, testSlackBotToken)
-	s := newTestServerWith(t, nodeOptions{redisURL: rs.URL(), slack: fake, tuneJobs: func(c *jobs.Config) {
+	s := newTestServerWith(t, nodeOptions{redisURL: "redis://" + rs.Addr(), slack: fake, tuneJobs: func(c *jobs.Config) {
 		// Long enough that no sweep settles the record from what Redis
 		// says of the done task before Redis loses it.
 		c.JournalGrace, c.SweepInterval = 5*time.Second, 100*time.Millisecond
@@ -198,8 +199,8 @@ func TestJobDoneMarkLostRunsAgainWithoutSendingTwice(t *testing.T) {
 func TestPresenceRecoversAfterRedisLosesEverything(t *testing.T) {
 	t.Parallel()
 	const refresh = 500 * time.Millisecond
-	rs := startPrivateRedis(t)
-	s := newTestServerWith(t, nodeOptions{redisURL: rs.URL(), tune: func(c *hub.Config) { c.PresenceRefresh = refresh }})
+	rs := redistopo.Single(t)
+	s := newTestServerWith(t, nodeOptions{redisURL: "redis://" + rs.Addr(), tune: func(c *hub.Config) { c.PresenceRefresh = refresh }})
 	alice, bob, carol := s.register(t, "alice"), s.register(t, "bob"), s.register(t, "carol")
 	room := s.createRoom(t, alice, chat.Private)
 	s.addMember(t, alice, room, bob)
