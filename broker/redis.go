@@ -288,6 +288,12 @@ func (b *Redis) roomChannel(room string) (string, int) {
 	return b.roomPrefix + "{" + strconv.Itoa(p) + "}" + room, p
 }
 
+// Channel returns the channel room's events travel on.
+func (b *Redis) Channel(room string) string {
+	channel, _ := b.roomChannel(room)
+	return channel
+}
+
 // roomOf returns the room of a room channel.
 func (b *Redis) roomOf(channel string) (string, bool) {
 	rest, ok := strings.CutPrefix(channel, b.roomPrefix)

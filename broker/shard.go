@@ -25,8 +25,13 @@ type shard struct {
 	// under b.mu.
 	up atomic.Bool
 
-	psMu   sync.Mutex // guards ps, which syncLoop replaces after a slot moved, and closed
-	ps     *redis.PubSub
+	psMu sync.Mutex // guards ps, which syncLoop replaces after a slot moved, live and closed
+	ps   *redis.PubSub
+	// live is closed once ps may be read: at once on a single Redis; on a
+	// Cluster once a channel was subscribed on it, since go-redis connects
+	// a sharded PubSub to the owner of its first channel's slot, and to any
+	// node when it has none.
+	live   chan struct{}
 	closed bool
 
 	// Under b.mu.
@@ -50,23 +55,32 @@ func newShard(b *Redis, key int) *shard {
 		waiters:      make(map[string]chan struct{}),
 		unsubPending: make(map[string]int),
 	}
-	s.ps = s.newPubSub()
+	s.ps, s.live = s.newPubSub()
 	return s
 }
 
-// newPubSub returns a PubSub with no channels; it connects on first use,
-// on a Cluster to the primary that serves the slot of its first channel.
-func (s *shard) newPubSub() *redis.PubSub {
-	if s.sharded {
-		return s.b.client.SSubscribe(s.b.ctx)
+// newPubSub returns a PubSub with no channels, which connects on first use,
+// and its live channel.
+func (s *shard) newPubSub() (*redis.PubSub, chan struct{}) {
+	live := make(chan struct{})
+	if !s.sharded {
+		close(live)
+		return s.b.client.Subscribe(s.b.ctx), live
 	}
-	return s.b.client.Subscribe(s.b.ctx)
+	return s.b.client.SSubscribe(s.b.ctx), live
 }
 
 func (s *shard) pubsub() *redis.PubSub {
 	s.psMu.Lock()
 	defer s.psMu.Unlock()
 	return s.ps
+}
+
+// current returns the PubSub and its live channel.
+func (s *shard) current() (*redis.PubSub, chan struct{}) {
+	s.psMu.Lock()
+	defer s.psMu.Unlock()
+	return s.ps, s.live
 }
 
 // close ends the shard's connection; b.ctx is cancelled already.
@@ -129,6 +143,7 @@ func (s *shard) syncLoop() {
 	tick := time.NewTicker(s.b.cfg.HealthInterval)
 	defer tick.Stop()
 	s.ping(applied)
+	s.subscribePending(applied)
 	for {
 		select {
 		case <-s.done:
@@ -188,6 +203,15 @@ func (s *shard) subscribePending(applied map[string]struct{}) {
 	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.HealthInterval)
 	err := s.subscribe(ctx, chans...)
 	cancel()
+	if err == nil {
+		s.psMu.Lock()
+		select {
+		case <-s.live:
+		default:
+			close(s.live) // the PubSub is on its channels' node now
+		}
+		s.psMu.Unlock()
+	}
 	// go-redis records the channels even when the write fails and sends
 	// them again after reconnecting; but a failed write may reconnect before
 	// they are recorded, so they are sent again at the next tick as well.
@@ -269,7 +293,7 @@ func (s *shard) replaceIfMoved(applied map[string]struct{}) {
 		return
 	}
 	old := s.ps
-	s.ps = s.newPubSub()
+	s.ps, s.live = s.newPubSub()
 	s.psMu.Unlock()
 	_ = old.Close()
 	b.log.InfoContext(b.ctx, "redis broker channels moved; resubscribing", slog.Int("shard", s.key))
@@ -283,7 +307,12 @@ func (s *shard) receiveLoop() {
 	defer b.wg.Done()
 	var backoff time.Duration
 	for {
-		ps := s.pubsub()
+		ps, live := s.current()
+		select {
+		case <-live:
+		case <-b.ctx.Done():
+			return
+		}
 		ctx, cancel := context.WithTimeout(b.ctx, 2*b.cfg.HealthInterval)
 		msg, err := ps.Receive(ctx)
 		cancel()

@@ -82,14 +82,15 @@ type flags struct {
 	sweepFiles  string
 	render      string
 	// suite
-	serverBin   string
-	out         string
-	profiles    string
-	databaseURL string
-	redisURL    string
-	suiteConns  int
-	spawn       int
-	logs        string
+	serverBin    string
+	out          string
+	profiles     string
+	databaseURL  string
+	redisURL     string
+	redisCluster string
+	suiteConns   int
+	spawn        int
+	logs         string
 }
 
 func run(ctx context.Context, args []string) error {
@@ -137,6 +138,7 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&f.databaseURL, "database-url", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
 		"suite and -spawn: Postgres server to create the run's own database on (its path is replaced)")
 	fs.StringVar(&f.redisURL, "redis-url", "", "suite and -spawn: Redis URL for the servers (default: theirs)")
+	fs.StringVar(&f.redisCluster, "redis-cluster-addrs", "", "suite and -spawn: seed nodes of a Redis Cluster for the servers, instead of -redis-url")
 	fs.IntVar(&f.suiteConns, "suite-conns", 19000, "suite: connections held by the single node (each is a file descriptor on both sides: mind ulimit -n)")
 	fs.StringVar(&f.logs, "logs", "", "suite and -spawn: keep the servers' logs in this directory (default: a temporary one, removed)")
 	fs.IntVar(&f.spawn, "spawn", 0, "start this many fresh nodes of -server (own database and Redis prefix) instead of using -nodes")

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -88,6 +89,11 @@ func sampleCPU(ctx context.Context, nodes []*node) cpuSample {
 	}
 	for comm, secs := range procCPU("postgres", "redis-server") {
 		s.times[strings.TrimSuffix(comm, "-server")] = secs
+	}
+	if shards := redisCPU(); len(shards) > 1 {
+		for addr, secs := range shards {
+			s.times["redis "+addr] = secs
+		}
 	}
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
@@ -174,6 +180,30 @@ const clockTicks = 100
 // procCPU sums utime+stime of the processes whose command is one of comms.
 func procCPU(comms ...string) map[string]float64 {
 	out := map[string]float64{}
+	forProcs(func(comm, _ string, secs float64) {
+		if slices.Contains(comms, comm) {
+			out[comm] += secs
+		}
+	})
+	return out
+}
+
+// redisCPU returns the CPU time of each redis-server process by the
+// address it serves (the first word after the command in its command
+// line), to show how a Redis Cluster's shards share the work.
+func redisCPU() map[string]float64 {
+	out := map[string]float64{}
+	forProcs(func(comm, cmdline string, secs float64) {
+		if f := strings.Fields(cmdline); comm == "redis-server" && len(f) > 1 {
+			out[f[1]] += secs
+		}
+	})
+	return out
+}
+
+// forProcs calls f with the command, command line and CPU seconds of every
+// process in /proc.
+func forProcs(f func(comm, cmdline string, secs float64)) {
 	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
 	for _, path := range stats {
 		raw, err := os.ReadFile(path)
@@ -186,22 +216,15 @@ func procCPU(comms ...string) map[string]float64 {
 			continue
 		}
 		comm := s[open+1 : closing]
-		want := false
-		for _, c := range comms {
-			want = want || comm == c
-		}
-		if !want {
-			continue
-		}
 		// Fields after the command: state is field 3; utime and stime
 		// are fields 14 and 15.
-		f := strings.Fields(s[closing+1:])
-		if len(f) < 13 {
+		fields := strings.Fields(s[closing+1:])
+		if len(fields) < 13 {
 			continue
 		}
-		ut, _ := strconv.ParseFloat(f[11], 64)
-		st, _ := strconv.ParseFloat(f[12], 64)
-		out[comm] += (ut + st) / clockTicks
+		ut, _ := strconv.ParseFloat(fields[11], 64)
+		st, _ := strconv.ParseFloat(fields[12], 64)
+		cmdline, _ := os.ReadFile(filepath.Join(filepath.Dir(path), "cmdline"))
+		f(comm, strings.ReplaceAll(string(cmdline), "\x00", " "), (ut+st)/clockTicks)
 	}
-	return out
 }

@@ -62,10 +62,13 @@ type spawnOptions struct {
 	Binary      string // path of the switchboard binary
 	DatabaseURL string
 	RedisURL    string // "" means the server's default
-	RedisPrefix string
-	SecretFile  string   // JWT key shared by the nodes of a cluster
-	LogPath     string   // the server's stderr goes here
-	Args        []string // more flags: the limit profile's and the scenario's
+	// RedisCluster, when set, is a Redis Cluster's seed nodes, used
+	// instead of RedisURL.
+	RedisCluster string
+	RedisPrefix  string
+	SecretFile   string   // JWT key shared by the nodes of a cluster
+	LogPath      string   // the server's stderr goes here
+	Args         []string // more flags: the limit profile's and the scenario's
 }
 
 // server is a running switchboard process.
@@ -86,6 +89,9 @@ func startServer(ctx context.Context, o spawnOptions) (*server, error) {
 	args = append(args, o.Args...)
 	if o.RedisURL != "" {
 		args = append(args, "--redis-url", o.RedisURL)
+	}
+	if o.RedisCluster != "" {
+		args = append(args, "--redis-cluster-addrs", o.RedisCluster)
 	}
 	cmd := exec.Command(o.Binary, args...)
 	stderr, err := cmd.StderrPipe()

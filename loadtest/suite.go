@@ -248,7 +248,7 @@ func startCluster(ctx context.Context, f *flags, run, logDir, secretFile string,
 	args = append(slices.Clone(profile.args), args...)
 	for i := range nodeCount {
 		s, err := startServer(ctx, spawnOptions{
-			Binary: f.serverBin, DatabaseURL: c.dbURL, RedisURL: f.redisURL,
+			Binary: f.serverBin, DatabaseURL: c.dbURL, RedisURL: f.redisURL, RedisCluster: f.redisCluster,
 			RedisPrefix: fmt.Sprintf("loadtest:%s:%d:", run, clusterIDs), SecretFile: secretFile,
 			LogPath: filepath.Join(logDir, fmt.Sprintf("server-%d-%d.log", clusterIDs, i)),
 			Args:    args,

@@ -25,6 +25,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -64,7 +65,7 @@ func (tp Topology) Single() bool { return len(tp.ClusterAddrs) == 0 && len(tp.Se
 func (tp Topology) Client() redis.UniversalClient {
 	switch {
 	case len(tp.ClusterAddrs) > 0:
-		return redis.NewClusterClient(&redis.ClusterOptions{Addrs: tp.ClusterAddrs})
+		return redis.NewClusterClient(&redis.ClusterOptions{Addrs: tp.ClusterAddrs, ClusterStateReloadInterval: 2 * time.Second})
 	case len(tp.SentinelAddrs) > 0:
 		return redis.NewFailoverClient(&redis.FailoverOptions{MasterName: tp.SentinelMaster, SentinelAddrs: tp.SentinelAddrs})
 	}

@@ -56,6 +56,9 @@ func newTestServerOn(t testing.TB, databaseURL string, tune func(*hub.Config)) *
 type nodeOptions struct {
 	databaseURL string // "" means a fresh database
 	redisURL    string // "" means the test Redis
+	// redis is the topology when redisURL is ""; nil means the one the
+	// environment names (brokertest.Current).
+	redis *brokertest.Topology
 	// redisPrefix; "" means one no other test server uses, so that parallel
 	// tests never see each other's events. Nodes of one cluster share one.
 	redisPrefix string
@@ -104,6 +107,9 @@ func newTestServerWith(t testing.TB, opts nodeOptions) *testServer {
 		brokertest.RequireSingle(t)
 	}
 	topology := brokertest.Current()
+	if opts.redis != nil {
+		topology = *opts.redis
+	}
 	cfg := &config{
 		DatabaseURL:    opts.databaseURL,
 		RedisURL:       cmp.Or(opts.redisURL, brokertest.RedisURL()),

@@ -5,9 +5,13 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
+
+// clusterStateReload is how often a Cluster client reads the slots' owners.
+const clusterStateReload = 2 * time.Second
 
 // redisClient returns a client of the configured Redis topology (SPEC
 // §15): a *redis.ClusterClient for a Redis Cluster (REDIS_CLUSTER_ADDRS;
@@ -24,7 +28,11 @@ func (c *config) redisClient() (redis.UniversalClient, error) {
 	case len(cluster) > 0 && len(sentinels) > 0:
 		return nil, errors.New("redis: set REDIS_CLUSTER_ADDRS or REDIS_SENTINEL_ADDRS, not both")
 	case len(cluster) > 0:
-		return redis.NewClusterClient(&redis.ClusterOptions{Addrs: cluster, Password: password}), nil
+		// A primary that dies answers nothing, not even MOVED, so the map of
+		// slots is read again every few seconds (go-redis's default is a
+		// minute) to find the replica that took over.
+		return redis.NewClusterClient(&redis.ClusterOptions{Addrs: cluster, Password: password,
+			ClusterStateReloadInterval: clusterStateReload}), nil
 	case len(sentinels) > 0:
 		if c.RedisMaster == "" {
 			return nil, errors.New("redis: REDIS_SENTINEL_ADDRS needs REDIS_SENTINEL_MASTER, the name Sentinel knows the primary by")

@@ -56,6 +56,7 @@ func TestRedisTopology(t *testing.T) {
 				require.True(t, ok, "%T", rdb)
 				require.Equal(t, []string{"127.0.0.1:7000", "127.0.0.1:7001"}, c.Options().Addrs)
 				require.Equal(t, "s3cret", c.Options().Password)
+				require.Equal(t, clusterStateReload, c.Options().ClusterStateReloadInterval)
 			default:
 				require.EqualError(t, err, tc.want)
 			}
