@@ -165,6 +165,13 @@ type Session struct {
 	ExpiresAt time.Time // when the token expires
 }
 
+// EndedSession is a session that ended (logout, logout-all, a password
+// change, a reused refresh token) and when.
+type EndedSession struct {
+	ID      string
+	EndedAt time.Time
+}
+
 // Cursor is a member's position in one room.
 type Cursor struct {
 	RoomID       string

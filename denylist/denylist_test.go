@@ -1,6 +1,7 @@
 package denylist_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -8,6 +9,7 @@ import (
 
 	"github.com/switchboard-chat/switchboard/auth"
 	"github.com/switchboard-chat/switchboard/broker/brokertest"
+	"github.com/switchboard-chat/switchboard/chat"
 	"github.com/switchboard-chat/switchboard/denylist"
 )
 
@@ -50,4 +52,45 @@ func TestRedis(t *testing.T) {
 	require.NoError(t, err)
 	require.Greater(t, ttl, time.Duration(0))
 	require.LessOrEqual(t, ttl, 3*time.Second)
+}
+
+// sessionsFrom is a Source over a fixed list.
+type sessionsFrom []chat.EndedSession
+
+func (s sessionsFrom) EndedSince(_ context.Context, since time.Time) ([]chat.EndedSession, error) {
+	var out []chat.EndedSession
+	for _, e := range s {
+		if !e.EndedAt.Before(since) {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// TestRebuild: after Redis lost the entries, Rebuild writes again those of
+// the sessions that ended within an access token's lifetime, until their
+// last token expires, and not the older ones.
+func TestRebuild(t *testing.T) {
+	t.Parallel()
+	client, prefix := brokertest.NewClient(t)
+	ctx := t.Context()
+	d, err := denylist.New(denylist.Config{Redis: client, Prefix: prefix})
+	require.NoError(t, err)
+	const accessTTL = 15 * time.Minute
+	now := time.Now()
+	src := sessionsFrom{
+		{ID: "just-now", EndedAt: now},
+		{ID: "ten-minutes-ago", EndedAt: now.Add(-10 * time.Minute)},
+		{ID: "an-hour-ago", EndedAt: now.Add(-time.Hour)},
+	}
+	require.NoError(t, d.EndSessions(ctx, now.Add(accessTTL), "just-now"))
+	require.NoError(t, client.Del(ctx, d.Key("just-now")).Err(), "Redis lost it")
+
+	require.NoError(t, d.Rebuild(ctx, src, accessTTL))
+	ended, err := d.Ended(ctx, "just-now", "ten-minutes-ago", "an-hour-ago")
+	require.NoError(t, err)
+	require.Equal(t, []string{"just-now", "ten-minutes-ago"}, ended)
+	ttl, err := client.TTL(ctx, d.Key("ten-minutes-ago")).Result()
+	require.NoError(t, err)
+	require.InDelta(t, (5*time.Minute + denylist.Skew).Seconds(), ttl.Seconds(), 3, "until its last token expires")
 }

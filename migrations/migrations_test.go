@@ -192,3 +192,22 @@ func TestConcurrentUp(t *testing.T) {
 	require.NoError(t, db.QueryRowContext(ctx, `SELECT count(*) FROM goose_db_version WHERE version_id > 0`).Scan(&applied))
 	require.Equal(t, len(st), applied, "each migration recorded once")
 }
+
+// TestOutOfOrderMigrationApplied: a migration numbered below the newest
+// applied one (written on a branch that landed later) is applied by Up.
+func TestOutOfOrderMigrationApplied(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	url := storagetest.NewDatabase(t)
+	db, err := sql.Open("pgx", url)
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	// As on a database migrated before 00009 existed: 00010 applied, not 00009.
+	_, err = db.ExecContext(ctx, `DROP INDEX refresh_tokens_revoked_idx; DELETE FROM goose_db_version WHERE version_id = 9`)
+	require.NoError(t, err)
+
+	require.NoError(t, migrations.Up(ctx, db))
+	var exists bool
+	require.NoError(t, db.QueryRowContext(ctx, `SELECT to_regclass('refresh_tokens_revoked_idx') IS NOT NULL`).Scan(&exists))
+	require.True(t, exists, "00009 applied after 00010")
+}

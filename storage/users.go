@@ -136,6 +136,25 @@ func (s *Store) RotateRefreshToken(ctx context.Context, old, newHash []byte, exp
 	return formatID(uid), session, nil
 }
 
+// EndedSince returns the sessions that ended at or after since, each with
+// the moment it ended: the durable record the Redis denylist is rebuilt
+// from after Redis lost it.
+func (s *Store) EndedSince(ctx context.Context, since time.Time) ([]chat.EndedSession, error) {
+	rows, err := s.db.Query(ctx, `
+		SELECT family_id::text, max(revoked_at) FROM refresh_tokens
+		 WHERE revoked_at >= $1 GROUP BY family_id`, since)
+	if err != nil {
+		return nil, wrap("ended sessions", err)
+	}
+	var ended []chat.EndedSession
+	var e chat.EndedSession
+	_, err = pgx.ForEachRow(rows, []any{&e.ID, &e.EndedAt}, func() error {
+		ended = append(ended, e)
+		return nil
+	})
+	return ended, wrap("ended sessions", err)
+}
+
 // EndSession revokes every refresh token of a session.
 func (s *Store) EndSession(ctx context.Context, session string) error {
 	_, err := s.db.Exec(ctx, `UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1::uuid AND revoked_at IS NULL`, session)

@@ -60,6 +60,9 @@ type config struct {
 	tuneHub  func(*hub.Config)
 	tuneJobs func(*jobs.Config)
 	smsGap   time.Duration
+	// denylistRebuild replaces how often the ended sessions are written to
+	// Redis again from Postgres (30 s).
+	denylistRebuild time.Duration
 }
 
 // slackConfig is the Slack app's credentials and the Web API's address.

@@ -71,6 +71,9 @@ type nodeOptions struct {
 	authRateLimit  int
 	trustedProxies string
 	accessTTL      time.Duration // zero: 15 minutes
+	// denylistRebuild is how often ended sessions are written to Redis
+	// again; zero: 30 s.
+	denylistRebuild time.Duration
 	tune           func(*hub.Config)
 	// tuneJobs adjusts the job queue after the harness's own settings.
 	tuneJobs func(*jobs.Config)
@@ -136,6 +139,7 @@ func newTestServerWith(t testing.TB, opts nodeOptions) *testServer {
 		cfg.Slack = slackConfig{SigningSecret: testSlackSecret, BotToken: opts.slack.Token, APIURL: opts.slack.URL()}
 	}
 	cfg.NoWorkers = opts.noWorkers
+	cfg.denylistRebuild = opts.denylistRebuild
 	cfg.smsGap = time.Second
 	cfg.tuneJobs = func(c *jobs.Config) {
 		c.RetryBase, c.RetryMax = 20*time.Millisecond, 200*time.Millisecond

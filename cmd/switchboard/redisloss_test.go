@@ -245,3 +245,35 @@ func TestPresenceRecoversAfterRedisLosesEverything(t *testing.T) {
 	t.Logf("presence: announced %s after the restart (refresh every %s), right on GET .../presence %s after it",
 		announced.Round(time.Millisecond), refresh, right.Round(time.Millisecond))
 }
+
+// TestEndedSessionsSurviveRedisLosingEverything: a session that ended
+// (logout) stays ended after Redis lost everything: its access token is
+// refused again once the node has written the ended sessions back from
+// Postgres, while the user's other session goes on.
+func TestEndedSessionsSurviveRedisLosingEverything(t *testing.T) {
+	t.Parallel()
+	const rebuild = 300 * time.Millisecond
+	rs := redistopo.Single(t)
+	s := newTestServerWith(t, nodeOptions{redisURL: "redis://" + rs.Addr(), denylistRebuild: rebuild})
+	alice := s.register(t, "alice")
+	other := s.login(t, alice.Username, fixturePassword)
+	require.Equal(t, http.StatusNoContent, s.do(t, "POST", "/api/v1/auth/logout", alice.Token, nil).Status)
+	requireAPIError(t, s.do(t, "GET", "/api/v1/me", alice.Token, nil), http.StatusUnauthorized, "unauthorized")
+
+	rs.Kill(t)
+	rs.Restart(t)
+	restarted := time.Now()
+	eventually(t, "the other session works again", func() bool {
+		return s.do(t, "GET", "/api/v1/me", other.Token, nil).Status == http.StatusOK
+	})
+	for {
+		r := s.do(t, "GET", "/api/v1/me", alice.Token, nil)
+		if r.Status == http.StatusUnauthorized {
+			break
+		}
+		require.Less(t, time.Since(restarted), 10*rebuild, "the ended session is refused again within a rebuild or so")
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("ended session refused again %s after the restart (rebuild every %s)", time.Since(restarted).Round(time.Millisecond), rebuild)
+	require.Equal(t, http.StatusOK, s.do(t, "GET", "/api/v1/me", other.Token, nil).Status)
+}

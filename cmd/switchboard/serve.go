@@ -1,12 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -68,7 +70,10 @@ type base struct {
 	broker *broker.Redis
 	// denylist holds the ended sessions; the cache reads it with profiles.
 	denylist *denylist.Redis
-	stop     context.CancelFunc // ends the cache's retries
+	ctx      context.Context    // of the background work below; ended by stop
+	stop     context.CancelFunc // ends the cache's retries and the background work
+	// background is the node's own loops on ctx, waited for by close.
+	background sync.WaitGroup
 }
 
 // newBase connects to Postgres (creating and migrating the database) and
@@ -83,7 +88,7 @@ func newBase(ctx context.Context, cfg *config, log *slog.Logger) (_ *base, err e
 		return nil, err
 	}
 	bctx, stop := context.WithCancel(context.Background())
-	b.stop = stop
+	b.ctx, b.stop = bctx, stop
 	defer func() {
 		if err != nil {
 			b.close()
@@ -133,6 +138,7 @@ func (b *base) close() {
 	if b.stop != nil {
 		b.stop()
 	}
+	b.background.Wait()
 	if b.rdb != nil {
 		_ = b.rdb.Close()
 	}
@@ -177,6 +183,11 @@ func newNode(ctx context.Context, cfg *config, secret []byte, log *slog.Logger) 
 		}
 	}()
 	authenticator := auth.NewAuthenticator(tokens, b.cache, b.denylist)
+	// Redis may lose the ended sessions (SPEC §15): write them again from
+	// Postgres now and then.
+	b.background.Go(func() {
+		b.denylist.KeepRebuilt(b.ctx, b.store, tokens.AccessTTL(), cmp.Or(cfg.denylistRebuild, 30*time.Second), log)
+	})
 	online, err := presence.New(presence.Config{Redis: b.rdb, Prefix: cfg.RedisPrefix})
 	if err != nil {
 		return nil, err

@@ -25,7 +25,7 @@ var (
 type fixture struct {
 	q      *jobs.Queue
 	reg    *prometheus.Registry
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	prefix string
 }
 
@@ -59,9 +59,7 @@ func (f *fixture) metric(t *testing.T, name string, labels ...string) float64 {
 // are deleted when t ends.
 func newQueue(t *testing.T, tune func(*jobs.Config)) *fixture {
 	t.Helper()
-	opts, err := redis.ParseURL(brokertest.RedisURL())
-	require.NoError(t, err)
-	rdb := redis.NewClient(opts)
+	rdb := brokertest.Current().Client()
 	reg := prometheus.NewRegistry()
 	cfg := jobs.Config{
 		Redis: rdb, Prefix: brokertest.Prefix(), Kinds: []jobs.Kind{flaky, other}, Registerer: reg,

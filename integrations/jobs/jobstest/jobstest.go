@@ -1,5 +1,5 @@
 // Package jobstest gives tests of job handlers the parts of the real job
-// queue they call, on the test Redis (brokertest.RedisURL) under a prefix
+// queue they call, on the test Redis (brokertest.Current) under a prefix
 // of their own.
 package jobstest
 
@@ -7,8 +7,6 @@ import (
 	"context"
 	"errors"
 	"testing"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard-chat/switchboard/broker/brokertest"
 	"github.com/switchboard-chat/switchboard/integrations"
@@ -19,11 +17,7 @@ import (
 // own, and removes what it stored in Redis when t ends.
 func Breaker(t testing.TB, name string) *jobs.Breaker {
 	t.Helper()
-	opts, err := redis.ParseURL(brokertest.RedisURL())
-	if err != nil {
-		t.Fatalf("jobstest: %v", err)
-	}
-	rdb := redis.NewClient(opts)
+	rdb := brokertest.Current().Client()
 	prefix := brokertest.Prefix()
 	t.Cleanup(func() {
 		rdb.Del(context.Background(), prefix+"breakers")
