@@ -74,7 +74,7 @@ type nodeOptions struct {
 	// denylistRebuild is how often ended sessions are written to Redis
 	// again; zero: 30 s.
 	denylistRebuild time.Duration
-	tune           func(*hub.Config)
+	tune            func(*hub.Config)
 	// tuneJobs adjusts the job queue after the harness's own settings.
 	tuneJobs func(*jobs.Config)
 	// twilio and slack, when set, turn the integration on against the
