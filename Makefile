@@ -1,5 +1,5 @@
 .DEFAULT_GOAL := help
-.PHONY: help up chromium run build test bench fuzz lint screenshots loadtest k6
+.PHONY: help up chromium run build test test/topologies bench fuzz lint screenshots loadtest k6
 
 GO ?= go
 
@@ -18,9 +18,24 @@ run: ## Start a dev server on localhost:8080: local Postgres/Redis if they answe
 build: ## Build bin/switchboard
 	$(GO) build -o bin/switchboard ./cmd/switchboard
 
-test: up chromium ## Run every test with the race detector against the real Postgres, Redis and a headless Chromium
+test: up chromium ## Run every test with the race detector against the real Postgres, Redis and a headless Chromium, then the Redis users' tests again on a Redis Cluster and on Sentinel
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m ./...
+	$(MAKE) test/topologies
+
+# The packages that keep state in Redis or run several nodes, run again on
+# each Redis topology of SPEC §15 (scripts/redis-topologies.sh); tests that
+# need one server behind a proxy skip there, and the browser tests are not
+# repeated.
+TOPOLOGY_PACKAGES = ./cmd/switchboard ./presence ./ratelimit ./denylist ./cache ./history ./integrations/... ./web ./hub
+TOPOLOGY_SKIP = TestBrowser|TestScreenshots|TestDev
+CLUSTER_ENV = TEST_REDIS_CLUSTER_ADDRS=127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003,127.0.0.1:7004,127.0.0.1:7005
+SENTINEL_ENV = TEST_REDIS_SENTINEL_ADDRS=127.0.0.1:26390,127.0.0.1:26391,127.0.0.1:26392 TEST_REDIS_SENTINEL_MASTER=switchboard
+
+test/topologies: up ## Run the Redis users' tests on a local Redis Cluster and on Sentinel (started if needed)
+	./scripts/redis-topologies.sh up
+	$(CLUSTER_ENV) $(GO) test -race -count=1 -timeout 15m -skip '$(TOPOLOGY_SKIP)' $(TOPOLOGY_PACKAGES)
+	$(SENTINEL_ENV) $(GO) test -race -count=1 -timeout 15m -skip '$(TOPOLOGY_SKIP)' $(TOPOLOGY_PACKAGES)
 
 bench: up ## Run the benchmarks only
 	$(GO) test -run='^$$' -bench=. -benchmem ./...

@@ -50,7 +50,9 @@ func TestUnauthenticatedSocketsPerIP(t *testing.T) {
 // rate_limited with retry_after_ms, and far over it, close 1008.
 func TestRequestBudget(t *testing.T) {
 	t.Parallel()
-	s := apitest.NewNode(t, apitest.Options{})
+	// A slow refill (1/s), so that a loaded machine, which takes a while to
+	// answer the 45 requests, does not refill the burst meanwhile.
+	s := apitest.NewNode(t, apitest.Options{Hub: func(c *hub.Config) { c.RequestLimit = 1 }})
 	alice := s.Register(t, "alice")
 	room := s.CreateRoom(t, alice, chat.Private)
 	c := s.SubscribedClient(t, alice, 1)
@@ -66,8 +68,9 @@ func TestRequestBudget(t *testing.T) {
 		f["id"] = fmt.Sprint("r", i)
 		c.Send(f)
 	}
-	// Once the budget has refilled, a ping marks the end of the answers.
-	time.Sleep(time.Second)
+	// Once the budget has a request again, a ping marks the end of the
+	// answers.
+	time.Sleep(1200 * time.Millisecond)
 	c.Send(map[string]any{"type": "ping", "id": "end"})
 	limited := 0
 	for {
