@@ -172,7 +172,7 @@ func (r *Relay) Run(ctx context.Context) {
 			return
 		case err != nil:
 			pause = min(pause*2, 5*time.Second)
-			r.Logger.Warn("outbox relay failed; the rows stay for the next pass", slog.Any("error", err), slog.Duration("retry_in", pause))
+			r.Logger.WarnContext(ctx, "outbox relay failed; the rows stay for the next pass", slog.Any("error", err), slog.Duration("retry_in", pause))
 		case n == relayBatch:
 			pause = 0
 		default:

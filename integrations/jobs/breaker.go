@@ -36,7 +36,7 @@ func (q *Queue) NewBreaker(name string) *Breaker {
 		ReadyToTrip:  func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= 5 },
 		IsSuccessful: func(err error) bool { return err == nil || IsPermanent(err) },
 		OnStateChange: func(name string, _, to gobreaker.State) {
-			q.log.Warn("circuit breaker", "api", name, "state", to.String())
+			q.log.Warn("circuit breaker", slog.String("api", name), slog.String("state", to.String()))
 			q.publishBreaker(name, to)
 		},
 	})

@@ -369,14 +369,14 @@ func (q *Queue) instrument(typ string, h Handler) asynq.HandlerFunc {
 		switch _, wait := isWait(err); {
 		case wait:
 			q.metrics.outcome(typ, "deferred")
-			log.Info("job deferred")
+			log.InfoContext(ctx, "job deferred")
 		case IsPermanent(err) || attempt >= maxRetry:
 			q.metrics.outcome(typ, "dead")
-			log.Error("job dead")
+			log.ErrorContext(ctx, "job dead")
 			q.settle(ctx, id, err.Error())
 		default:
 			q.metrics.outcome(typ, "retried")
-			log.Warn("job failed, will retry")
+			log.WarnContext(ctx, "job failed, will retry")
 		}
 		return err
 	}
