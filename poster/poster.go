@@ -58,8 +58,8 @@ type Config struct {
 
 // Poster stores and delivers messages.
 type Poster struct {
-	cfg    Config
-	log    *slog.Logger
+	cfg     Config
+	log     *slog.Logger
 	stored  *prometheus.CounterVec
 	updated *prometheus.CounterVec
 }
