@@ -13,6 +13,10 @@ const (
 	MaxEmojiChars = 32
 	// MaxDistinctEmoji is how many different emoji one message may carry.
 	MaxDistinctEmoji = 20
+	// DefaultEventsPage and MaxEventsPage bound the pages of GET
+	// /rooms/{id}/events.
+	DefaultEventsPage = 100
+	MaxEventsPage     = 500
 )
 
 // Actions a member may take on a message.

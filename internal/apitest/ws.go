@@ -200,7 +200,7 @@ func SendWS(t testing.TB, c *WS, room, body string) map[string]any {
 		if obj["type"] == "ack" && obj["id"] == id {
 			return obj["message"].(map[string]any)
 		}
-		require.Contains(t, []any{"message", "typing", "subscribed"}, obj["type"], "waiting for ack, got %v", obj)
+		require.Contains(t, []any{"message", "update", "typing", "subscribed"}, obj["type"], "waiting for ack, got %v", obj)
 	}
 }
 
