@@ -166,6 +166,34 @@ func TestHandleSMSFoldsAndThrottles(t *testing.T) {
 	require.Zero(t, b.pending(t))
 }
 
+// TestHandleSMSMentionSkipsTheFold: a message that mentions the member
+// goes out within the minute of the last SMS, yet mentions are still
+// throttled (MentionThrottle).
+func TestHandleSMSMentionSkipsTheFold(t *testing.T) {
+	t.Parallel()
+	b := setupJobs(t)
+	j := b.smsJob(t)
+	handle := b.handleSMS(b.Store)
+	b.post(t, j, "one")
+	require.NoError(t, handle(b.Ctx, j.payload))
+	require.Len(t, b.fake.Accepted(), 1)
+
+	b.post(t, j, "two")
+	require.NoError(t, handle(b.Ctx, j.payload))
+	require.Len(t, b.fake.Accepted(), 1, "folded: within the minute")
+	b.post(t, j, "@bob look")
+	require.NoError(t, handle(b.Ctx, j.payload))
+	require.Len(t, b.fake.Accepted(), 1, "a mention waits out MentionThrottle too")
+	next := b.sched.scheduled()
+	require.WithinDuration(t, time.Now().Add(twilio.MentionThrottle), next[len(next)-1].At, 5*time.Second)
+
+	_, err := b.Pool.Exec(b.Ctx, `UPDATE sms_throttle SET last_sent_at = now() - interval '11 seconds'`)
+	require.NoError(t, err)
+	require.NoError(t, handle(b.Ctx, j.payload))
+	require.Len(t, b.fake.Accepted(), 2, "the mention went out before the minute ended")
+	require.Equal(t, "[#general] alice: two\nalice: @bob look", b.fake.Accepted()[1].Body)
+}
+
 func TestHandleSMSDropsWhatAnUnverifiedNumberWaitedFor(t *testing.T) {
 	t.Parallel()
 	b := setupJobs(t)

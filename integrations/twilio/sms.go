@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -149,6 +150,12 @@ type Scheduler interface {
 // (SPEC §8).
 const Throttle = time.Minute
 
+// MentionThrottle replaces Throttle when what is pending mentions the user
+// (SPEC §13): the SMS goes without waiting for the minute's fold, yet a
+// flood of mentions still gets at most one SMS per user and room in this
+// time.
+const MentionThrottle = 10 * time.Second
+
 // sendTimeout bounds one call to Twilio, connection included, well within
 // integrations.ClaimLease.
 const sendTimeout = 20 * time.Second
@@ -158,7 +165,8 @@ const sendTimeout = 20 * time.Second
 // SMS about that room went to the user less than gap (Throttle) ago, it
 // sends nothing and schedules itself for when the next one may go, which
 // folds in everything that came meanwhile. While another run holds the pair
-// it comes back later without using an attempt.
+// it comes back later without using an attempt. When a message pending
+// mentions the user, MentionThrottle replaces gap if shorter.
 //
 // What a run claims goes out at least once (SPEC §10): a failed call
 // releases the claim and the retry sends it; a run that dies before Twilio
@@ -184,6 +192,10 @@ func HandleSMS(store SMSStore, sender *Sender, breaker *jobs.Breaker, queue Sche
 		// A claim taken is settled even if the job's time runs out.
 		settle, cancel := integrations.SettleContext(ctx)
 		defer cancel()
+		gap := gap
+		if mentions(c.Messages, p.UserID) {
+			gap = min(gap, MentionThrottle)
+		}
 		switch {
 		case !c.HeldUntil.IsZero():
 			// Once the other run sent, the throttle holds this run's
@@ -209,6 +221,16 @@ func HandleSMS(store SMSStore, sender *Sender, breaker *jobs.Breaker, queue Sche
 		}
 		return store.MarkSMSSent(settle, c)
 	}
+}
+
+// mentions reports whether one of msgs mentions userID.
+func mentions(msgs []chat.Message, userID string) bool {
+	for _, m := range msgs {
+		if slices.Contains(m.Mentions, userID) {
+			return true
+		}
+	}
+	return false
 }
 
 // maxSMSChars keeps a folded SMS within what Twilio accepts in one message
