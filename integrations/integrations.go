@@ -24,13 +24,14 @@ var FanoutKind = jobs.Kind{Type: "message:fanout", Queue: "default", MaxAttempts
 
 // Job types of the SMS and Slack senders; their packages register handlers.
 const (
-	SMSType       = "sms:send"
-	SlackPostType = "slack:post"
+	SMSType         = "sms:send"
+	SlackPostType   = "slack:post"
+	SlackMirrorType = "slack:mirror"
 )
 
 // Store is what the relay and the fanout read and write.
 type Store interface {
-	RelayOutbox(ctx context.Context, limit int, enqueue func(messageIDs []string) error) (int, error)
+	RelayOutbox(ctx context.Context, limit int, enqueue func(items []chat.OutboxItem) error) (int, error)
 	Notice(ctx context.Context, messageID string) (chat.Notice, error)
 	AddPendingSMS(ctx context.Context, messageID string, userIDs []string) error
 	ForgetRuns(ctx context.Context, cutoff time.Time) error
@@ -53,9 +54,11 @@ type BatchEnqueuer interface {
 	EnqueueJobs(ctx context.Context, jobs ...chat.Job) error
 }
 
-// MessagePayload is the payload of the fanout and Slack post jobs.
+// MessagePayload is the payload of the fanout and Slack post jobs, and
+// (with Seq, the edit or delete) of the Slack mirror job.
 type MessagePayload struct {
 	MessageID string `json:"message_id"`
+	Seq       int64  `json:"seq,omitempty"`
 }
 
 // SMSPayload is the payload of an SMS job: send what is pending for this
@@ -155,11 +158,17 @@ func (r *Relay) Run(ctx context.Context) {
 	}
 	pause, lastForget := interval, time.Time{}
 	for {
-		n, err := r.Store.RelayOutbox(ctx, relayBatch, func(messageIDs []string) error {
-			batch := make([]chat.Job, len(messageIDs))
-			for i, id := range messageIDs {
-				payload, _ := json.Marshal(MessagePayload{MessageID: id})
-				j, err := r.Queue.Job(FanoutKind.Type, "fanout:"+id, payload, time.Time{})
+		n, err := r.Store.RelayOutbox(ctx, relayBatch, func(items []chat.OutboxItem) error {
+			batch := make([]chat.Job, len(items))
+			for i, it := range items {
+				// A message fans out; an edit or delete is mirrored to
+				// Slack, each once (keyed by its seq).
+				typ, key := FanoutKind.Type, "fanout:"+it.MessageID
+				if it.EventSeq > 0 {
+					typ, key = SlackMirrorType, fmt.Sprintf("slack-mirror:%s:%d", it.MessageID, it.EventSeq)
+				}
+				payload, _ := json.Marshal(MessagePayload{MessageID: it.MessageID, Seq: it.EventSeq})
+				j, err := r.Queue.Job(typ, key, payload, time.Time{})
 				if err != nil {
 					return err
 				}

@@ -48,6 +48,16 @@ CREATE TABLE mentions (
 );
 CREATE INDEX mentions_message_idx ON mentions (message_id);
 
+-- Slack mirroring: the message a post to Slack made (its channel and ts),
+-- so that edits and deletes can follow it there; an outbox row with an
+-- event_seq is such an edit or delete to mirror (without one, a message).
+CREATE TABLE slack_posts (
+    message_id bigint PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,
+    channel    text NOT NULL,
+    ts         text NOT NULL
+);
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS event_seq bigint;
+
 -- set_mentions computes mentions from the body: each @username (not
 -- preceded by a username character, so not an e-mail address) of a member
 -- of the room other than the sender, in order of first appearance. A
@@ -102,6 +112,8 @@ DROP TRIGGER messages_mentions_edit ON messages;
 DROP TRIGGER messages_mentions_insert ON messages;
 DROP FUNCTION index_mentions();
 DROP FUNCTION set_mentions();
+ALTER TABLE outbox DROP COLUMN event_seq;
+DROP TABLE slack_posts;
 DROP TABLE mentions;
 DROP TABLE reactions;
 DROP TABLE message_events;

@@ -11,6 +11,8 @@ $fn$;
 -- update_message makes one change to a message (SPEC §13) in one call:
 --   p_action  edit (p_body: the new body, already checked), delete,
 --             react or unreact (p_emoji, already checked)
+-- With p_outbox_slack, an edit or delete of a message that went, or is
+-- going, to Slack gets an outbox row (storage.Outbox), mirrored by a job.
 -- It takes the room's row lock first, as save_messages does, so the event
 -- takes the room's next seq, and commits, in seq order with the room's
 -- messages. One row comes back, with a status:
@@ -24,7 +26,7 @@ $fn$;
 -- message.
 -- +goose StatementBegin
 CREATE FUNCTION update_message(p_action text, p_message bigint, p_actor bigint, p_body text, p_emoji text,
-                               p_max_emoji integer)
+                               p_max_emoji integer, p_outbox_slack boolean)
 RETURNS TABLE (status text, event_seq bigint, id bigint, room_id bigint, seq bigint, sender_id bigint,
                username text, display_name text, body text, parent_id bigint, reply_count integer,
                source text, client_id text, created_at timestamptz, edited_at timestamptz, deleted boolean,
@@ -119,6 +121,12 @@ BEGIN
         UPDATE rooms r SET last_seq = r.last_seq + 1 WHERE r.id = v_room RETURNING r.last_seq INTO v_seq;
         INSERT INTO message_events (room_id, seq, kind, message_id, actor_id)
         VALUES (v_room, v_seq, v_kind, p_message, p_actor);
+        IF p_outbox_slack AND v_kind IN ('edit', 'delete')
+           AND (EXISTS (SELECT 1 FROM slack_posts sp WHERE sp.message_id = p_message)
+                OR EXISTS (SELECT 1 FROM messages m JOIN rooms r ON r.id = m.room_id
+                            WHERE m.id = p_message AND m.source <> 'slack' AND r.slack_channel_id IS NOT NULL)) THEN
+            INSERT INTO outbox (message_id, event_seq) VALUES (p_message, v_seq);
+        END IF;
     END IF;
     RETURN QUERY
     SELECT v_status, v_seq, m.id, m.room_id, m.seq, u.id, u.username, u.display_name, m.body, m.parent_id,
@@ -130,5 +138,5 @@ $fn$;
 -- +goose StatementEnd
 
 -- +goose Down
-DROP FUNCTION update_message(text, bigint, bigint, text, text, integer);
+DROP FUNCTION update_message(text, bigint, bigint, text, text, integer, boolean);
 DROP FUNCTION can_moderate(bigint, bigint);

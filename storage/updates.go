@@ -16,7 +16,9 @@ import (
 // by a member. A change is stored as an event with the room's next seq,
 // under the room's row lock as messages take theirs, in one statement
 // (update_message, migration 00012); the answer carries the message's
-// state after it. A request that changes nothing stores nothing and
+// state after it. An edit or delete of a message posted to a Slack channel
+// (or on its way there) also queues its mirroring (Outbox.Slack). A
+// request that changes nothing stores nothing and
 // answers changed=false with the message as it is (ev.Seq 0).
 func (s *Store) UpdateMessage(ctx context.Context, u chat.Update) (ev chat.RoomEvent, changed bool, err error) {
 	mid, err := parseID(u.MessageID)
@@ -30,8 +32,8 @@ func (s *Store) UpdateMessage(ctx context.Context, u chat.Update) (ev chat.RoomE
 	var status string
 	var seq *int64
 	var x messageScan
-	err = s.db.QueryRow(ctx, `SELECT * FROM update_message($1, $2, $3, $4, $5, $6)`,
-		u.Action, mid, uid, u.Body, u.Emoji, chat.MaxDistinctEmoji).
+	err = s.db.QueryRow(ctx, `SELECT * FROM update_message($1, $2, $3, $4, $5, $6, $7)`,
+		u.Action, mid, uid, u.Body, u.Emoji, chat.MaxDistinctEmoji, s.outbox.Slack).
 		Scan(append([]any{&status, &seq}, x.all()...)...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return chat.RoomEvent{}, false, chat.ErrNotFound
@@ -110,4 +112,30 @@ func (s *Store) EventsAfter(ctx context.Context, roomID string, afterSeq int64, 
 		evs = append(evs, ev)
 	}
 	return evs, wrap("events after", rows.Err())
+}
+
+// RecordSlackPost remembers the Slack message that posting messageID made,
+// so that its edits and deletes follow it. A repeat keeps the first.
+func (s *Store) RecordSlackPost(ctx context.Context, messageID, channel, ts string) error {
+	mid, err := parseID(messageID)
+	if err != nil {
+		return err
+	}
+	_, err = s.db.Exec(ctx, `INSERT INTO slack_posts (message_id, channel, ts) VALUES ($1, $2, $3)
+		ON CONFLICT DO NOTHING`, mid, channel, ts)
+	return wrap("record slack post", err)
+}
+
+// SlackPost returns the Slack message posting messageID made; found is
+// false while it has not been posted.
+func (s *Store) SlackPost(ctx context.Context, messageID string) (channel, ts string, found bool, err error) {
+	mid, err := parseID(messageID)
+	if err != nil {
+		return "", "", false, err
+	}
+	err = s.db.QueryRow(ctx, `SELECT channel, ts FROM slack_posts WHERE message_id = $1`, mid).Scan(&channel, &ts)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", "", false, nil
+	}
+	return channel, ts, err == nil, wrap("slack post", err)
 }

@@ -184,3 +184,41 @@ func TestMentionsAndUnreadCounts(t *testing.T) {
 	require.Equal(t, int64(1), r.Mentions, "a deleted message mentions no one; read ones count not")
 	require.Equal(t, int64(1), r.Unread)
 }
+
+// TestSlackMirrorOutbox: an edit or delete of a message of a bridged room
+// (not from Slack) is queued for mirroring with its seq; reactions and
+// messages of unbridged rooms are not.
+func TestSlackMirrorOutbox(t *testing.T) {
+	b := withOutbox(t)
+	alice := b.user(t, "alice")
+	bridged := b.room(t, alice.ID, "bridged", chat.Public)
+	plain := b.room(t, alice.ID, "plain", chat.Public)
+	_, err := b.store.BridgeSlack(b.ctx, bridged.ID, "C0123")
+	require.NoError(t, err)
+	m := b.send(t, bridged.ID, alice.ID, "to slack")
+	other := b.send(t, plain.ID, alice.ID, "stays here")
+	_, err = b.pool.Exec(b.ctx, `DELETE FROM outbox`)
+	require.NoError(t, err)
+
+	b.update(t, chat.Update{Action: chat.ActionEdit, MessageID: m.ID, UserID: alice.ID, Body: "edited"})
+	b.update(t, chat.Update{Action: chat.ActionReact, MessageID: m.ID, UserID: alice.ID, Emoji: "👍"})
+	b.update(t, chat.Update{Action: chat.ActionEdit, MessageID: other.ID, UserID: alice.ID, Body: "edited"})
+	b.update(t, chat.Update{Action: chat.ActionDelete, MessageID: m.ID, UserID: alice.ID})
+	var got []chat.OutboxItem
+	_, err = b.store.RelayOutbox(b.ctx, 10, func(items []chat.OutboxItem) error {
+		got = items
+		return nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, []chat.OutboxItem{{MessageID: m.ID, EventSeq: 2}, {MessageID: m.ID, EventSeq: 4}}, got)
+
+	require.NoError(t, b.store.RecordSlackPost(b.ctx, m.ID, "C0123", "1700000000.000001"))
+	require.NoError(t, b.store.RecordSlackPost(b.ctx, m.ID, "C0123", "1700000000.000002"), "a repeat keeps the first")
+	channel, ts, found, err := b.store.SlackPost(b.ctx, m.ID)
+	require.NoError(t, err)
+	require.True(t, found)
+	require.Equal(t, []string{"C0123", "1700000000.000001"}, []string{channel, ts})
+	_, _, found, err = b.store.SlackPost(b.ctx, other.ID)
+	require.NoError(t, err)
+	require.False(t, found)
+}
