@@ -195,11 +195,22 @@ func TestAPIMessageUpdates(t *testing.T) {
 		s.Say(t, b.alice, b.room, "no one")
 		later := s.Say(t, b.alice, b.room, "later")
 		s.change(t, b.alice, "PATCH", "/api/v1/messages/"+later.ID, map[string]any{"body": "later, @" + strings.ToUpper(b.bob.Username)}, http.StatusOK)
-		r, ok := s.myRoom(t, b.bob, b.room)
+		row, ok := s.myRoom(t, b.bob, b.room)
 		require.True(t, ok)
-		require.Equal(t, int64(3), r.Unread, "an edit is no unread message")
-		require.Equal(t, int64(2), r.Mentions)
+		require.Equal(t, int64(3), row.Unread, "an edit is no unread message")
+		require.Equal(t, int64(2), row.Mentions)
 		mine, _ := s.myRoom(t, b.alice, b.room)
 		require.Zero(t, mine.Mentions)
+
+		// The members, for @ completion: to members only.
+		r := s.Do(t, "GET", "/api/v1/rooms/"+b.room+"/members", b.bob.Token, nil)
+		require.Equal(t, http.StatusOK, r.Status, "%s", r.Raw)
+		var names []string
+		for _, m := range r.Body["members"].([]any) {
+			names = append(names, m.(map[string]any)["username"].(string))
+		}
+		require.ElementsMatch(t, []string{b.alice.Username, b.bob.Username}, names)
+		apitest.RequireError(t, s.Do(t, "GET", "/api/v1/rooms/"+b.room+"/members", b.carol.Token, nil), http.StatusForbidden, "forbidden")
+		apitest.RequireError(t, s.Do(t, "GET", "/api/v1/rooms/"+b.secret+"/members", b.carol.Token, nil), http.StatusNotFound, "not_found")
 	})
 }

@@ -202,6 +202,7 @@ func (a *API) routes() {
 	m.HandleFunc("GET /api/v1/rooms/{id}/messages", a.authed(a.history))
 	m.HandleFunc("GET /api/v1/messages/{id}", a.authed(a.thread))
 	m.HandleFunc("GET /api/v1/rooms/{id}/events", a.authed(a.events))
+	m.HandleFunc("GET /api/v1/rooms/{id}/members", a.authed(a.members))
 	m.HandleFunc("PATCH /api/v1/messages/{id}", a.authed(a.limited(a.editMessage)))
 	m.HandleFunc("DELETE /api/v1/messages/{id}", a.authed(a.limited(a.deleteMessage)))
 	m.HandleFunc("PUT /api/v1/messages/{id}/reactions/{emoji}", a.authed(a.limited(a.react)))

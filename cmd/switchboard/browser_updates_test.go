@@ -102,4 +102,14 @@ func TestBrowserMessageUpdates(t *testing.T) {
 	pb.waitConnected()
 	pb.waitJS("changes while away", fmt.Sprintf(`document.querySelector('%s .body').textContent === "second, edited while away" && document.querySelector('%s .edited') && document.querySelector('%s .reaction .emoji')?.textContent === "🎉"`, second, second, second))
 	pb.waitJS("resume seq past the updates", fmt.Sprintf(`JSON.parse(localStorage.getItem("switchboard.seqs.%s") || "{}")[%s] === 9`, bob.ID, js(room)))
+
+	// @ completion offers the room's members; Enter takes the choice
+	// without sending, and the mention reaches alice marked.
+	pb.do(chromedp.SendKeys(chromedp.ID("composer-input"), "thanks @"+alice.Username[:3]))
+	pb.waitJS("completion", fmt.Sprintf(`document.querySelector('#composer .completion.active')?.dataset.username === %s`, js(alice.Username)))
+	pb.do(pressEnter(0))
+	pb.waitJS("completed", fmt.Sprintf(`document.getElementById("composer-input").value === %s`, js("thanks @"+alice.Username+" ")))
+	pb.do(pressEnter(0))
+	pa.waitConnected()
+	pa.waitJS("mention of alice", `document.querySelector('#messages li.msg[data-seq="10"]')?.classList.contains("mentions-me")`)
 }

@@ -404,6 +404,19 @@ async function loadPresence(r) {
   }
 }
 
+// loadMembers reads the room's members for @ completion, once a minute at
+// most.
+async function loadMembers(r) {
+  if (!r || Date.now() - (r.membersAt || 0) < 60_000) return r ? r.members || [] : [];
+  r.membersAt = Date.now();
+  try {
+    r.members = (await API.api("GET", `/api/v1/rooms/${encodeURIComponent(r.id)}/members`)).members;
+  } catch {
+    r.membersAt = 0; // completion is a nicety; typing works without it
+  }
+  return r.members || [];
+}
+
 let roomsReload = 0;
 function reloadRoomsSoon() {
   if (roomsReload) return;
@@ -862,6 +875,64 @@ async function openThread(id) {
 
 // ---- forms ------------------------------------------------------------------
 
+/**
+ * setupCompletion offers the room's members whose username or display
+ * name starts with the word being typed after "@". Arrow keys move, Tab or
+ * Enter takes the choice, Escape closes. It returns the keydown handler,
+ * which reports whether it used the key.
+ */
+function setupCompletion(form, input, target) {
+  const list = el("ul", { class: "completions", role: "listbox", hidden: true });
+  form.append(list);
+  let choices = [], at = 0, start = -1;
+  const close = () => { list.hidden = true; choices = []; };
+  const choose = (u) => {
+    const end = input.selectionStart;
+    input.value = input.value.slice(0, start) + "@" + u.username + " " + input.value.slice(end);
+    const caret = start + u.username.length + 2;
+    input.setSelectionRange(caret, caret);
+    close();
+    input.dispatchEvent(new Event("input"));
+  };
+  const show = () => {
+    list.replaceChildren(...choices.map((u, i) => el("li", {
+      class: "completion" + (i === at ? " active" : ""), role: "option", "aria-selected": String(i === at),
+      "data-username": u.username,
+      onmousedown: (e) => { e.preventDefault(); choose(u); },
+    }, el("span", { class: "sender", text: u.display_name || u.username }), el("span", { class: "username", text: "@" + u.username }))));
+    list.hidden = choices.length === 0;
+  };
+  input.addEventListener("input", async () => {
+    const t = target();
+    const before = input.value.slice(0, input.selectionStart);
+    const m = /(^|[^a-zA-Z0-9_.@-])@([a-zA-Z0-9_.-]*)$/.exec(before);
+    if (!t || !m) return close();
+    start = before.length - m[2].length - 1;
+    const prefix = m[2].toLowerCase();
+    const members = await loadMembers(state.rooms.get(t.room));
+    choices = members.filter((u) => u.id !== state.me.id &&
+      (u.username.startsWith(prefix) || (u.display_name || "").toLowerCase().startsWith(prefix))).slice(0, 6);
+    at = 0;
+    show();
+  });
+  input.addEventListener("blur", close);
+  return (e) => {
+    if (list.hidden || e.isComposing) return false;
+    if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+      at = (at + (e.key === "ArrowDown" ? 1 : choices.length - 1)) % choices.length;
+      show();
+    } else if (e.key === "Enter" || e.key === "Tab") {
+      choose(choices[at]);
+    } else if (e.key === "Escape") {
+      close();
+    } else {
+      return false;
+    }
+    e.preventDefault();
+    return true;
+  };
+}
+
 function setupComposer(form, input, count, button, target) {
   const update = () => {
     const n = charCount(input.value);
@@ -890,7 +961,9 @@ function setupComposer(form, input, count, button, target) {
       if (state.socket.send({ type: "typing", room: t.room })) lastTypingSent.set(t.room, now);
     }
   });
+  const complete = setupCompletion(form, input, target);
   input.addEventListener("keydown", (e) => {
+    if (complete(e)) return;
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
       e.preventDefault();
       submit();
