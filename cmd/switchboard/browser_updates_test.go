@@ -49,7 +49,7 @@ func TestBrowserMessageUpdates(t *testing.T) {
 	pb.openRoom(room)
 	pb.waitJS("mention count cleared", fmt.Sprintf(`!document.querySelector('%s .mentions')`, roomButton))
 	first := `#messages li.msg[data-seq="1"]`
-	pb.waitJS("mention marked", fmt.Sprintf(`document.querySelector('%s').classList.contains("mentions-me") && document.querySelector('%s .mention.me').textContent === %s`,
+	pb.waitJS("mention marked", fmt.Sprintf(`document.querySelector('%s').classList.contains("mentions-me") && document.querySelector('%s .mention.to-me').textContent === %s`,
 		first, first, js("@"+bob.Username)))
 
 	// Bob reacts from the picker; Alice sees it and adds hers by the chip.

@@ -151,6 +151,10 @@ function addMessage(m, { live = false, counted = m.seq } = {}) {
     }
     return false;
   }
+  // A message with replies that came by the socket was read from the store
+  // by a catch-up, after the room's position known now: its count holds
+  // the replies up to there already.
+  if (live && m.reply_count > 0) counted = Math.max(counted, r.last_seq);
   m._counted = counted;
   r.msgs.set(m.seq, m);
   r.byId.set(m.id, m);
@@ -506,7 +510,7 @@ function bodyNode(m) {
     const name = x[2].replace(/[.-]+$/, "");
     div.append(m.body.slice(at, start));
     const me = name.toLowerCase() === state.me.username.toLowerCase();
-    div.append(el("span", { class: "mention" + (me ? " me" : ""), text: "@" + name }));
+    div.append(el("span", { class: "mention" + (me ? " to-me" : ""), text: "@" + name }));
     at = start + 1 + name.length;
   }
   div.append(m.body.slice(at));
@@ -528,14 +532,16 @@ function reactionsNode(m) {
 
 function actionsNode(m) {
   if (m.deleted) return null;
+  // The bar stays shown while its picker is open.
+  const open = (yes) => { picker.hidden = !yes; bar.classList.toggle("open", yes); };
   const picker = el("div", { class: "picker", hidden: true },
     ...REACTIONS.map((e) => el("button", {
       type: "button", class: "pick", text: e, title: "React with " + e,
-      onclick: () => { picker.hidden = true; toggleReaction(m, e); },
+      onclick: () => { open(false); toggleReaction(m, e); },
     })));
   const bar = el("div", { class: "actions" },
     el("button", { type: "button", class: "react-open ghost", text: "☺+", title: "Add a reaction",
-      onclick: () => { picker.hidden = !picker.hidden; } }),
+      onclick: () => open(picker.hidden) }),
     picker);
   if (m.sender.id === state.me.id) {
     bar.append(
@@ -903,13 +909,16 @@ function setupCompletion(form, input, target) {
     list.hidden = choices.length === 0;
   };
   input.addEventListener("input", async () => {
-    const t = target();
+    let t = target();
+    if (!t || !/@[a-zA-Z0-9_.-]*$/.test(input.value.slice(0, input.selectionStart))) return close();
+    const members = await loadMembers(state.rooms.get(t.room));
+    // What is typed now, which may be more than when the members were asked for.
+    t = target();
     const before = input.value.slice(0, input.selectionStart);
     const m = /(^|[^a-zA-Z0-9_.@-])@([a-zA-Z0-9_.-]*)$/.exec(before);
     if (!t || !m) return close();
     start = before.length - m[2].length - 1;
     const prefix = m[2].toLowerCase();
-    const members = await loadMembers(state.rooms.get(t.room));
     choices = members.filter((u) => u.id !== state.me.id &&
       (u.username.startsWith(prefix) || (u.display_name || "").toLowerCase().startsWith(prefix))).slice(0, 6);
     at = 0;
