@@ -194,6 +194,32 @@ func TestHandleSMSMentionSkipsTheFold(t *testing.T) {
 	require.Equal(t, "[#general] alice: two\nalice: @bob look", b.fake.Accepted()[1].Body)
 }
 
+// TestHandleSMSSkipsDeletedMessages: a message deleted while it waited
+// for its SMS is left out; when all were, nothing is sent and nothing
+// stays pending.
+func TestHandleSMSSkipsDeletedMessages(t *testing.T) {
+	t.Parallel()
+	b := setupJobs(t)
+	j := b.smsJob(t)
+	handle := b.handleSMS(b.Store)
+	del := func(body string) {
+		m := b.Say(t, j.room, j.alice, body)
+		require.NoError(t, b.Store.AddPendingSMS(b.Ctx, m.ID, []string{j.bob.ID}))
+		_, _, err := b.Store.UpdateMessage(b.Ctx, chat.Update{Action: chat.ActionDelete, MessageID: m.ID, UserID: j.alice.ID})
+		require.NoError(t, err)
+	}
+	del("oops")
+	require.NoError(t, handle(b.Ctx, j.payload))
+	require.Zero(t, b.fake.Requests())
+	require.Zero(t, b.pending(t))
+
+	b.post(t, j, "kept")
+	del("gone")
+	require.NoError(t, handle(b.Ctx, j.payload))
+	require.Equal(t, []twiliotest.SMS{{To: bobPhone, From: testFrom, Body: "[#general] alice: kept"}}, b.fake.Accepted())
+	require.Zero(t, b.pending(t))
+}
+
 func TestHandleSMSDropsWhatAnUnverifiedNumberWaitedFor(t *testing.T) {
 	t.Parallel()
 	b := setupJobs(t)

@@ -196,6 +196,9 @@ func HandleSMS(store SMSStore, sender *Sender, breaker *jobs.Breaker, queue Sche
 		if mentions(c.Messages, p.UserID) {
 			gap = min(gap, MentionThrottle)
 		}
+		// Messages deleted while they waited are not sent (SPEC §13);
+		// the claim settles them all.
+		live := slices.DeleteFunc(slices.Clone(c.Messages), func(m chat.Message) bool { return m.Deleted })
 		switch {
 		case !c.HeldUntil.IsZero():
 			// Once the other run sent, the throttle holds this run's
@@ -203,9 +206,10 @@ func HandleSMS(store SMSStore, sender *Sender, breaker *jobs.Breaker, queue Sche
 			return jobs.Wait(integrations.ErrHeld, min(gap, c.HeldUntil.Sub(c.Now)))
 		case c.Token == "":
 			return nil // nothing pending: an earlier run sent it
-		case c.Phone == "":
+		case c.Phone == "" || len(live) == 0:
 			// The number was removed or changed (and so is unverified)
-			// since: nothing to send it to.
+			// since: nothing to send it to; or every message pending was
+			// deleted: nothing to send.
 			return store.DropPendingSMS(settle, c)
 		case !c.LastSentAt.IsZero() && c.Now.Sub(c.LastSentAt) < gap:
 			next := c.LastSentAt.Add(gap)
@@ -215,7 +219,7 @@ func HandleSMS(store SMSStore, sender *Sender, breaker *jobs.Breaker, queue Sche
 			key := fmt.Sprintf("sms:%s:%s:at:%d", p.UserID, p.RoomID, next.Unix())
 			return queue.EnqueueAt(ctx, SMSKind.Type, key, payload, next)
 		}
-		err = breaker.Do(func() error { return sender.Send(c.Phone, FormatSMS(c.RoomName, c.Messages)) })
+		err = breaker.Do(func() error { return sender.Send(c.Phone, FormatSMS(c.RoomName, live)) })
 		if err != nil {
 			return errors.Join(err, store.ReleaseSMSClaim(settle, c))
 		}
