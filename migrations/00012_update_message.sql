@@ -1,11 +1,19 @@
 -- +goose Up
 -- can_moderate tells whether a user may delete anyone's message in a room.
--- For now only the room's creator may; roles (SPEC §14) replace it.
+-- For now only the room's creator may; roles (SPEC §14) replace it in a
+-- later migration. Migrations may apply out of order, so this one defines
+-- it only where that replacement has not yet.
 -- +goose StatementBegin
-CREATE OR REPLACE FUNCTION can_moderate(p_room bigint, p_user bigint) RETURNS boolean
-LANGUAGE sql STABLE AS $fn$
-    SELECT EXISTS (SELECT 1 FROM rooms r WHERE r.id = p_room AND r.created_by = p_user)
-$fn$;
+DO $do$
+BEGIN
+    IF to_regprocedure('can_moderate(bigint, bigint)') IS NULL THEN
+        CREATE OR REPLACE FUNCTION can_moderate(p_room bigint, p_user bigint) RETURNS boolean
+        LANGUAGE sql STABLE AS $fn$
+            SELECT EXISTS (SELECT 1 FROM rooms r WHERE r.id = p_room AND r.created_by = p_user)
+        $fn$;
+    END IF;
+END
+$do$;
 -- +goose StatementEnd
 
 -- update_message makes one change to a message (SPEC §13) in one call:
