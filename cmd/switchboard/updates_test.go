@@ -10,9 +10,11 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/switchboard-chat/switchboard/broker/brokertest"
 	"github.com/switchboard-chat/switchboard/chat"
 	"github.com/switchboard-chat/switchboard/hub"
 	"github.com/switchboard-chat/switchboard/internal/apitest"
+	"github.com/switchboard-chat/switchboard/storage/storagetest"
 )
 
 // eventOf is one message or update frame, reduced to what the tests
@@ -187,4 +189,40 @@ func TestUpdatesReplayOnEveryCatchUp(t *testing.T) {
 	apitest.SendWS(t, a.subscribedClient(t, alice, 1).WS, room, "after")
 	got, _ := readEvents(t, c, room, 4, 1)
 	require.Equal(t, "message", got[0].Kind)
+}
+
+// TestClusterRedisOutageReplaysUpdates: node b loses Redis while node a
+// stores messages and changes to them, the last event a change; once Redis
+// is back, b's reader gets them all, updates included, in seq order,
+// without reconnecting (the resync reads events, not only messages).
+func TestClusterRedisOutageReplaysUpdates(t *testing.T) {
+	t.Parallel()
+	db, prefix := storagetest.NewDatabase(t), brokertest.Prefix()
+	proxy := brokertest.NewProxy(t)
+	a := newTestServerWith(t, nodeOptions{databaseURL: db, redisPrefix: prefix})
+	b := newTestServerWith(t, nodeOptions{databaseURL: db, redisPrefix: prefix, redisURL: proxy.URL()})
+	alice, bob := a.register(t, "alice"), a.register(t, "bob")
+	room := a.createRoom(t, alice, chat.Public)
+	a.addMember(t, alice, room, bob)
+	wa := a.subscribedClient(t, alice, 1)
+	wb := b.subscribedClient(t, bob, 1)
+	first := apitest.SendWS(t, wa.WS, room, "first")["id"].(string)
+	readEvents(t, wb, room, 0, 1)
+
+	proxy.Cut()
+	cutAt := time.Now()
+	change := func(method, path string, body any) {
+		r := a.do(t, method, path, alice.Token, body)
+		require.Equal(t, http.StatusOK, r.Status, "%s %s: %s", method, path, r.Raw)
+	}
+	change("PATCH", "/api/v1/messages/"+first, map[string]any{"body": "first, edited"})
+	second := apitest.SendWS(t, wa.WS, room, "second")["id"].(string)
+	change("PUT", "/api/v1/messages/"+second+"/reactions/"+url.PathEscape("👍"), nil)
+	change("DELETE", "/api/v1/messages/"+first, nil)
+	time.Sleep(time.Until(cutAt.Add(10 * time.Second)))
+	proxy.Restore()
+
+	got, objs := readEvents(t, wb, room, 1, 4)
+	require.Equal(t, []eventOf{{2, "edit", first}, {3, "message", second}, {4, "reaction", second}, {5, "delete", first}}, got)
+	require.Equal(t, true, objs[3]["message"].(map[string]any)["deleted"])
 }
