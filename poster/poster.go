@@ -2,8 +2,9 @@
 // WebSocket send, the HTTP API, an SMS or a Slack event alike: it checks
 // the message, stores it, announces it to the caches of every node and
 // publishes it for live delivery. Changes to a message (edit, delete,
-// reactions: SPEC §13) take the same way, as room events of their own. It needs only the store, the cache's
-// announcement and a publisher, so the job worker posts without a hub.
+// reactions: SPEC §13) take the same way, as room events of their own. It
+// needs only the store, the cache's announcement and a publisher, so the
+// job worker posts without a hub.
 package poster
 
 import (
