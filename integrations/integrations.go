@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/switchboard-chat/switchboard/chat"
@@ -211,8 +212,9 @@ type RecentStore interface {
 	MessagesBefore(ctx context.Context, roomID string, beforeSeq int64, limit int) ([]chat.EncodedMessage, error)
 }
 
-// Recent returns the newest n messages of roomID, oldest first, for its
-// member userID: what `#room ?` by SMS and `/switchboard recent` answer.
+// Recent returns the newest n messages of roomID that are not deleted
+// (among its newest 4n), oldest first, for its member userID: what `#room
+// ?` by SMS and `/switchboard recent` answer.
 func Recent(ctx context.Context, store RecentStore, userID, roomID string, n int) ([]chat.EncodedMessage, error) {
 	if err := store.CheckMember(ctx, userID, roomID); err != nil {
 		if errors.Is(err, chat.ErrForbidden) || errors.Is(err, chat.ErrNotFound) {
@@ -220,5 +222,10 @@ func Recent(ctx context.Context, store RecentStore, userID, roomID string, n int
 		}
 		return nil, err
 	}
-	return store.MessagesBefore(ctx, roomID, math.MaxInt64, n)
+	msgs, err := store.MessagesBefore(ctx, roomID, math.MaxInt64, 4*n)
+	if err != nil {
+		return nil, err
+	}
+	msgs = slices.DeleteFunc(msgs, func(m chat.EncodedMessage) bool { return m.Deleted })
+	return msgs[max(len(msgs)-n, 0):], nil
 }
