@@ -425,6 +425,11 @@ func addPointValues(res *Result, prefix string, pt *writePoint) {
 		res.add(prefix+"server CPU per message", pt.CPU["server"]*pt.Seconds/float64(pt.Acked)*1e6, "µs")
 		res.add(prefix+"postgres CPU per message", pt.CPU["postgres"]*pt.Seconds/float64(pt.Acked)*1e6, "µs")
 	}
+	if pt.UpdateAck != nil {
+		res.add(prefix+"edits and reactions acked", float64(pt.UpdatesAcked), "")
+		res.add(prefix+"update frames delivered (in order)", float64(pt.Updates), "")
+		res.Latencies[prefix+"edit/reaction ack (from intended send)"] = *pt.UpdateAck
+	}
 	res.Latencies[prefix+"ack (from intended send)"] = pt.Ack
 	res.Latencies[prefix+"delivery (from intended send)"] = pt.Delivery
 	res.Latencies[prefix+"generator lateness"] = pt.Lateness
