@@ -85,16 +85,24 @@ CREATE TRIGGER messages_writable BEFORE INSERT ON messages
 -- language that separates words with spaces) behind unaccent ("café"
 -- matches "cafe"). The vector is a stored column so that ranking reads it
 -- rather than parsing the body again, and it follows every edit and
--- delete of the body. The index is GIN over (room_id, search): one bitmap
--- scan finds the matches in the searcher's rooms only.
+-- delete of the body.
+--
+-- The index holds the words and one lexeme for the room, 'room <id>' (the
+-- parser never makes a lexeme with a space, so no text can forge it). A
+-- search asks for (its words) & ('room 1' | 'room 2' | ...), the
+-- searcher's rooms, in one GIN scan that intersects the word lists with
+-- the rooms' lists. A GIN over (room_id, search) with btree_gin was
+-- measured first: room_id = ANY(50 rooms) made 50 scans, each walking the
+-- words' long posting lists again (320 ms against 36 ms for two common
+-- words over 1,000,000 messages).
 CREATE EXTENSION IF NOT EXISTS unaccent;
-CREATE EXTENSION IF NOT EXISTS btree_gin;
 CREATE TEXT SEARCH CONFIGURATION switchboard (COPY = pg_catalog.simple);
 ALTER TEXT SEARCH CONFIGURATION switchboard
     ALTER MAPPING FOR asciiword, asciihword, hword_asciipart, word, hword, hword_part WITH unaccent, simple;
 ALTER TABLE messages ADD COLUMN search tsvector
     GENERATED ALWAYS AS (to_tsvector('switchboard'::regconfig, body)) STORED;
-CREATE INDEX messages_search_idx ON messages USING gin (room_id, search);
+CREATE INDEX messages_search_idx ON messages
+    USING gin ((search || array_to_tsvector(ARRAY['room ' || room_id])));
 
 -- People look-up by prefix of the username or the display name, in any
 -- letter case.

@@ -15,22 +15,34 @@ import (
 
 // searchSQL finds the messages of the user's rooms ($1, narrowed to room
 // $2 when not null) that match the web-search query $3, best first. The
-// GIN index messages_search_idx over (room_id, search) answers room_id =
-// ANY(the rooms) and search @@ query in one bitmap scan; only its matches
-// are ranked. $4 bounds ids to those that existed when the first page was
-// read; ($5, $6) is the (rank, id) the previous page ended on.
+// GIN index messages_search_idx (migration 00020) holds each message's
+// words and its room as the lexeme 'room <id>': one bitmap scan for
+// (the words) & ('room a' | 'room b' | ...) finds the matches in the
+// searcher's rooms, and only those are ranked; the message rows of the
+// page are read after ranking. $4 bounds ids to those that existed when
+// the first page was read; ($5, $6) is the (rank, id) the previous page
+// ended on. A query with no word to find (empty, or only -words: querytree
+// is '' or 'T') finds nothing rather than every message.
 const searchSQL = `
-	SELECT ts_rank(m.search, websearch_to_tsquery('switchboard', $3)) AS rank, r.name,
-	       ` + messageColumns + messageFrom + `
+	WITH hits AS (
+		SELECT m.id, ts_rank(m.search, websearch_to_tsquery('switchboard', $3)) AS rank
+		  FROM messages m
+		 WHERE (m.search || array_to_tsvector(ARRAY['room ' || m.room_id])) @@
+		       (websearch_to_tsquery('switchboard', $3) &&
+		        (SELECT string_agg(quote_literal('room ' || rm.room_id), ' | ')::tsquery
+		           FROM room_members rm WHERE rm.user_id = $1 AND ($2::bigint IS NULL OR rm.room_id = $2)))
+		   AND querytree(websearch_to_tsquery('switchboard', $3)) NOT IN ('', 'T')
+		   AND m.deleted_at IS NULL
+		   AND m.id <= $4
+		   AND ($5::real IS NULL
+		        OR (ts_rank(m.search, websearch_to_tsquery('switchboard', $3)), m.id) < ($5::real, $6::bigint))
+		 ORDER BY rank DESC, m.id DESC
+		 LIMIT $7
+	)
+	SELECT h.rank, r.name, ` + messageColumns + messageFrom + `
+	  JOIN hits h ON h.id = m.id
 	  JOIN rooms r ON r.id = m.room_id
-	 WHERE m.room_id = ANY (ARRAY(SELECT rm.room_id FROM room_members rm
-	                               WHERE rm.user_id = $1 AND ($2::bigint IS NULL OR rm.room_id = $2)))
-	   AND m.search @@ websearch_to_tsquery('switchboard', $3)
-	   AND m.deleted_at IS NULL
-	   AND m.id <= $4
-	   AND ($5::real IS NULL OR (ts_rank(m.search, websearch_to_tsquery('switchboard', $3)), m.id) < ($5::real, $6::bigint))
-	 ORDER BY rank DESC, m.id DESC
-	 LIMIT $7`
+	 ORDER BY h.rank DESC, m.id DESC`
 
 // searchCursor is where a page of search results ended.
 type searchCursor struct {

@@ -574,6 +574,7 @@ func TestAPISearch(t *testing.T) {
 	t.Run("BadInput", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
+		s.Say(t, b.alice, b.room, "some words "+b.word)
 		for _, query := range []string{"", "q=", "q=x&limit=0", "q=x&limit=101", "q=x&limit=a", "q=x&cursor=nope"} {
 			r := s.Do(t, "GET", "/api/v1/search?"+query, b.alice.Token, nil)
 			apitest.RequireError(t, r, http.StatusBadRequest, "bad_request")
@@ -581,6 +582,7 @@ func TestAPISearch(t *testing.T) {
 		r := s.Do(t, "GET", "/api/v1/search?q=x&room=0"+b.room, b.alice.Token, nil)
 		apitest.RequireError(t, r, http.StatusNotFound, "not_found")
 		require.Empty(t, bodies(s.search(t, b.alice, q(`" - "`))), "a query of no words finds nothing")
+		require.Empty(t, bodies(s.search(t, b.alice, q("-nothing"))), "nor one of exclusions only")
 	})
 }
 
