@@ -21,8 +21,8 @@ import (
 // searcher's rooms, and only those are ranked; the message rows of the
 // page are read after ranking. $4 bounds ids to those that existed when
 // the first page was read; ($5, $6) is the (rank, id) the previous page
-// ended on. A query with no word to find (empty, or only -words: querytree
-// is ” or 'T') finds nothing rather than every message.
+// ended on. A query with no word to find (empty, or only -words: its
+// querytree is empty or T) finds nothing rather than every message.
 const searchSQL = `
 	WITH hits AS (
 		SELECT m.id, ts_rank(m.search, websearch_to_tsquery('switchboard', $3)) AS rank
