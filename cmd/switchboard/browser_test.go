@@ -904,7 +904,7 @@ func TestBrowserTeams(t *testing.T) {
 	pb.waitJS("room gone from bob's list", fmt.Sprintf(`!document.querySelector('#room-list [data-room="%s"]')`, room))
 	require.Equal(t, "", eval[string](pb, `document.getElementById("room-name").textContent`), "bob's open room closed")
 	pa.do(chromedp.Click(chromedp.CSS(fmt.Sprintf(`#ban-list [data-user="%s"] [data-action="unban"]`, bob.ID))))
-	pa.waitJS("bob unbanned", `document.querySelectorAll("#ban-list li").length === 0`)
+	pa.waitJS("bob unbanned", `document.querySelectorAll("#ban-list li[data-user]").length === 0`)
 	pa.do(chromedp.Click(chromedp.ID("members-close")))
 	s.addMember(t, alice, room, bob)
 

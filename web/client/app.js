@@ -307,12 +307,17 @@ function onFrame(f) {
       if (state.current === f.room) closeRoom();
       renderRooms();
       break;
-    case "message":
-      if (addMessage(f.message, { live: true })) {
+    case "message": {
+      // A message replayed on connect carries its reply_count as stored,
+      // which already counts the replies up to the room's last seq that
+      // the ready frame (or an earlier page) told.
+      const known = (state.rooms.get(f.message.room_id) || {}).last_seq || 0;
+      if (addMessage(f.message, { live: true, counted: Math.max(f.message.seq, known) })) {
         renderSoon();
         if (viewing(f.message.room_id)) markReadSoon();
       }
       break;
+    }
     case "ack":
       onAck(f);
       break;
@@ -989,9 +994,11 @@ async function renderMembers(r) {
   if (!moderator) return;
   try {
     const data = await API.api("GET", `${base}/bans`);
-    $("ban-list").replaceChildren(...data.bans.map((b) => el("li", { "data-user": b.user.id },
+    const bans = data.bans.map((b) => el("li", { "data-user": b.user.id },
       el("span", { class: "who", text: b.user.display_name || b.user.username }),
-      act("Unban", "DELETE", `${base}/bans/${b.user.id}`))));
+      act("Unban", "DELETE", `${base}/bans/${b.user.id}`)));
+    if (bans.length === 0) bans.push(el("li", { class: "hint", text: "Nobody is banned." }));
+    $("ban-list").replaceChildren(...bans);
   } catch (err) {
     $("members-error").textContent = err.message;
   }
