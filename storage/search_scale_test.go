@@ -175,8 +175,8 @@ func TestSearchScale(t *testing.T) {
 		t.Logf("search %-6s two-word queries: p50 %s, p99 %s, max %s (%.1f results a page)", band.name,
 			p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond), took[len(took)-1].Round(10*time.Microsecond),
 			float64(hits)/float64(len(took)))
-		if full {
-			require.Less(t, p99, 50*time.Millisecond, "p99 of %s two-word searches", band.name)
+		if full && p99 >= 50*time.Millisecond {
+			t.Errorf("p99 of %s two-word searches is %s, over 50 ms", band.name, p99)
 		}
 	}
 
