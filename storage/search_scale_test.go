@@ -26,7 +26,8 @@ const searchScaleEnv = "SWITCHBOARD_SEARCH_SCALE"
 
 // searchVocabulary is the size of the generated language: words are made
 // of three syllables and drawn log-uniformly (Zipf with s = 1), so that
-// the commonest word is in about one message in six and most are rare.
+// the commonest word is in about two messages in three (as "the" is in
+// English) and most are rare.
 const searchVocabulary = 5000
 
 // searchWord is the generated word number n (0 is the commonest).
