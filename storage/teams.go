@@ -36,23 +36,20 @@ func checkNotBanned(ctx context.Context, q queryRower, uid, rid int64, msg strin
 	return nil
 }
 
-// roles is what a moderation step knows of a room: its visibility and the
-// roles of the actor and of the target ("" for a non-member).
+// roles is what a moderation step knows of a room: the roles of the actor
+// and of the target ("" for a non-member). Nobody has owner or admin in a
+// direct room, so nobody moderates one.
 type roles struct {
-	visibility    string
 	actor, target string
 }
 
-// lockRoles reads the room and the roles of actor and target in tx,
+// lockRoles reads the roles of actor and target in room rid in tx,
 // locking both memberships until tx ends so that two moderators acting at
 // once see each other's change. An actor who is not a member gets the
 // error of CheckMember; the target may be anyone.
 func lockRoles(ctx context.Context, tx pgx.Tx, rid, aid, tid int64) (roles, error) {
 	var r roles
 	if err := checkMember(ctx, tx, aid, rid); err != nil {
-		return r, err
-	}
-	if err := tx.QueryRow(ctx, `SELECT visibility FROM rooms WHERE id = $1`, rid).Scan(&r.visibility); err != nil {
 		return r, err
 	}
 	rows, err := tx.Query(ctx, `SELECT user_id, role FROM room_members
@@ -216,9 +213,6 @@ func (s *Store) Ban(ctx context.Context, actorID, roomID, targetID string) (wasM
 		}
 		if err := r.moderate(); err != nil {
 			return err
-		}
-		if r.visibility == chat.Direct {
-			return errNotModerator
 		}
 		wasMember = r.target != ""
 		_, err = tx.Exec(ctx, `

@@ -122,7 +122,17 @@ func TestAPIDirectRooms(t *testing.T) {
 		apitest.RequireError(t, r, http.StatusNotFound, "not_found")
 		r = s.Do(t, "GET", "/api/v1/rooms/"+dm+"/messages", carol.Token, nil)
 		apitest.RequireError(t, r, http.StatusNotFound, "not_found")
-		require.Len(t, s.members(t, alice, dm), 2)
+		// Nobody owns a direct room: nobody moderates or renames it.
+		require.Equal(t, map[string]string{alice.ID: "member", bob.ID: "member"}, s.members(t, alice, dm))
+		for _, r := range []apitest.Response{
+			s.Do(t, "DELETE", "/api/v1/rooms/"+dm+"/members/"+bob.ID, alice.Token, nil),
+			s.Do(t, "POST", "/api/v1/rooms/"+dm+"/bans", alice.Token, map[string]any{"user_id": bob.ID}),
+			s.Do(t, "PATCH", "/api/v1/rooms/"+dm, alice.Token, map[string]any{"topic": "x"}),
+			s.Do(t, "POST", "/api/v1/rooms/"+dm+"/archive", alice.Token, nil),
+			s.setRole(t, alice, dm, bob, "admin"),
+		} {
+			apitest.RequireError(t, r, http.StatusForbidden, "forbidden")
+		}
 	})
 
 	t.Run("BadPeers", func(t *testing.T) {
