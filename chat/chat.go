@@ -68,6 +68,8 @@ type Profile struct {
 const (
 	Public  = "public"
 	Private = "private"
+	// Direct is a room of two users and no name (SPEC §14).
+	Direct = "direct"
 )
 
 // Room is a room as listed to one of its members.
@@ -81,6 +83,25 @@ type Room struct {
 	Unread int64 `json:"unread"`
 	// Mentions counts the unread messages that mention the reader.
 	Mentions int64 `json:"mentions"`
+	// Topic is up to MaxTopicChars characters; "" when none.
+	Topic string `json:"topic"`
+	// Archived rooms are read-only (SPEC §14).
+	Archived bool `json:"archived"`
+	// Peer is, in a direct room's row of the room list, the other user.
+	Peer *User `json:"peer,omitempty"`
+}
+
+// MarshalJSON writes the name of a direct room, which has none, as null.
+func (r Room) MarshalJSON() ([]byte, error) {
+	type plain Room
+	var name *string
+	if r.Visibility != Direct {
+		name = &r.Name
+	}
+	return json.Marshal(struct {
+		plain
+		Name *string `json:"name"`
+	}{plain(r), name})
 }
 
 // Membership is a user's membership of a room as a join or an addition

@@ -28,6 +28,7 @@ $do$;
 --   unchanged   nothing to change (a repeat): no event, no seq
 --   not_found / forbidden         the message is not there for the actor
 --   not_sender / not_moderator    the actor may not do that
+--   archived    the room is archived: read-only
 --   deleted     the message is deleted: no edit or reaction
 --   too_many    a 21st distinct emoji
 -- and the message's state after the call; no row when there is no such
@@ -65,6 +66,8 @@ BEGIN
 
     IF NOT v_member THEN
         v_status := CASE WHEN v_visibility = 'public' THEN 'forbidden' ELSE 'not_found' END;
+    ELSIF room_archived(v_room) THEN
+        v_status := 'archived'; -- read-only (SPEC §14; room_archived: migration 00020)
     ELSIF p_action = 'edit' THEN
         v_kind := 'edit';
         IF v_sender <> p_actor THEN

@@ -54,7 +54,7 @@ func (s *Store) LastActiveRoom(ctx context.Context, userID string) (chat.Room, e
 		FROM room_members m JOIN rooms r ON r.id = m.room_id
 		WHERE m.user_id = $1 AND m.last_active_at IS NOT NULL
 		ORDER BY m.last_active_at DESC, m.room_id DESC LIMIT 1`, uid).
-		Scan(&id, &r.Name, &r.Visibility, &r.LastSeq, &r.LastReadSeq)
+		Scan(&id, &r.Name, &r.Visibility, &r.LastSeq, &r.Topic, &r.Archived, &r.LastReadSeq)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return chat.Room{}, chat.ErrNotFound
 	}
@@ -69,7 +69,7 @@ func (s *Store) RoomBySlackChannel(ctx context.Context, channelID string) (chat.
 	var r chat.Room
 	var id int64
 	err := s.db.QueryRow(ctx, `SELECT `+roomColumns+` FROM rooms r WHERE r.slack_channel_id = $1 ORDER BY r.id LIMIT 1`, channelID).
-		Scan(&id, &r.Name, &r.Visibility, &r.LastSeq)
+		Scan(&id, &r.Name, &r.Visibility, &r.LastSeq, &r.Topic, &r.Archived)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return chat.Room{}, chat.ErrNotFound
 	}

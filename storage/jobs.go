@@ -154,7 +154,7 @@ func (s *Store) ClaimPendingSMS(ctx context.Context, userID, roomID string, leas
 			c.LastSentAt = *last
 		}
 		var phone *string
-		err = tx.QueryRow(ctx, `SELECT CASE WHEN u.phone_verified THEN u.phone END, r.name FROM users u, rooms r WHERE u.id = $1 AND r.id = $2`,
+		err = tx.QueryRow(ctx, `SELECT CASE WHEN u.phone_verified THEN u.phone END, COALESCE(r.name, '') FROM users u, rooms r WHERE u.id = $1 AND r.id = $2`,
 			uid, rid).Scan(&phone, &c.RoomName)
 		if err != nil {
 			return err
@@ -311,7 +311,7 @@ func (s *Store) BridgeSlack(ctx context.Context, room, channel string) (chat.Roo
 	}
 	rid, _ := parseID(r.ID)
 	err = s.db.QueryRow(ctx, `UPDATE rooms r SET slack_channel_id = $2 WHERE r.id = $1 RETURNING `+roomColumns,
-		rid, nullable(channel)).Scan(&rid, &r.Name, &r.Visibility, &r.LastSeq)
+		rid, nullable(channel)).Scan(&rid, &r.Name, &r.Visibility, &r.LastSeq, &r.Topic, &r.Archived)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return chat.Room{}, chat.ErrNotFound
 	}

@@ -107,6 +107,9 @@ func (s *Store) SaveMessage(ctx context.Context, nm chat.NewMessage) (msg chat.M
 		msg, err = findRepeat(ctx, s.db, c.rid, c.uid, c.clientID, nm.Source, c.externalID)
 		return msg, false, wrap("save message", err)
 	}
+	if isCode(c.err, archivedCode) {
+		return chat.Message{}, false, ErrArchived
+	}
 	if c.err != nil {
 		return chat.Message{}, false, wrap("save message", c.err)
 	}

@@ -9,7 +9,8 @@ import (
 	"github.com/switchboard-chat/switchboard/chat"
 )
 
-// CreateRoom stores a new room with creatorID as its first member. A name
+// CreateRoom stores a new room with creatorID as its first member and
+// owner. A name
 // taken in any letter case is a conflict.
 func (s *Store) CreateRoom(ctx context.Context, creatorID, name, visibility string) (chat.Room, error) {
 	uid, err := parseID(creatorID)
@@ -25,7 +26,7 @@ func (s *Store) CreateRoom(ctx context.Context, creatorID, name, visibility stri
 			return err
 		}
 		r.ID = formatID(id)
-		_, err := tx.Exec(ctx, `INSERT INTO room_members (room_id, user_id) VALUES ($1, $2)`, id, uid)
+		_, err := tx.Exec(ctx, `INSERT INTO room_members (room_id, user_id, role) VALUES ($1, $2, 'owner')`, id, uid)
 		return err
 	})
 	if isUniqueViolation(err, "rooms_name_key") {
@@ -34,7 +35,7 @@ func (s *Store) CreateRoom(ctx context.Context, creatorID, name, visibility stri
 	return r, wrap("create room", err)
 }
 
-const roomColumns = `r.id, r.name, r.visibility, r.last_seq`
+const roomColumns = `r.id, COALESCE(r.name, ''), r.visibility, r.last_seq, r.topic, r.archived_at IS NOT NULL`
 
 // memberColumns follow roomColumns for a member's view of a room (joined
 // as m): the read cursor, the updates after it (seqs that are no unread
@@ -46,32 +47,40 @@ const memberColumns = `m.read_seq,
 // memberRoomTargets are the targets of roomColumns and memberColumns;
 // finish completes r once they are read.
 func memberRoomTargets(r *chat.Room, id, updates *int64) (targets []any, finish func()) {
-	return []any{id, &r.Name, &r.Visibility, &r.LastSeq, &r.LastReadSeq, updates, &r.Mentions}, func() {
+	return []any{id, &r.Name, &r.Visibility, &r.LastSeq, &r.Topic, &r.Archived, &r.LastReadSeq, updates, &r.Mentions}, func() {
 		r.ID = formatID(*id)
 		r.Unread = max(r.LastSeq-r.LastReadSeq-*updates, 0)
 	}
 }
 
 // RoomsOf lists the rooms userID belongs to with their read cursors and
-// unread counts, by name.
+// unread counts, by name (a direct room by its peer's username); direct
+// rooms carry their peer.
 func (s *Store) RoomsOf(ctx context.Context, userID string) ([]chat.Room, error) {
 	uid, err := parseID(userID)
 	if err != nil {
 		return nil, err
 	}
 	rows, err := s.db.Query(ctx, `
-		SELECT `+roomColumns+`, `+memberColumns+`
+		SELECT `+roomColumns+`, `+memberColumns+`, p.id, p.username, p.display_name
 		FROM room_members m JOIN rooms r ON r.id = m.room_id
-		WHERE m.user_id = $1 ORDER BY lower(r.name)`, uid)
+		LEFT JOIN users p ON r.visibility = 'direct'
+		     AND p.id = CASE WHEN r.direct_low = $1 THEN r.direct_high ELSE r.direct_low END
+		WHERE m.user_id = $1 ORDER BY lower(COALESCE(r.name, p.username)), r.id`, uid)
 	if err != nil {
 		return nil, wrap("rooms of", err)
 	}
 	rooms, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (chat.Room, error) {
 		var r chat.Room
 		var id, updates int64
+		var peerID *int64
+		var peerName, peerDisplay *string
 		targets, finish := memberRoomTargets(&r, &id, &updates)
-		err := row.Scan(targets...)
+		err := row.Scan(append(targets, &peerID, &peerName, &peerDisplay)...)
 		finish()
+		if peerID != nil {
+			r.Peer = &chat.User{ID: formatID(*peerID), Username: *peerName, DisplayName: *peerDisplay}
+		}
 		return r, err
 	})
 	return rooms, wrap("rooms of", err)
@@ -86,7 +95,7 @@ func (s *Store) PublicRooms(ctx context.Context) ([]chat.Room, error) {
 	rooms, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (chat.Room, error) {
 		var r chat.Room
 		var id int64
-		err := row.Scan(&id, &r.Name, &r.Visibility, &r.LastSeq)
+		err := row.Scan(&id, &r.Name, &r.Visibility, &r.LastSeq, &r.Topic, &r.Archived)
 		r.ID = formatID(id)
 		return r, err
 	})
@@ -130,7 +139,8 @@ func checkMember(ctx context.Context, q queryRower, uid, rid int64) error {
 
 // Join adds userID to the public room roomID. Joining a room one already
 // belongs to is not an error (the membership is then not New). A private
-// room is chat.ErrNotFound unless the user is already a member.
+// or direct room is chat.ErrNotFound unless the user is already a member; a
+// user banned from the room is refused (SPEC §14).
 func (s *Store) Join(ctx context.Context, userID, roomID string) (chat.Room, chat.Membership, error) {
 	uid, err := parseID(userID)
 	if err != nil {
@@ -140,10 +150,16 @@ func (s *Store) Join(ctx context.Context, userID, roomID string) (chat.Room, cha
 	if err != nil {
 		return chat.Room{}, chat.Membership{}, err
 	}
-	if err := checkMember(ctx, s.db, uid, rid); err != nil && !errors.Is(err, chat.ErrForbidden) {
+	err = checkMember(ctx, s.db, uid, rid)
+	if err != nil && !errors.Is(err, chat.ErrForbidden) {
 		return chat.Room{}, chat.Membership{}, wrap("join", err)
 	}
 	// Only public rooms reach here unless the user is already a member.
+	if err != nil {
+		if err := checkNotBanned(ctx, s.db, uid, rid, "you are banned from this room"); err != nil {
+			return chat.Room{}, chat.Membership{}, wrap("join", err)
+		}
+	}
 	m, err := s.insertMember(ctx, uid, rid)
 	if err != nil {
 		return chat.Room{}, chat.Membership{}, wrap("join", err)
@@ -170,6 +186,7 @@ func (s *Store) insertMember(ctx context.Context, uid, rid int64) (chat.Membersh
 
 // AddMember adds the account named username to roomID on behalf of actorID,
 // who must be a member. It returns the added user and the membership.
+// Nobody is added to a direct room, nor a user banned from the room.
 func (s *Store) AddMember(ctx context.Context, actorID, roomID, username string) (chat.User, chat.Membership, error) {
 	aid, err := parseID(actorID)
 	if err != nil {
@@ -190,6 +207,16 @@ func (s *Store) AddMember(ctx context.Context, actorID, roomID, username string)
 		return chat.User{}, chat.Membership{}, err
 	}
 	uid, _ := parseID(u.ID)
+	var direct bool
+	if err := s.db.QueryRow(ctx, `SELECT visibility = 'direct' FROM rooms WHERE id = $1`, rid).Scan(&direct); err != nil {
+		return chat.User{}, chat.Membership{}, wrap("add member", err)
+	}
+	if direct {
+		return chat.User{}, chat.Membership{}, errDirectClosed
+	}
+	if err := checkNotBanned(ctx, s.db, uid, rid, "that user is banned from this room"); err != nil {
+		return chat.User{}, chat.Membership{}, wrap("add member", err)
+	}
 	m, err := s.insertMember(ctx, uid, rid)
 	if err != nil {
 		return chat.User{}, chat.Membership{}, wrap("add member", err)
@@ -197,7 +224,8 @@ func (s *Store) AddMember(ctx context.Context, actorID, roomID, username string)
 	return u, m, nil
 }
 
-// Leave removes userID from roomID.
+// Leave removes userID from roomID. An owner who leaves hands the room to
+// the longest-standing admin, or else member.
 func (s *Store) Leave(ctx context.Context, userID, roomID string) error {
 	uid, err := parseID(userID)
 	if err != nil {
@@ -210,7 +238,15 @@ func (s *Store) Leave(ctx context.Context, userID, roomID string) error {
 	if err := checkMember(ctx, s.db, uid, rid); err != nil {
 		return wrap("leave", err)
 	}
-	_, err = s.db.Exec(ctx, `DELETE FROM room_members WHERE room_id = $1 AND user_id = $2`, rid, uid)
+	_, err = s.db.Exec(ctx, `
+		WITH gone AS (
+			DELETE FROM room_members WHERE room_id = $1 AND user_id = $2 RETURNING role
+		), heir AS (
+			SELECT m.user_id FROM room_members m
+			 WHERE m.room_id = $1 AND m.user_id <> $2 AND (SELECT role FROM gone) = 'owner'
+			 ORDER BY m.role = 'admin' DESC, m.joined_at, m.user_id LIMIT 1
+		)
+		UPDATE room_members m SET role = 'owner' FROM heir h WHERE m.room_id = $1 AND m.user_id = h.user_id`, rid, uid)
 	return wrap("leave", err)
 }
 
@@ -251,7 +287,7 @@ func (s *Store) RoomByName(ctx context.Context, name string) (chat.Room, error) 
 	var r chat.Room
 	var id int64
 	err := s.db.QueryRow(ctx, `SELECT `+roomColumns+` FROM rooms r WHERE lower(r.name) = lower($1)`, name).
-		Scan(&id, &r.Name, &r.Visibility, &r.LastSeq)
+		Scan(&id, &r.Name, &r.Visibility, &r.LastSeq, &r.Topic, &r.Archived)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return chat.Room{}, chat.ErrNotFound
 	}

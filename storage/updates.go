@@ -51,6 +51,8 @@ func (s *Store) UpdateMessage(ctx context.Context, u chat.Update) (ev chat.RoomE
 		return chat.RoomEvent{}, false, chat.Errorf(chat.CodeForbidden, "only the sender may edit a message")
 	case "not_moderator":
 		return chat.RoomEvent{}, false, chat.Errorf(chat.CodeForbidden, "only the sender or a room admin may delete a message")
+	case "archived":
+		return chat.RoomEvent{}, false, ErrArchived
 	case "deleted":
 		return chat.RoomEvent{}, false, chat.Errorf(chat.CodeConflict, "the message is deleted")
 	case "too_many":

@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-chat/switchboard/chat"
+	"github.com/switchboard-chat/switchboard/storage"
 )
 
 // update runs u and requires it to succeed.
@@ -153,6 +154,20 @@ func TestUpdatePermissionsAndConflicts(t *testing.T) {
 	before := b.lastSeq(t, room.ID)
 	refuse(chat.Update{Action: chat.ActionReact, MessageID: byAlice.ID, UserID: bob.ID, Emoji: ":one-more:"}, chat.CodeConflict)
 	require.Equal(t, before, b.lastSeq(t, room.ID), "a refusal stores no event")
+
+	// An archived room is read-only (SPEC §14): no change at all.
+	_, err = b.store.Archive(b.ctx, alice.ID, room.ID)
+	require.NoError(t, err)
+	for _, u := range []chat.Update{
+		{Action: chat.ActionEdit, MessageID: byAlice.ID, UserID: alice.ID, Body: "late"},
+		{Action: chat.ActionDelete, MessageID: byAlice.ID, UserID: alice.ID},
+		{Action: chat.ActionUnreact, MessageID: byAlice.ID, UserID: bob.ID, Emoji: ":e0:"},
+	} {
+		require.NoError(t, u.Validate())
+		_, _, err := b.store.UpdateMessage(b.ctx, u)
+		require.ErrorIs(t, err, storage.ErrArchived)
+	}
+	require.Equal(t, before, b.lastSeq(t, room.ID))
 }
 
 func TestMentionsAndUnreadCounts(t *testing.T) {

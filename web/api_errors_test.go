@@ -28,7 +28,10 @@ func TestAPIMethodNotAllowed(t *testing.T) {
 		{"GET", "/api/v1/auth/register", "POST"},
 		{"PATCH", "/api/v1/rooms/" + room + "/messages", "GET, HEAD, POST"},
 		{"GET", "/api/v1/rooms/" + room + "/join", "POST"},
-		{"GET", "/api/v1/rooms/" + room + "/members/me", "DELETE"},
+		{"GET", "/api/v1/rooms/" + room + "/members/me", "PATCH, DELETE"}, // a member by id: me names none (404)
+		{"POST", "/api/v1/rooms/" + room + "/bans/1", "DELETE"},
+		{"PUT", "/api/v1/rooms/" + room, "PATCH"},
+		{"DELETE", "/api/v1/search", "GET, HEAD"},
 		{"DELETE", "/api/v1/rooms/" + room + "/presence", "GET, HEAD"},
 		{"POST", "/api/v1/messages/1", "GET, HEAD, PATCH, DELETE"},
 		{"GET", "/api/v1/messages/1/reactions/x", "PUT, DELETE"},

@@ -410,13 +410,17 @@ func TestAPIRooms(t *testing.T) {
 		b := setup(t)
 		for _, tc := range []struct{ name, method, path string }{
 			{"Path", "GET", "/api/v1/nothing-here"},
-			{"Method", "PUT", "/api/v1/rooms/" + b.public},
+			{"UnderARoom", "PUT", "/api/v1/rooms/" + b.public + "/nothing-here"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()
 				apitest.RequireError(t, s.Do(t, tc.method, tc.path, b.owner.Token, nil), http.StatusNotFound, "not_found")
 			})
 		}
+		// A room takes PATCH (SPEC §14), nothing else.
+		r := s.Do(t, "PUT", "/api/v1/rooms/"+b.public, b.owner.Token, nil)
+		apitest.RequireError(t, r, http.StatusMethodNotAllowed, "bad_request")
+		require.Equal(t, "PATCH", r.Header.Get("Allow"))
 	})
 
 	t.Run("Unauthenticated", func(t *testing.T) {

@@ -207,7 +207,7 @@ func TestAPIMessageUpdates(t *testing.T) {
 		require.Equal(t, http.StatusOK, r.Status, "%s", r.Raw)
 		var names []string
 		for _, m := range r.Body["members"].([]any) {
-			names = append(names, m.(map[string]any)["username"].(string))
+			names = append(names, m.(map[string]any)["user"].(map[string]any)["username"].(string))
 		}
 		require.ElementsMatch(t, []string{b.alice.Username, b.bob.Username}, names)
 		apitest.RequireError(t, s.Do(t, "GET", "/api/v1/rooms/"+b.room+"/members", b.carol.Token, nil), http.StatusForbidden, "forbidden")

@@ -145,26 +145,6 @@ func nonNil[T any](s []T) []T {
 // read; the cause goes to the log.
 var errPresenceUnavailable = chat.Errorf(chat.CodeUnavailable, "presence is unavailable; try again")
 
-// members answers GET /api/v1/rooms/{id}/members: the room's members (for
-// the client's @ completion, SPEC §13), to members.
-func (a *API) members(w http.ResponseWriter, r *http.Request, s chat.Session) {
-	roomID, err := pathID(r)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	if err := a.cfg.Store.CheckMember(r.Context(), s.User.ID, roomID); err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	members, err := a.cfg.Store.RoomMembers(r.Context(), roomID)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"members": nonNil(members)})
-}
-
 // presence answers GET /api/v1/rooms/{id}/presence: the members online on
 // any node.
 func (a *API) presence(w http.ResponseWriter, r *http.Request, s chat.Session) {

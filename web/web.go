@@ -56,6 +56,20 @@ type Store interface {
 	Leave(ctx context.Context, userID, roomID string) error
 	CheckMember(ctx context.Context, userID, roomID string) error
 	RoomMembers(ctx context.Context, roomID string) ([]chat.User, error)
+
+	// SPEC §14. CreateDirect reports whether it made the room and the
+	// memberships it made; Ban whether the user was a member.
+	CreateDirect(ctx context.Context, userID, username string) (chat.Room, bool, []chat.Membership, error)
+	Members(ctx context.Context, userID, roomID string) ([]chat.Member, error)
+	SetRole(ctx context.Context, actorID, roomID, targetID, role string) (chat.Member, error)
+	RemoveMember(ctx context.Context, actorID, roomID, targetID string) error
+	Ban(ctx context.Context, actorID, roomID, targetID string) (bool, error)
+	Unban(ctx context.Context, actorID, roomID, targetID string) error
+	Bans(ctx context.Context, userID, roomID string) ([]chat.Ban, error)
+	UpdateRoom(ctx context.Context, actorID, roomID string, u chat.RoomUpdate) (chat.Room, error)
+	Archive(ctx context.Context, actorID, roomID string) (chat.Room, error)
+	Search(ctx context.Context, q chat.SearchQuery) (chat.SearchPage, error)
+	FindUsers(ctx context.Context, prefix string, limit int) ([]chat.User, error)
 }
 
 // History answers history reads (package history).
@@ -93,6 +107,9 @@ type Hub interface {
 	Left(ctx context.Context, userID, roomID, reason string)
 	// EndSessions closes the user's connections of those sessions with 4401.
 	EndSessions(ctx context.Context, userID string, sessions []string)
+	// RoomUpdated tells the room's connected members its new name, topic
+	// or archived state.
+	RoomUpdated(ctx context.Context, room chat.Room)
 }
 
 // Authenticator turns a Bearer token into a session.
@@ -198,11 +215,21 @@ func (a *API) routes() {
 	m.HandleFunc("POST /api/v1/rooms/{id}/join", a.authed(a.limited(a.joinRoom)))
 	m.HandleFunc("POST /api/v1/rooms/{id}/members", a.authed(a.limited(a.addMember)))
 	m.HandleFunc("DELETE /api/v1/rooms/{id}/members/me", a.authed(a.limited(a.leaveRoom)))
+	m.HandleFunc("GET /api/v1/rooms/{id}/members", a.authed(a.members))
+	m.HandleFunc("PATCH /api/v1/rooms/{id}/members/{user_id}", a.authed(a.limited(a.setRole)))
+	m.HandleFunc("DELETE /api/v1/rooms/{id}/members/{user_id}", a.authed(a.limited(a.removeMember)))
+	m.HandleFunc("POST /api/v1/rooms/{id}/bans", a.authed(a.limited(a.ban)))
+	m.HandleFunc("GET /api/v1/rooms/{id}/bans", a.authed(a.bans))
+	m.HandleFunc("DELETE /api/v1/rooms/{id}/bans/{user_id}", a.authed(a.limited(a.unban)))
+	m.HandleFunc("PATCH /api/v1/rooms/{id}", a.authed(a.limited(a.patchRoom)))
+	m.HandleFunc("POST /api/v1/rooms/{id}/archive", a.authed(a.limited(a.archive)))
+	m.HandleFunc("POST /api/v1/dms", a.authed(a.limited(a.createDirect)))
+	m.HandleFunc("GET /api/v1/search", a.authed(a.search))
+	m.HandleFunc("GET /api/v1/users", a.authed(a.people))
 	m.HandleFunc("POST /api/v1/rooms/{id}/messages", a.authed(a.limited(a.postMessage)))
 	m.HandleFunc("GET /api/v1/rooms/{id}/messages", a.authed(a.history))
 	m.HandleFunc("GET /api/v1/messages/{id}", a.authed(a.thread))
 	m.HandleFunc("GET /api/v1/rooms/{id}/events", a.authed(a.events))
-	m.HandleFunc("GET /api/v1/rooms/{id}/members", a.authed(a.members))
 	m.HandleFunc("PATCH /api/v1/messages/{id}", a.authed(a.limited(a.editMessage)))
 	m.HandleFunc("DELETE /api/v1/messages/{id}", a.authed(a.limited(a.deleteMessage)))
 	m.HandleFunc("PUT /api/v1/messages/{id}/reactions/{emoji}", a.authed(a.limited(a.react)))

@@ -852,3 +852,82 @@ func TestBrowserReauthInPlace(t *testing.T) {
 	require.Equal(t, 0, eval[int](p, `window.__opened`), "the client reconnected")
 	require.GreaterOrEqual(t, eval[int](p, `window.__reauths`), 2)
 }
+
+// TestBrowserTeams: a direct message started through people autocomplete
+// (with the peer's presence in the room list), the members panel (roles,
+// remove, ban, unban), room settings (rename, topic, archive) and a search
+// whose result opens the message in its room (SPEC §14).
+func TestBrowserTeams(t *testing.T) {
+	t.Parallel()
+	s := newBrowserServer(t, "", "", nil)
+	alice, bob, carol := s.register(t, "alice"), s.register(t, "bob"), s.register(t, "carol")
+	b := newBrowser(t)
+	pa, pb := b.newTab(t, s.URL), b.newTab(t, s.URL)
+	pa.login(alice)
+	pb.login(bob)
+
+	// A direct message: the people look-up suggests bob as alice types.
+	pa.do(chromedp.SendKeys(chromedp.ID("dm-name"), bob.Username[:4]))
+	pa.waitJS("bob suggested", fmt.Sprintf(`document.querySelector('#people option[value=%s]')`, js(bob.Username)))
+	pa.clear("dm-name")
+	pa.typeAndEnter("dm-name", bob.Username)
+	pa.waitJS("direct room open", `document.getElementById("room-name").textContent === `+js("@"+bob.Username))
+	dm := eval[string](pa, `document.querySelector("#room-list .room.active").dataset.room`)
+	pa.waitJS("bob online in the list", fmt.Sprintf(`document.querySelector('#room-list [data-room="%s"] .peer-dot.on')`, dm))
+	pa.say("psst")
+	pb.openRoom(dm)
+	pb.waitMessage("psst")
+	require.Equal(t, "@"+alice.Username, eval[string](pb, `document.getElementById("room-name").textContent`))
+	require.True(t, eval[bool](pb, `document.getElementById("settings-open").hidden`), "a direct room has no settings")
+
+	// A room of alice's with bob and carol: the members panel.
+	room := s.createRoom(t, alice, "private")
+	s.addMember(t, alice, room, bob)
+	s.addMember(t, alice, room, carol)
+	for i := range 60 {
+		s.api.Say(t, alice, room, fmt.Sprintf("filler %d", i))
+	}
+	found := s.api.Say(t, bob, room, "the needle in the haystack")
+	for i := range 60 {
+		s.api.Say(t, alice, room, fmt.Sprintf("more filler %d", i))
+	}
+	pa.openRoom(room)
+	pa.do(chromedp.Click(chromedp.ID("members-open")))
+	member := func(id string) string { return fmt.Sprintf(`#member-list [data-user="%s"]`, id) }
+	pa.waitJS("roles listed", fmt.Sprintf(`document.querySelector('%s .role')?.textContent === "owner"`, member(alice.ID)))
+	require.Equal(t, "member", eval[string](pa, fmt.Sprintf(`document.querySelector('%s .role').textContent`, member(bob.ID))))
+	pa.do(chromedp.Click(chromedp.CSS(member(carol.ID) + ` [data-action="remove"]`)))
+	pa.waitJS("carol removed", fmt.Sprintf(`!document.querySelector('%s')`, member(carol.ID)))
+	pb.openRoom(room)
+	pa.do(chromedp.Click(chromedp.CSS(member(bob.ID) + ` [data-action="ban"]`)))
+	pa.waitJS("bob banned", fmt.Sprintf(`document.querySelector('#ban-list [data-user="%s"]') && !document.querySelector('%s')`, bob.ID, member(bob.ID)))
+	pb.waitJS("room gone from bob's list", fmt.Sprintf(`!document.querySelector('#room-list [data-room="%s"]')`, room))
+	require.Equal(t, "", eval[string](pb, `document.getElementById("room-name").textContent`), "bob's open room closed")
+	pa.do(chromedp.Click(chromedp.CSS(fmt.Sprintf(`#ban-list [data-user="%s"] [data-action="unban"]`, bob.ID))))
+	pa.waitJS("bob unbanned", `document.querySelectorAll("#ban-list li[data-user]").length === 0`)
+	pa.do(chromedp.Click(chromedp.ID("members-close")))
+	s.addMember(t, alice, room, bob)
+
+	// Search opens the message in its room, far back in its history.
+	pa.typeAndEnter("search-input", "needle haystack")
+	sel := fmt.Sprintf(`#search-results [data-id="%s"] button`, found.ID)
+	pa.waitJS("result", fmt.Sprintf(`document.querySelector('%s')`, sel))
+	pa.do(chromedp.Click(chromedp.CSS(sel)))
+	pa.waitJS("message shown in context", fmt.Sprintf(`document.querySelector('#messages li.msg.found[data-id="%s"]')`, found.ID))
+
+	// Settings: rename and topic reach bob live; archive closes the composer.
+	pb.openRoom(room)
+	name := fmt.Sprintf("renamed-%d", apitest.Seq())
+	pa.do(chromedp.Click(chromedp.ID("settings-open")))
+	pa.clear("settings-name")
+	pa.do(chromedp.SendKeys(chromedp.ID("settings-name"), name),
+		chromedp.SendKeys(chromedp.ID("settings-topic"), "Q3 plans"),
+		chromedp.Click(chromedp.ID("settings-save")))
+	pa.waitJS("renamed", `document.getElementById("room-name").textContent === `+js("#"+name))
+	pb.waitJS("bob sees the new name", `document.getElementById("room-name").textContent === `+js("#"+name))
+	pb.waitJS("bob sees the topic", `document.getElementById("room-topic").textContent === "Q3 plans"`)
+	pa.do(chromedp.Evaluate[chromedp.Void](`window.confirm = () => true`),
+		chromedp.Click(chromedp.ID("settings-open")), chromedp.Click(chromedp.ID("settings-archive")))
+	pb.waitJS("bob's composer closed", `document.getElementById("composer").hidden`)
+	pa.waitJS("archived in the list", fmt.Sprintf(`document.querySelector('#room-list [data-room="%s"] .archived')`, room))
+}

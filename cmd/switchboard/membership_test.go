@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-chat/switchboard/broker/brokertest"
@@ -126,4 +127,84 @@ func TestMembershipAfterBrokerOutage(t *testing.T) {
 	require.Equal(t, room, got["unsubscribed"]["room"])
 	require.Equal(t, "removed", got["unsubscribed"]["reason"])
 	require.Equal(t, later, got["subscribed"]["room"])
+}
+
+// TestModerationReachesEveryNode: removing and banning on node a reach
+// bob's socket on node b within a second with their reasons (SPEC §4,
+// §14), and nothing of the room reaches it afterwards; a rename reaches
+// the members on b as a room_update frame.
+func TestModerationReachesEveryNode(t *testing.T) {
+	t.Parallel()
+	nodes := newTestCluster(t, 2, nil)
+	a, b := nodes[0], nodes[1]
+	alice, bob, carol := a.register(t, "alice"), a.register(t, "bob"), a.register(t, "carol")
+	dave := a.register(t, "dave") // connects and leaves, for presence events
+	room := a.createRoom(t, alice, chat.Public)
+	barrier := a.createRoom(t, alice, chat.Private)
+	for _, u := range []testUser{bob, carol} {
+		a.addMember(t, alice, room, u)
+		a.addMember(t, alice, barrier, u)
+	}
+	a.addMember(t, alice, room, dave)
+	wa := a.subscribedClient(t, alice, 2)
+	wb := b.subscribedClient(t, bob, 2)
+	wc := b.subscribedClient(t, carol, 2)
+	wb.WithPresence = true
+
+	t.Run("Rename", func(t *testing.T) {
+		name := apitest.Unique("renamed-")
+		start := time.Now()
+		r := a.do(t, "PATCH", "/api/v1/rooms/"+room, alice.Token, map[string]any{"name": name, "topic": "launch"})
+		require.Equal(t, http.StatusOK, r.Status, "%s", r.Raw)
+		for _, c := range []*wsClient{wa, wb, wc} {
+			u := c.nextOf("room_update", "presence")["room"].(map[string]any)
+			require.Equal(t, name, u["name"])
+			require.Equal(t, "launch", u["topic"])
+		}
+		require.Less(t, time.Since(start), time.Second)
+	})
+
+	for _, tc := range []struct {
+		name, reason string
+		act          func(t *testing.T) apiResponse
+	}{
+		{"Remove", "removed", func(t *testing.T) apiResponse {
+			return a.do(t, "DELETE", "/api/v1/rooms/"+room+"/members/"+bob.ID, alice.Token, nil)
+		}},
+		{"Ban", "banned", func(t *testing.T) apiResponse {
+			return a.do(t, "POST", "/api/v1/rooms/"+room+"/bans", alice.Token, map[string]any{"user_id": bob.ID})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a.addMember(t, alice, room, bob) // back in (after a removal)
+			if tc.name != "Remove" {
+				require.Equal(t, room, wb.nextOf("subscribed", "presence", "room_update")["room"])
+			}
+			start := time.Now()
+			r := tc.act(t)
+			require.Equal(t, http.StatusNoContent, r.Status, "%s", r.Raw)
+			u := wb.nextOf("unsubscribed", "presence", "room_update", "subscribed")
+			require.Equal(t, room, u["room"])
+			require.Equal(t, tc.reason, u["reason"])
+			require.Less(t, time.Since(start), time.Second)
+
+			// Nothing of the room reaches bob: messages, typing, presence
+			// (dave comes online and goes offline in the room).
+			sendWS(t, wa, room, "after "+tc.reason)
+			wa.send(map[string]any{"type": "typing", "room": room})
+			wd := a.subscribedClient(t, dave, 1)
+			require.NoError(t, wd.Conn.Close(websocket.StatusNormalClosure, ""))
+			time.Sleep(200 * time.Millisecond) // dave's offline event is on its way
+			apitest.RequireQuiet(t, room, wa.WS, barrier, wb.WS)
+			r = b.do(t, "POST", "/api/v1/rooms/"+room+"/messages", bob.Token, map[string]any{"body": "let me in"})
+			requireAPIError(t, r, http.StatusForbidden, "forbidden")
+		})
+	}
+
+	t.Run("BannedCannotRejoin", func(t *testing.T) {
+		r := b.do(t, "POST", "/api/v1/rooms/"+room+"/join", bob.Token, nil)
+		requireAPIError(t, r, http.StatusForbidden, "forbidden")
+		r = b.do(t, "POST", "/api/v1/rooms/"+room+"/members", carol.Token, map[string]any{"username": bob.Username})
+		requireAPIError(t, r, http.StatusForbidden, "forbidden")
+	})
 }

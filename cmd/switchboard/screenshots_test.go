@@ -84,6 +84,13 @@ func TestScreenshots(t *testing.T) {
 	post(bob, design, "New mockups for the settings page are in the shared folder.", "")
 	post(bob, design, "Feedback welcome before Friday, @alice especially.", "")
 	post(carol, random, "Anyone up for lunch at 12:30?", "")
+	r := s.do(t, "PATCH", "/api/v1/rooms/"+general, alice.Token, map[string]any{"topic": "Release 2.4 this week · checklist in the pinned thread"})
+	require.Equal(t, http.StatusOK, r.Status, "%s", r.Raw)
+	r = s.do(t, "PATCH", "/api/v1/rooms/"+general+"/members/"+bob.ID, alice.Token, map[string]any{"role": "admin"})
+	require.Equal(t, http.StatusOK, r.Status, "%s", r.Raw)
+	r = s.do(t, "POST", "/api/v1/dms", bob.Token, map[string]any{"username": "alice"})
+	require.Equal(t, http.StatusCreated, r.Status, "%s", r.Raw)
+	post(bob, r.Body["id"].(string), "Do you have a minute to look at the release notes?", "")
 
 	b := newBrowser(t)
 	p := b.newTab(t, s.URL)
@@ -147,6 +154,16 @@ func TestScreenshots(t *testing.T) {
 	p.waitJS("public rooms", `document.querySelectorAll("#public-list li[data-room]").length === 3`)
 	shot("desktop-browse")
 	p.do(chromedp.Click(chromedp.ID("browse-close")))
+
+	p.do(chromedp.Click(chromedp.ID("members-open")))
+	p.waitJS("members", `document.querySelectorAll("#member-list li").length === 3`)
+	shot("desktop-members")
+	p.do(chromedp.Click(chromedp.ID("members-close")))
+
+	p.typeAndEnter("search-input", "release notes")
+	p.waitJS("search results", `document.querySelectorAll("#search-results li[data-id]").length >= 2`)
+	shot("desktop-search")
+	p.do(chromedp.Click(chromedp.ID("search-close")))
 
 	phone()
 	p.do(chromedp.Click(chromedp.ID("thread-close")), chromedp.Click(chromedp.ID("back")))

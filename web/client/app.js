@@ -42,6 +42,7 @@ const state = {
   reqToClient: new Map(), // send request id -> client_id
   socket: null,
   seen: {}, // room id -> last seq seen in order: the resume seqs
+  members: new Map(), // room id -> {user id: role}, read when the room opens
 };
 let reqSeq = 0;
 const lastTypingSent = new Map();
@@ -68,8 +69,11 @@ function ensureRoom(id) {
 
 function updateRoom(data) {
   const r = ensureRoom(data.id);
-  r.name = data.name;
+  r.name = data.name ?? "";
   r.visibility = data.visibility;
+  if (typeof data.topic === "string") r.topic = data.topic;
+  if (typeof data.archived === "boolean") r.archived = data.archived;
+  if (data.peer) r.peer = data.peer;
   if (typeof data.unread === "number") r.unread = data.unread;
   if (typeof data.mentions === "number") r.mentions = data.mentions;
   if (typeof data.last_seq === "number") r.last_seq = Math.max(r.last_seq, data.last_seq);
@@ -82,6 +86,7 @@ function setRooms(list) {
     if (!ids.has(id)) state.rooms.delete(id);
   }
   for (const data of list) updateRoom(data);
+  loadPeersPresence();
   for (const id of Object.keys(state.seen)) {
     if (!ids.has(id)) {
       delete state.seen[id]; // left the room: nothing to resume
@@ -151,10 +156,6 @@ function addMessage(m, { live = false, counted = m.seq } = {}) {
     }
     return false;
   }
-  // A message with replies that came by the socket was read from the store
-  // by a catch-up, after the room's position known now: its count holds
-  // the replies up to there already.
-  if (live && m.reply_count > 0) counted = Math.max(counted, r.last_seq);
   m._counted = counted;
   r.msgs.set(m.seq, m);
   r.byId.set(m.id, m);
@@ -341,12 +342,17 @@ function onFrame(f) {
       if (state.current === f.room) closeRoom();
       renderRooms();
       break;
-    case "message":
-      if (addMessage(f.message, { live: true })) {
+    case "message": {
+      // A message replayed on connect carries its reply_count as stored,
+      // which already counts the replies up to the room's last seq that
+      // the ready frame (or an earlier page) told.
+      const known = (state.rooms.get(f.message.room_id) || {}).last_seq || 0;
+      if (addMessage(f.message, { live: true, counted: Math.max(f.message.seq, known) })) {
         renderSoon();
         if (viewing(f.message.room_id)) markReadSoon();
       }
       break;
+    }
     case "update":
       applyUpdate(f);
       break;
@@ -363,6 +369,13 @@ function onFrame(f) {
       break;
     case "presence":
       onPresence(f);
+      break;
+    case "room_update":
+      if (state.rooms.has(f.room.id)) {
+        updateRoom(f.room);
+        renderRooms();
+        if (state.current === f.room.id) renderHeader();
+      }
       break;
   }
 }
@@ -388,6 +401,18 @@ function onPresence(f) {
     else r.onlineUsers.delete(f.user.id);
   }
   if (f.room === state.current) renderOnline();
+  if (r && r.peer && r.peer.id === f.user.id) renderRooms();
+}
+
+// loadPeersPresence reads whether the peer of each direct room is online,
+// for the dots of the room list; presence events keep them current.
+function loadPeersPresence() {
+  for (const r of state.rooms.values()) {
+    if (r.visibility === "direct" && !r.peerPresenceRead) {
+      r.peerPresenceRead = true;
+      loadPresence(r).then(renderRooms);
+    }
+  }
 }
 
 // Presence events come on transitions only, so the online list of the open
@@ -408,13 +433,13 @@ async function loadPresence(r) {
   }
 }
 
-// loadMembers reads the room's members for @ completion, once a minute at
-// most.
-async function loadMembers(r) {
+// completionMembers reads the room's members for @ completion, once a
+// minute at most.
+async function completionMembers(r) {
   if (!r || Date.now() - (r.membersAt || 0) < 60_000) return r ? r.members || [] : [];
   r.membersAt = Date.now();
   try {
-    r.members = (await API.api("GET", `/api/v1/rooms/${encodeURIComponent(r.id)}/members`)).members;
+    r.members = (await API.api("GET", `/api/v1/rooms/${encodeURIComponent(r.id)}/members`)).members.map((m) => m.user);
   } catch {
     r.membersAt = 0; // completion is a nicety; typing works without it
   }
@@ -429,6 +454,7 @@ function reloadRoomsSoon() {
     try {
       const data = await API.api("GET", "/api/v1/rooms");
       for (const room of data.rooms) updateRoom(room);
+      loadPeersPresence();
       renderRooms();
       if (state.current) renderHeader();
     } catch {
@@ -543,12 +569,13 @@ function actionsNode(m) {
     el("button", { type: "button", class: "react-open ghost", text: "☺+", title: "Add a reaction",
       onclick: () => open(picker.hidden) }),
     picker);
-  if (m.sender.id === state.me.id) {
-    bar.append(
-      el("button", { type: "button", class: "edit ghost", text: "Edit", onclick: () => startEdit(m) }),
-      el("button", { type: "button", class: "delete ghost", text: "Delete", onclick: () => {
-        if (confirm("Delete this message?")) change({ type: "delete", message_id: m.id });
-      } }));
+  // My messages I edit and delete; an owner or admin deletes anyone's.
+  const mine = m.sender.id === state.me.id;
+  if (mine) bar.append(el("button", { type: "button", class: "edit ghost", text: "Edit", onclick: () => startEdit(m) }));
+  if (mine || ["owner", "admin"].includes(myRole())) {
+    bar.append(el("button", { type: "button", class: "delete ghost", text: "Delete", onclick: () => {
+      if (confirm("Delete this message?")) change({ type: "delete", message_id: m.id });
+    } }));
   }
   return bar;
 }
@@ -726,11 +753,17 @@ function roomNode(r) {
     roomNodes.set(r.id, li);
   }
   const button = li.firstElementChild;
-  const key = [r.name, r.visibility, r.unread, r.mentions].join("\n");
+  const peerOn = !!(r.peer && r.onlineUsers.has(r.peer.id));
+  const key = [roomLabel(r), r.visibility, r.unread, r.mentions, peerOn, !!r.archived].join("\n");
   if (button._key !== key) {
     button._key = key;
-    const parts = [el("span", { class: "room-name", text: "#" + r.name })];
+    const parts = [];
+    if (r.visibility === "direct") {
+      parts.push(el("span", { class: "peer-dot" + (peerOn ? " on" : ""), title: peerOn ? "online" : "offline" }));
+    }
+    parts.push(el("span", { class: "room-name", text: roomLabel(r) }));
     if (r.visibility === "private") parts.push(el("span", { class: "lock", title: "private", text: "private" }));
+    if (r.archived) parts.push(el("span", { class: "archived", text: "archived" }));
     if (r.mentions > 0) parts.push(el("span", { class: "mentions", "aria-label": `${r.mentions} mentions`, text: "@" + r.mentions }));
     if (r.unread > 0) parts.push(el("span", { class: "unread", "aria-label": `${r.unread} unread`, text: String(r.unread) }));
     button.replaceChildren(...parts);
@@ -739,8 +772,19 @@ function roomNode(r) {
   return li;
 }
 
+// roomLabel is how a room is named on screen: #name, or @peer for a
+// direct room.
+function roomLabel(r) {
+  if (r.visibility === "direct") return "@" + (r.peer ? r.peer.display_name || r.peer.username : "…");
+  return "#" + r.name;
+}
+
+// myRole is the signed-in user's role in the open room, once read.
+const myRole = () => (state.members.get(state.current) || {})[state.me.id];
+
 function renderRooms() {
-  const rooms = [...state.rooms.values()].filter((r) => r.name !== "…").sort((a, b) => a.name.localeCompare(b.name));
+  const rooms = [...state.rooms.values()].filter((r) => r.name !== "…")
+    .sort((a, b) => roomLabel(a).localeCompare(roomLabel(b)));
   for (const id of roomNodes.keys()) if (!state.rooms.has(id)) roomNodes.delete(id);
   reconcile($("room-list"), rooms.map(roomNode));
   $("no-rooms").hidden = rooms.length > 0;
@@ -748,12 +792,17 @@ function renderRooms() {
 
 function renderHeader() {
   const r = state.rooms.get(state.current);
-  $("room-name").textContent = r ? "#" + r.name : "";
-  $("add-member-box").hidden = !r;
+  $("room-name").textContent = r ? roomLabel(r) + (r.archived ? " (archived)" : "") : "";
+  $("room-topic").textContent = r ? r.topic || "" : "";
+  const direct = !!r && r.visibility === "direct";
+  $("add-member-box").hidden = !r || direct || !!r.archived;
+  $("members-open").hidden = !r;
+  const role = myRole();
+  $("settings-open").hidden = !r || direct || (role !== "owner" && role !== "admin");
   $("leave-room").hidden = !r;
-  $("composer").hidden = !r;
+  $("composer").hidden = !r || !!r.archived;
   $("empty-room").hidden = !!r;
-  document.title = r ? `#${r.name} · Switchboard` : "Switchboard";
+  document.title = r ? `${roomLabel(r)} · Switchboard` : "Switchboard";
 }
 
 function renderOnline() {
@@ -817,6 +866,7 @@ async function openRoom(id) {
   const list = $("messages");
   list.scrollTop = list.scrollHeight;
   loadPresence(r);
+  loadMembers(r.id);
   if (!r.anchored) {
     try {
       await loadLatest(r);
@@ -911,7 +961,7 @@ function setupCompletion(form, input, target) {
   input.addEventListener("input", async () => {
     let t = target();
     if (!t || !/@[a-zA-Z0-9_.-]*$/.test(input.value.slice(0, input.selectionStart))) return close();
-    const members = await loadMembers(state.rooms.get(t.room));
+    const members = await completionMembers(state.rooms.get(t.room));
     // What is typed now, which may be more than when the members were asked for.
     t = target();
     const before = input.value.slice(0, input.selectionStart);
@@ -1089,6 +1139,7 @@ function setupChat() {
       showStatus(err.message);
     }
   };
+  setupTeams();
   $("browse-open").onclick = openBrowse;
   $("browse-close").onclick = () => $("browse-dialog").close();
   $("profile-open").onclick = openProfile;
@@ -1102,6 +1153,229 @@ function setupChat() {
       verifyPhone();
     }
   });
+}
+
+// ---- teams: members, settings, direct rooms, search, people ----------------
+
+async function loadMembers(roomId) {
+  try {
+    const data = await API.api("GET", `/api/v1/rooms/${encodeURIComponent(roomId)}/members`);
+    state.members.set(roomId, Object.fromEntries(data.members.map((m) => [m.user.id, m.role])));
+    if (state.current === roomId) renderHeader();
+    return data.members;
+  } catch {
+    return [];
+  }
+}
+
+async function openMembers() {
+  const r = state.rooms.get(state.current);
+  if (!r) return;
+  $("members-error").textContent = "";
+  $("members-dialog").showModal();
+  await renderMembers(r);
+}
+
+// canModerate: an owner acts on anyone else, an admin on members (SPEC §14).
+function canModerate(myRole, theirRole) {
+  return myRole === "owner" ? theirRole !== "owner" : myRole === "admin" && theirRole === "member";
+}
+
+async function renderMembers(r) {
+  const members = await loadMembers(r.id);
+  const mine = myRole();
+  const act = (label, method, path, body) => el("button", {
+    type: "button", text: label, "data-action": label.toLowerCase(),
+    onclick: async () => {
+      $("members-error").textContent = "";
+      try {
+        await API.api(method, path, body);
+        await renderMembers(r);
+      } catch (err) {
+        $("members-error").textContent = err.message;
+      }
+    },
+  });
+  const base = `/api/v1/rooms/${encodeURIComponent(r.id)}`;
+  $("member-list").replaceChildren(...members.map((m) => {
+    const li = el("li", { "data-user": m.user.id },
+      el("span", { class: "who", text: m.user.display_name || m.user.username }),
+      el("span", { class: "role", text: m.role }));
+    if (m.user.id !== state.me.id && r.visibility !== "direct") {
+      if (mine === "owner" && m.role !== "owner") {
+        li.append(m.role === "admin"
+          ? act("Demote", "PATCH", `${base}/members/${m.user.id}`, { role: "member" })
+          : act("Promote", "PATCH", `${base}/members/${m.user.id}`, { role: "admin" }));
+      }
+      if (canModerate(mine, m.role)) {
+        li.append(act("Remove", "DELETE", `${base}/members/${m.user.id}`),
+          act("Ban", "POST", `${base}/bans`, { user_id: m.user.id }));
+      }
+    }
+    return li;
+  }));
+  const moderator = mine === "owner" || mine === "admin";
+  $("bans-box").hidden = !moderator;
+  if (!moderator) return;
+  try {
+    const data = await API.api("GET", `${base}/bans`);
+    const bans = data.bans.map((b) => el("li", { "data-user": b.user.id },
+      el("span", { class: "who", text: b.user.display_name || b.user.username }),
+      act("Unban", "DELETE", `${base}/bans/${b.user.id}`)));
+    if (bans.length === 0) bans.push(el("li", { class: "hint", text: "Nobody is banned." }));
+    $("ban-list").replaceChildren(...bans);
+  } catch (err) {
+    $("members-error").textContent = err.message;
+  }
+}
+
+function openSettings() {
+  const r = state.rooms.get(state.current);
+  if (!r) return;
+  $("settings-name").value = r.name;
+  $("settings-topic").value = r.topic || "";
+  $("settings-error").textContent = "";
+  $("settings-archive").hidden = myRole() !== "owner" || !!r.archived;
+  $("settings-dialog").showModal();
+}
+
+async function saveSettings(e) {
+  e.preventDefault();
+  const r = state.rooms.get(state.current);
+  if (!r) return;
+  const body = {};
+  const name = $("settings-name").value.trim();
+  const topic = $("settings-topic").value.trim();
+  if (name !== r.name) body.name = name;
+  if (topic !== (r.topic || "")) body.topic = topic;
+  try {
+    if (Object.keys(body).length) updateRoom(await API.api("PATCH", `/api/v1/rooms/${encodeURIComponent(r.id)}`, body));
+    $("settings-dialog").close();
+    renderRooms();
+    renderHeader();
+  } catch (err) {
+    $("settings-error").textContent = err.code === "conflict" ? "A room with that name exists." : err.message;
+  }
+}
+
+async function archiveRoom() {
+  const r = state.rooms.get(state.current);
+  if (!r || !confirm(`Archive #${r.name}? It becomes read-only.`)) return;
+  try {
+    updateRoom(await API.api("POST", `/api/v1/rooms/${encodeURIComponent(r.id)}/archive`));
+    $("settings-dialog").close();
+    renderRooms();
+    renderHeader();
+  } catch (err) {
+    $("settings-error").textContent = err.message;
+  }
+}
+
+// People autocomplete: the datalist of every username field follows what
+// is typed (GET /api/v1/users?q=prefix), a little after the last key.
+let peopleTimer = 0;
+function suggestPeople(input) {
+  clearTimeout(peopleTimer);
+  const q = input.value.trim();
+  if (!q) return;
+  peopleTimer = setTimeout(async () => {
+    try {
+      const data = await API.api("GET", `/api/v1/users?q=${encodeURIComponent(q)}`);
+      $("people").replaceChildren(...data.users.filter((u) => u.id !== state.me.id)
+        .map((u) => el("option", { value: u.username, label: u.display_name })));
+    } catch {
+      // suggestions are a nicety
+    }
+  }, 150);
+}
+
+async function startDM(e) {
+  e.preventDefault();
+  $("dm-error").textContent = "";
+  const name = $("dm-name").value.trim().toLowerCase();
+  try {
+    const room = await API.api("POST", "/api/v1/dms", { username: name });
+    updateRoom(room);
+    loadPeersPresence();
+    $("dm-name").value = "";
+    renderRooms();
+    openRoom(room.id);
+  } catch (err) {
+    $("dm-error").textContent = err.code === "not_found" ? `No user named ${name}.` : err.message;
+  }
+}
+
+let searchCursor = null;
+async function runSearch(more) {
+  const q = $("search-input").value.trim();
+  if (!q) return;
+  $("search-error").textContent = "";
+  if (!more) {
+    searchCursor = null;
+    $("search-results").replaceChildren();
+    $("search-title").textContent = `Search: ${q}`;
+    if (!$("search-dialog").open) $("search-dialog").showModal();
+  }
+  try {
+    let path = `/api/v1/search?q=${encodeURIComponent(q)}`;
+    if (more && searchCursor) path += `&cursor=${encodeURIComponent(searchCursor)}`;
+    const data = await API.api("GET", path);
+    searchCursor = data.next_cursor;
+    $("search-more").hidden = !searchCursor;
+    const items = data.results.map((hit) => {
+      const r = state.rooms.get(hit.room.id);
+      const where = r ? roomLabel(r) : hit.room.name ? "#" + hit.room.name : "direct";
+      return el("li", { "data-id": hit.message.id },
+        el("button", { type: "button", onclick: () => openFound(hit.message) },
+          el("div", { class: "where", text: `${where} · ${hit.message.sender.display_name || hit.message.sender.username} · ${fmtTime(hit.message.created_at)}` }),
+          el("div", { class: "body", text: hit.message.body })));
+    });
+    if (!more && items.length === 0) items.push(el("li", { class: "hint", text: "Nothing found." }));
+    $("search-results").append(...items);
+  } catch (err) {
+    $("search-error").textContent = err.message;
+  }
+}
+
+// openFound opens a search result in context: its room scrolled to it,
+// or, for a reply, its thread.
+async function openFound(m) {
+  $("search-dialog").close();
+  if (!state.rooms.has(m.room_id)) return;
+  await openRoom(m.room_id);
+  const r = state.rooms.get(m.room_id);
+  if (m.parent_id) {
+    await openThread(m.parent_id);
+  }
+  for (let i = 0; i < 200 && !r.msgs.has(m.seq) && !r.oldestReached && state.current === r.id; i++) {
+    if (r.loadingOlder) await new Promise((done) => setTimeout(done, 50));
+    else await loadOlder(r);
+  }
+  renderMessagesNow();
+  const id = m.parent_id || m.id;
+  const node = document.querySelector(`#messages li.msg[data-id="${CSS.escape(id)}"]`);
+  if (node) {
+    document.querySelectorAll("li.msg.found").forEach((n) => n.classList.remove("found"));
+    node.classList.add("found");
+    node.scrollIntoView({ block: "center" });
+  }
+}
+
+function setupTeams() {
+  $("members-open").onclick = openMembers;
+  $("members-close").onclick = () => $("members-dialog").close();
+  $("settings-open").onclick = openSettings;
+  $("settings-cancel").onclick = () => $("settings-dialog").close();
+  $("settings-form").addEventListener("submit", saveSettings);
+  $("settings-archive").onclick = archiveRoom;
+  $("dm-form").addEventListener("submit", startDM);
+  for (const id of ["dm-name", "add-member-name"]) $(id).addEventListener("input", (e) => suggestPeople(e.target));
+  $("search-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    runSearch(false);
+  });
+  $("search-more").onclick = () => runSearch(true);
+  $("search-close").onclick = () => $("search-dialog").close();
 }
 
 async function openBrowse() {

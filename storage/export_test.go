@@ -1,0 +1,7 @@
+package storage
+
+// The queries whose plans the tests check (search_scale_test.go).
+const (
+	SearchSQL    = searchSQL
+	FindUsersSQL = findUsersSQL
+)
