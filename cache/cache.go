@@ -9,9 +9,11 @@
 // writes them, when told of a change:
 //
 //   - member <room id>: the highest seq stored in the room, raised by
-//     MessageStored (ZADD GT) after a message is stored and before its
-//     sender is answered, so a node that reads it after an ack sees the
-//     message. A room's cached window is used only while it holds that seq.
+//     MessageStored (ZADD GT) after a message or an update to one (SPEC
+//     §13) is stored and before its sender is answered, so a node that
+//     reads it after an ack sees it. A room's cached window is used only
+//     while it holds every event up to that seq; a newer head extends it
+//     with the events after its own (new messages, changed ones).
 //   - member "u:<user id>": raised by UserChanged after the user's profile
 //     or memberships change; cached profiles and memberships are tagged
 //     with it.
@@ -51,6 +53,7 @@ type Backing interface {
 	CheckMember(ctx context.Context, userID, roomID string) error
 	SeqBefore(ctx context.Context, roomID string, since time.Time) (int64, error)
 	MessagesAfter(ctx context.Context, roomID string, afterSeq int64, limit int) ([]chat.EncodedMessage, error)
+	EventsAfter(ctx context.Context, roomID string, afterSeq int64, limit int) ([]chat.RoomEvent, error)
 	MessagesBefore(ctx context.Context, roomID string, beforeSeq int64, limit int) ([]chat.EncodedMessage, error)
 	Message(ctx context.Context, id string) (chat.EncodedMessage, error)
 	Replies(ctx context.Context, parentID string, afterSeq int64, limit int) ([]chat.EncodedMessage, error)
@@ -384,8 +387,8 @@ func (c *Cache) SeqBefore(ctx context.Context, roomID string, since time.Time) (
 // MessagesAfter is storage's MessagesAfter, from the room's window when it
 // holds the page.
 func (c *Cache) MessagesAfter(ctx context.Context, roomID string, afterSeq int64, limit int) ([]chat.EncodedMessage, error) {
-	if w, _, _ := c.roomWindow(ctx, roomID); w != nil && afterSeq < math.MaxInt64-int64(limit) {
-		if page, ok := w.between(afterSeq+1, afterSeq+int64(limit)); ok {
+	if w, _, _ := c.roomWindow(ctx, roomID); w != nil {
+		if page, ok := w.after(afterSeq, limit); ok {
 			c.count("history", true)
 			return page, nil
 		}
@@ -398,14 +401,19 @@ func (c *Cache) MessagesAfter(ctx context.Context, roomID string, afterSeq int64
 // it holds the page.
 func (c *Cache) MessagesBefore(ctx context.Context, roomID string, beforeSeq int64, limit int) ([]chat.EncodedMessage, error) {
 	if w, _, _ := c.roomWindow(ctx, roomID); w != nil {
-		hi := min(beforeSeq-1, w.last())
-		if page, ok := w.between(hi-int64(limit)+1, hi); ok {
+		if page, ok := w.before(beforeSeq, limit); ok {
 			c.count("history", true)
 			return page, nil
 		}
 	}
 	c.count("history", false)
 	return c.store.MessagesBefore(ctx, roomID, beforeSeq, limit)
+}
+
+// EventsAfter is storage's EventsAfter, not cached: catch-up reads it
+// (the hub, GET /rooms/{id}/events), and each reads a room's events once.
+func (c *Cache) EventsAfter(ctx context.Context, roomID string, afterSeq int64, limit int) ([]chat.RoomEvent, error) {
+	return c.store.EventsAfter(ctx, roomID, afterSeq, limit)
 }
 
 // Message is storage's Message, from its room's window or cached thread
@@ -497,12 +505,12 @@ func (c *Cache) window(ctx context.Context, roomID string, head, names float64) 
 		}
 		var w *window
 		if ok && old.names == names && time.Since(old.loaded) < c.cfg.MaxAge {
-			newer, err := c.store.MessagesAfter(ctx, roomID, old.last(), c.cfg.Window)
+			evs, err := c.store.EventsAfter(ctx, roomID, int64(old.head), c.cfg.Window)
 			if err != nil {
 				return nil, err
 			}
-			if len(newer) < c.cfg.Window {
-				if w, err = old.extend(newer, c.cfg.Window); err != nil {
+			if len(evs) < c.cfg.Window {
+				if w, err = old.extend(evs, head, c.cfg.Window); err != nil {
 					return nil, err
 				}
 			}
@@ -512,7 +520,7 @@ func (c *Cache) window(ctx context.Context, roomID string, head, names float64) 
 			if err != nil {
 				return nil, err
 			}
-			if w, err = newWindow(msgs, names, c.cfg.Window, time.Now()); err != nil {
+			if w, err = newWindow(msgs, head, names, c.cfg.Window, time.Now()); err != nil {
 				return nil, err
 			}
 		}

@@ -97,6 +97,17 @@ func (c *cluster) post(t *testing.T, announcer node, roomID, senderID, parentID,
 	return m
 }
 
+// change stores an update and announces it through announcer, as the
+// poster does.
+func (c *cluster) change(t *testing.T, announcer node, u chat.Update) {
+	t.Helper()
+	require.NoError(t, u.Validate())
+	ev, changed, err := c.store.UpdateMessage(c.ctx, u)
+	require.NoError(t, err)
+	require.True(t, changed)
+	require.NoError(t, announcer.MessageStored(c.ctx, ev.Message.RoomID, ev.Seq))
+}
+
 func texts(ms []chat.EncodedMessage) []string {
 	out := []string{}
 	for _, m := range ms {
@@ -218,6 +229,34 @@ func TestReadsAreWhatPostgresSays(t *testing.T) {
 	replies, err := b.Replies(c.ctx, msgs[3].ID, 0, 200)
 	require.NoError(t, err)
 	require.Len(t, replies, p.ReplyCount)
+
+	// Updates (SPEC §13) between new messages, to messages inside b's
+	// window and older, top-level and replies: b's reads stay what
+	// Postgres says, its window extended with the changed messages.
+	updates := []chat.Update{
+		{Action: chat.ActionEdit, MessageID: msgs[310].ID, Body: "edited inside"},
+		{Action: chat.ActionEdit, MessageID: msgs[3].ID, Body: "edited outside"},
+		{Action: chat.ActionReact, MessageID: msgs[280].ID, Emoji: "👍"},
+		{Action: chat.ActionReact, MessageID: msgs[311].ID, Emoji: ":shipit:"},
+		{Action: chat.ActionDelete, MessageID: msgs[280].ID},
+		{Action: chat.ActionDelete, MessageID: msgs[2].ID},
+		{Action: chat.ActionUnreact, MessageID: msgs[311].ID, Emoji: ":shipit:"},
+	}
+	for i, u := range updates {
+		u.UserID = alice
+		c.change(t, a, u)
+		msgs = append(msgs, c.post(t, a, room.ID, alice, msgs[280].ID, fmt.Sprint("after update ", i)))
+		if i%3 == 0 {
+			c.requireSame(t, b, reads())
+		}
+	}
+	hits = b.lookups(t, "hit")
+	c.requireSame(t, b, reads())
+	require.Greater(t, b.lookups(t, "hit"), hits, "the window extended with updates answers")
+	deleted, err := b.Message(c.ctx, msgs[280].ID)
+	require.NoError(t, err)
+	require.True(t, deleted.Deleted)
+	require.Equal(t, "", deleted.Body)
 }
 
 // TestThreadsFollowNewReplies: a thread read on one node shows a reply

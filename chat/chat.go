@@ -79,7 +79,10 @@ type Room struct {
 	Visibility  string `json:"visibility"`
 	LastSeq     int64  `json:"last_seq"`
 	LastReadSeq int64  `json:"last_read_seq"`
-	Unread      int64  `json:"unread"`
+	// Unread counts the messages after LastReadSeq (not the updates).
+	Unread int64 `json:"unread"`
+	// Mentions counts the unread messages that mention the reader.
+	Mentions int64 `json:"mentions"`
 	// Topic is up to MaxTopicChars characters; "" when none.
 	Topic string `json:"topic"`
 	// Archived rooms are read-only (SPEC §14).
@@ -124,6 +127,19 @@ type Message struct {
 	Source     string    `json:"source"`
 	ClientID   *string   `json:"client_id"`
 	CreatedAt  time.Time `json:"created_at"`
+	// The state changes bring (SPEC §13).
+	EditedAt *time.Time `json:"edited_at"`
+	// Deleted: a tombstone, with Body "" and no reactions.
+	Deleted   bool       `json:"deleted"`
+	Reactions []Reaction `json:"reactions"` // by first use; never nil once encoded
+	Mentions  []string   `json:"mentions"`  // user ids; never nil once encoded
+}
+
+// Reaction is one emoji on a message and who put it there, in order.
+type Reaction struct {
+	Emoji   string   `json:"emoji"`
+	Count   int      `json:"count"`
+	UserIDs []string `json:"user_ids"`
 }
 
 // NewMessage is what a sender asks to store.
@@ -239,8 +255,15 @@ type EncodedMessage struct {
 	JSON []byte
 }
 
-// Encode returns m with its encoding.
+// Encode returns m with its encoding. Nil Reactions and Mentions encode
+// as empty lists.
 func Encode(m Message) EncodedMessage {
+	if m.Reactions == nil {
+		m.Reactions = []Reaction{}
+	}
+	if m.Mentions == nil {
+		m.Mentions = []string{}
+	}
 	b, err := json.Marshal(&m)
 	if err != nil {
 		// A Message holds strings, numbers and a time: nothing that fails.

@@ -88,3 +88,10 @@ type Job struct {
 	// if it has not run by then.
 	CheckAt time.Time
 }
+
+// OutboxItem is one row of the outbox: a stored message with work outside
+// Postgres, or (EventSeq > 0) an edit or delete of one to mirror to Slack.
+type OutboxItem struct {
+	MessageID string
+	EventSeq  int64
+}

@@ -21,6 +21,7 @@ type Store interface {
 	SeqBefore(ctx context.Context, roomID string, since time.Time) (int64, error)
 	MessagesAfter(ctx context.Context, roomID string, afterSeq int64, limit int) ([]chat.EncodedMessage, error)
 	MessagesBefore(ctx context.Context, roomID string, beforeSeq int64, limit int) ([]chat.EncodedMessage, error)
+	EventsAfter(ctx context.Context, roomID string, afterSeq int64, limit int) ([]chat.RoomEvent, error)
 	Message(ctx context.Context, id string) (chat.EncodedMessage, error)
 	Replies(ctx context.Context, parentID string, afterSeq int64, limit int) ([]chat.EncodedMessage, error)
 }
@@ -175,6 +176,30 @@ func (s *Service) Thread(ctx context.Context, userID, messageID string, afterSeq
 		replies = []chat.EncodedMessage{}
 	}
 	return m, replies, nil
+}
+
+// Events returns the limit (default chat.DefaultEventsPage, at most
+// chat.MaxEventsPage) oldest events of roomID after afterSeq, messages and
+// updates (SPEC §13), if userID may read the room.
+func (s *Service) Events(ctx context.Context, userID, roomID string, afterSeq int64, limit *int) ([]chat.RoomEvent, error) {
+	n := chat.DefaultEventsPage
+	if limit != nil {
+		if *limit < 1 || *limit > chat.MaxEventsPage {
+			return nil, chat.Errorf(chat.CodeBadRequest, "limit must be a number from 1 to %d", chat.MaxEventsPage)
+		}
+		n = *limit
+	}
+	if afterSeq < 0 {
+		return nil, chat.Errorf(chat.CodeBadRequest, "after_seq must not be negative")
+	}
+	if err := s.store.CheckMember(ctx, userID, roomID); err != nil {
+		return nil, err
+	}
+	evs, err := s.store.EventsAfter(ctx, roomID, afterSeq, n)
+	if evs == nil && err == nil {
+		evs = []chat.RoomEvent{}
+	}
+	return evs, err
 }
 
 func (p page) cursor() string {

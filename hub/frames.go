@@ -28,6 +28,9 @@ type clientFrame struct {
 	Cursor    *string          `json:"cursor"`
 	Limit     *int             `json:"limit"`
 	Seq       *int64           `json:"seq"`
+	MessageID *string          `json:"message_id"`
+	Emoji     *string          `json:"emoji"`
+	Op        *string          `json:"op"`
 }
 
 // errInvalidUTF8 means the frame must be closed with 1007, not answered.
@@ -76,6 +79,21 @@ func decodeFrame(data []byte) (clientFrame, error) {
 			return f, err
 		}
 		return f, need(f.Body != nil, "body")
+	case "edit":
+		if err := need(f.MessageID != nil && *f.MessageID != "", "message_id"); err != nil {
+			return f, err
+		}
+		return f, need(f.Body != nil, "body")
+	case "delete":
+		return f, need(f.MessageID != nil && *f.MessageID != "", "message_id")
+	case "react":
+		if err := need(f.MessageID != nil && *f.MessageID != "", "message_id"); err != nil {
+			return f, err
+		}
+		if err := need(f.Emoji != nil, "emoji"); err != nil {
+			return f, err
+		}
+		return f, need(f.Op != nil && (*f.Op == "add" || *f.Op == "remove"), `op ("add" or "remove")`)
 	case "subscribe", "unsubscribe", "typing":
 		return f, need(room, "room")
 	case "history":
@@ -200,4 +218,18 @@ func messageFrame(m chat.EncodedMessage) []byte {
 	const head, tail = `{"type":"message","message":`, `}`
 	b := make([]byte, 0, len(head)+len(m.JSON)+len(tail))
 	return append(append(append(b, head...), m.JSON...), tail...)
+}
+
+// UpdateEvent is the event that delivers an update (SPEC §13): its
+// "update" frame. from is who made the change.
+func UpdateEvent(ev chat.RoomEvent, from string) Event {
+	return Event{Room: ev.Message.RoomID, Seq: ev.Seq, From: from, Frame: chat.UpdateFrame(ev)}
+}
+
+// eventFrame is the frame of a stored event read back from the store.
+func eventFrame(ev chat.RoomEvent) []byte {
+	if ev.Kind == chat.KindMessage {
+		return messageFrame(ev.Message)
+	}
+	return chat.UpdateFrame(ev)
 }

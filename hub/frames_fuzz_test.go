@@ -142,6 +142,15 @@ func TestDecodeFrame(t *testing.T) {
 		{name: "ReadNegativeSeq", frame: `{"type":"read","room":"1","seq":-2}`},
 		{name: "SendEmptyRoom", frame: `{"type":"send","room":"","body":"b"}`},
 		{name: "AuthEmptyToken", frame: `{"type":"auth","token":""}`},
+		{name: "Edit", frame: `{"type":"edit","message_id":"1","body":"b"}`, wantType: "edit"},
+		{name: "EditNoBody", frame: `{"type":"edit","message_id":"1"}`},
+		{name: "EditNoMessage", frame: `{"type":"edit","body":"b"}`},
+		{name: "Delete", frame: `{"type":"delete","message_id":"1"}`, wantType: "delete"},
+		{name: "DeleteEmptyMessage", frame: `{"type":"delete","message_id":""}`},
+		{name: "ReactAdd", frame: `{"type":"react","message_id":"1","emoji":"👍","op":"add"}`, wantType: "react"},
+		{name: "ReactRemove", frame: `{"type":"react","message_id":"1","emoji":"👍","op":"remove"}`, wantType: "react"},
+		{name: "ReactNoOp", frame: `{"type":"react","message_id":"1","emoji":"👍"}`},
+		{name: "ReactNoEmoji", frame: `{"type":"react","message_id":"1","op":"add"}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

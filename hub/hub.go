@@ -33,7 +33,9 @@ import (
 
 // Store is the part of storage the hub uses.
 type Store interface {
-	MessagesAfter(ctx context.Context, room string, afterSeq int64, limit int) ([]chat.EncodedMessage, error)
+	// EventsAfter returns a room's events (messages and updates, SPEC
+	// §13) after a seq, in order.
+	EventsAfter(ctx context.Context, room string, afterSeq int64, limit int) ([]chat.RoomEvent, error)
 	LastSeq(ctx context.Context, room string) (int64, error)
 	CheckMember(ctx context.Context, userID, roomID string) error
 	RoomsOf(ctx context.Context, userID string) ([]chat.Room, error)
@@ -65,10 +67,11 @@ type Presence interface {
 	Sweep(ctx context.Context) ([]string, error)
 }
 
-// Poster stores a message and delivers it (package poster): what a send
-// frame does.
+// Poster stores a message or a change to one and delivers it (package
+// poster): what send, edit, delete and react frames do.
 type Poster interface {
 	Post(ctx context.Context, m chat.NewMessage) (chat.Message, bool, error)
+	Update(ctx context.Context, u chat.Update) (chat.Message, bool, error)
 }
 
 // History answers history reads (package history): what a history frame

@@ -41,7 +41,7 @@ type memStore struct {
 }
 
 type memRoom struct {
-	msgs    []chat.EncodedMessage
+	evs     []chat.RoomEvent // evs[i] has seq i+1
 	members map[string]int64 // user id → delivered seq
 }
 
@@ -100,10 +100,10 @@ func (s *memStore) Post(ctx context.Context, nm chat.NewMessage) (chat.Message, 
 		s.mu.Unlock()
 		return chat.Message{}, false, chat.ErrForbidden
 	}
-	m := chat.Message{ID: fmt.Sprintf("%s-%d", nm.RoomID, len(r.msgs)+1), RoomID: nm.RoomID, Seq: int64(len(r.msgs) + 1),
+	m := chat.Message{ID: fmt.Sprintf("%s-%d", nm.RoomID, len(r.evs)+1), RoomID: nm.RoomID, Seq: int64(len(r.evs) + 1),
 		Sender: chat.User{ID: nm.SenderID}, Body: nm.Body, Source: nm.Source, CreatedAt: time.Now().UTC()}
 	enc := chat.Encode(m)
-	r.msgs = append(r.msgs, enc)
+	r.evs = append(r.evs, chat.RoomEvent{Seq: m.Seq, Kind: chat.KindMessage, Message: enc})
 	publish := s.publish
 	s.mu.Unlock()
 	if publish != nil {
@@ -112,22 +112,56 @@ func (s *memStore) Post(ctx context.Context, nm chat.NewMessage) (chat.Message, 
 	return m, true, nil
 }
 
-func (s *memStore) MessagesAfter(_ context.Context, room string, afterSeq int64, limit int) ([]chat.EncodedMessage, error) {
+// Update supports edits by the sender, enough for the hub's part: an
+// update event in the room's order.
+func (s *memStore) Update(ctx context.Context, u chat.Update) (chat.Message, bool, error) {
+	if err := u.Validate(); err != nil {
+		return chat.Message{}, false, err
+	}
+	s.mu.Lock()
+	var ev chat.RoomEvent
+	for _, r := range s.rooms {
+		for _, e := range r.evs {
+			if e.Kind != chat.KindMessage || e.Message.ID != u.MessageID {
+				continue
+			}
+			if u.Action != chat.ActionEdit || e.Message.Sender.ID != u.UserID {
+				s.mu.Unlock()
+				return chat.Message{}, false, chat.ErrForbidden
+			}
+			m := e.Message.Message
+			m.Body = u.Body
+			ev = chat.RoomEvent{Seq: int64(len(r.evs) + 1), Kind: chat.KindEdit, Message: chat.Encode(m)}
+			r.evs = append(r.evs, ev)
+		}
+	}
+	publish := s.publish
+	s.mu.Unlock()
+	if ev.Seq == 0 {
+		return chat.Message{}, false, chat.ErrNotFound
+	}
+	if publish != nil {
+		_ = publish(ctx, hub.UpdateEvent(ev, u.UserID))
+	}
+	return ev.Message.Message, true, nil
+}
+
+func (s *memStore) EventsAfter(_ context.Context, room string, afterSeq int64, limit int) ([]chat.RoomEvent, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := s.rooms[room]
 	if r == nil {
 		return nil, chat.ErrNotFound
 	}
-	from := min(int(max(afterSeq, 0)), len(r.msgs))
-	return slices.Clone(r.msgs[from:min(from+limit, len(r.msgs))]), nil
+	from := min(int(max(afterSeq, 0)), len(r.evs))
+	return slices.Clone(r.evs[from:min(from+limit, len(r.evs))]), nil
 }
 
 func (s *memStore) LastSeq(_ context.Context, room string) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if r := s.rooms[room]; r != nil {
-		return int64(len(r.msgs)), nil
+		return int64(len(r.evs)), nil
 	}
 	return 0, chat.ErrNotFound
 }
@@ -160,7 +194,7 @@ func (s *memStore) Cursors(_ context.Context, userID string) ([]chat.Cursor, err
 	var out []chat.Cursor
 	for id, r := range s.rooms {
 		if seq, ok := r.members[userID]; ok {
-			out = append(out, chat.Cursor{RoomID: id, LastSeq: int64(len(r.msgs)), DeliveredSeq: seq})
+			out = append(out, chat.Cursor{RoomID: id, LastSeq: int64(len(r.evs)), DeliveredSeq: seq})
 		}
 	}
 	slices.SortFunc(out, func(a, b chat.Cursor) int { return strings.Compare(a.RoomID, b.RoomID) })
@@ -198,7 +232,13 @@ func (s *memStore) Page(ctx context.Context, userID, roomID string, _ chat.Histo
 	if err := s.CheckMember(ctx, userID, roomID); err != nil {
 		return chat.Page{}, err
 	}
-	msgs, err := s.MessagesAfter(ctx, roomID, 0, 1000)
+	evs, err := s.EventsAfter(ctx, roomID, 0, 1000)
+	var msgs []chat.EncodedMessage
+	for _, e := range evs {
+		if e.Kind == chat.KindMessage {
+			msgs = append(msgs, e.Message)
+		}
+	}
 	return chat.Page{Messages: msgs}, err
 }
 
@@ -214,8 +254,8 @@ func (s *memStore) join(userID, roomID string) int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := s.rooms[roomID]
-	r.members[userID] = int64(len(r.msgs))
-	return int64(len(r.msgs))
+	r.members[userID] = int64(len(r.evs))
+	return int64(len(r.evs))
 }
 
 // cluster is n hubs on one LocalBroker and one store, each behind its own
@@ -315,9 +355,9 @@ func TestOutOfOrderEventsAreOrdered(t *testing.T) {
 	for i := range 6 {
 		m, _, err := c.store.Post(context.Background(), chat.NewMessage{RoomID: "10", SenderID: "1", Body: fmt.Sprint(i), Source: chat.SourceWeb})
 		require.NoError(t, err)
-		enc, err := c.store.MessagesAfter(context.Background(), "10", m.Seq-1, 1)
+		evs, err := c.store.EventsAfter(context.Background(), "10", m.Seq-1, 1)
 		require.NoError(t, err)
-		events = append(events, hub.MessageEvent(enc[0]))
+		events = append(events, hub.MessageEvent(evs[0].Message))
 	}
 	for _, i := range []int{5, 2, 2, 0, 4} { // 2 twice, 1 and 3 never
 		c.hubs[1].Receive(events[i])
@@ -325,6 +365,45 @@ func TestOutOfOrderEventsAreOrdered(t *testing.T) {
 	for seq := int64(1); seq <= 6; seq++ {
 		require.Equal(t, seq, apitest.MessageSeq(nextOf(t, b, "message")))
 	}
+}
+
+// TestUpdatesAreOrderedWithMessages: update events share the room's seq
+// order with messages; one the broker lost is fetched from the store as a
+// message would be, as an update frame.
+func TestUpdatesAreOrderedWithMessages(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 2, nil)
+	_, bobToken := c.store.user("2")
+	c.store.room("10", "1", "2")
+	var events []hub.Event
+	c.store.publish = func(_ context.Context, ev hub.Event) error {
+		events = append(events, ev)
+		return nil
+	}
+	b := c.dial(t, 1, bobToken)
+	nextOf(t, b, "subscribed")
+	ctx := context.Background()
+	m, _, err := c.store.Post(ctx, chat.NewMessage{RoomID: "10", SenderID: "1", Body: "tpyo", Source: chat.SourceWeb})
+	require.NoError(t, err)
+	_, _, err = c.store.Update(ctx, chat.Update{Action: chat.ActionEdit, MessageID: m.ID, UserID: "1", Body: "typo"})
+	require.NoError(t, err)
+	_, _, err = c.store.Post(ctx, chat.NewMessage{RoomID: "10", SenderID: "1", Body: "next", Source: chat.SourceWeb})
+	require.NoError(t, err)
+	_, _, err = c.store.Update(ctx, chat.Update{Action: chat.ActionEdit, MessageID: m.ID, UserID: "1", Body: "typo fixed"})
+	require.NoError(t, err)
+	require.Len(t, events, 4)
+	for _, i := range []int{3, 0, 2} { // the first update is lost
+		c.hubs[1].Receive(events[i])
+	}
+	kinds := []string{"message", "update", "message", "update"}
+	var last map[string]any
+	for i, kind := range kinds {
+		last = apitest.NextEvent(t, b)
+		require.Equal(t, kind, last["type"])
+		require.EqualValues(t, i+1, apitest.EventSeq(last), "frame %v", last)
+	}
+	require.Equal(t, "edit", last["kind"])
+	require.Equal(t, "typo fixed", last["message"].(map[string]any)["body"])
 }
 
 // TestMembershipControls: leave and join controls published by one hub

@@ -17,7 +17,7 @@ import (
 
 // The per-connection budgets a request counts against (conn.refused).
 const (
-	budgetSend     = 0 // send
+	budgetSend     = 0 // send, edit, delete, react
 	budgetRequests = 1 // subscribe, unsubscribe, history, read, ping, auth
 )
 
@@ -25,7 +25,7 @@ const (
 // closing and the reader should stop.
 func (c *conn) handle(f clientFrame) bool {
 	switch f.Type {
-	case "send":
+	case "send", "edit", "delete", "react":
 		if !c.withinBudget(f, c.sendLimiter(), budgetSend, "sending too fast") {
 			return c.ctx.Err() == nil && !c.isClosed()
 		}
@@ -51,6 +51,8 @@ func (c *conn) handle(f clientFrame) bool {
 	switch f.Type {
 	case "send":
 		err = c.send(ctx, f)
+	case "edit", "delete", "react":
+		err = c.update(ctx, f)
 	case "subscribe":
 		err = c.subscribeFrame(ctx, f)
 	case "unsubscribe":
@@ -120,6 +122,29 @@ func (c *conn) send(ctx context.Context, f clientFrame) error {
 		nm.ClientID = *f.ClientID
 	}
 	msg, _, err := c.h.cfg.Poster.Post(ctx, nm)
+	if err != nil {
+		return err
+	}
+	c.enqueueFrame(encode(ackFrame{Type: "ack", ID: f.ID, Message: &msg}))
+	return nil
+}
+
+// update changes a message (SPEC §13) and acks with its new state once
+// the change is durable (or at once when it changes nothing).
+func (c *conn) update(ctx context.Context, f clientFrame) error {
+	u := chat.Update{MessageID: *f.MessageID, UserID: c.user.ID}
+	switch f.Type {
+	case "edit":
+		u.Action, u.Body = chat.ActionEdit, *f.Body
+	case "delete":
+		u.Action = chat.ActionDelete
+	case "react":
+		u.Action, u.Emoji = chat.ActionReact, *f.Emoji
+		if *f.Op == "remove" {
+			u.Action = chat.ActionUnreact
+		}
+	}
+	msg, _, err := c.h.cfg.Poster.Update(ctx, u)
 	if err != nil {
 		return err
 	}

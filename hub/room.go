@@ -7,7 +7,8 @@ import (
 	"time"
 )
 
-// catchUpPage is how many messages a catch-up or gap fetch reads at a time.
+// catchUpPage is how many events (messages and updates) a catch-up or gap
+// fetch reads at a time.
 const catchUpPage = 200
 
 // room is the local delivery state of one room with local subscribers.
@@ -159,7 +160,7 @@ func (r *room) fetchMissing(all bool) {
 	r.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(r.h.ctx, 10*time.Second)
-	msgs, err := r.h.cfg.Store.MessagesAfter(ctx, r.id, from, catchUpPage)
+	evs, err := r.h.cfg.Store.EventsAfter(ctx, r.id, from, catchUpPage)
 	cancel()
 
 	r.mu.Lock()
@@ -174,14 +175,13 @@ func (r *room) fetchMissing(all bool) {
 		return
 	}
 	r.h.cfg.metrics.GapFetches.Inc()
-	for i := range msgs {
-		m := &msgs[i]
-		if m.Seq > r.lastSeq {
-			r.pending[m.Seq] = MessageEvent(*m)
+	for i := range evs {
+		if ev := &evs[i]; ev.Seq > r.lastSeq {
+			r.pending[ev.Seq] = Event{Room: r.id, Seq: ev.Seq, From: ev.Message.Sender.ID, Frame: eventFrame(*ev)}
 		}
 	}
 	r.advance()
-	more := all && len(msgs) == catchUpPage
+	more := all && len(evs) == catchUpPage
 	if (more || r.again) && !r.filling && !r.stopped {
 		r.again = false
 		r.filling = true
@@ -225,7 +225,7 @@ func (r *room) catchUp(c *conn, s *sub) {
 		from := s.cursor
 		r.mu.Unlock()
 
-		msgs, err := r.h.cfg.Store.MessagesAfter(c.ctx, r.id, from, catchUpPage)
+		evs, err := r.h.cfg.Store.EventsAfter(c.ctx, r.id, from, catchUpPage)
 		if err != nil {
 			if c.ctx.Err() != nil {
 				return
@@ -242,9 +242,9 @@ func (r *room) catchUp(c *conn, s *sub) {
 
 		// Live delivery skips s while it is not live, so r.mu need not be
 		// held across the wait for room in c's queue.
-		for i := range msgs {
-			m := &msgs[i]
-			data := messageFrame(*m)
+		for i := range evs {
+			ev := &evs[i]
+			data := eventFrame(*ev)
 			if !c.waitRoom(len(data)) {
 				return
 			}
@@ -253,9 +253,9 @@ func (r *room) catchUp(c *conn, s *sub) {
 				r.mu.Unlock()
 				return
 			}
-			if m.Seq == s.cursor+1 {
-				s.cursor = m.Seq
-				c.enqueueMessage(r.id, m.Seq, data)
+			if ev.Seq == s.cursor+1 {
+				s.cursor = ev.Seq
+				c.enqueueMessage(r.id, ev.Seq, data)
 			}
 			r.mu.Unlock()
 		}
@@ -264,7 +264,7 @@ func (r *room) catchUp(c *conn, s *sub) {
 			r.mu.Unlock()
 			return
 		}
-		if len(msgs) < catchUpPage && s.cursor >= r.lastSeq {
+		if len(evs) < catchUpPage && s.cursor >= r.lastSeq {
 			s.live = true
 			r.mu.Unlock()
 			return

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/switchboard-chat/switchboard/chat"
@@ -24,13 +25,14 @@ var FanoutKind = jobs.Kind{Type: "message:fanout", Queue: "default", MaxAttempts
 
 // Job types of the SMS and Slack senders; their packages register handlers.
 const (
-	SMSType       = "sms:send"
-	SlackPostType = "slack:post"
+	SMSType         = "sms:send"
+	SlackPostType   = "slack:post"
+	SlackMirrorType = "slack:mirror"
 )
 
 // Store is what the relay and the fanout read and write.
 type Store interface {
-	RelayOutbox(ctx context.Context, limit int, enqueue func(messageIDs []string) error) (int, error)
+	RelayOutbox(ctx context.Context, limit int, enqueue func(items []chat.OutboxItem) error) (int, error)
 	Notice(ctx context.Context, messageID string) (chat.Notice, error)
 	AddPendingSMS(ctx context.Context, messageID string, userIDs []string) error
 	ForgetRuns(ctx context.Context, cutoff time.Time) error
@@ -53,9 +55,11 @@ type BatchEnqueuer interface {
 	EnqueueJobs(ctx context.Context, jobs ...chat.Job) error
 }
 
-// MessagePayload is the payload of the fanout and Slack post jobs.
+// MessagePayload is the payload of the fanout and Slack post jobs, and
+// (with Seq, the edit or delete) of the Slack mirror job.
 type MessagePayload struct {
 	MessageID string `json:"message_id"`
+	Seq       int64  `json:"seq,omitempty"`
 }
 
 // SMSPayload is the payload of an SMS job: send what is pending for this
@@ -155,11 +159,17 @@ func (r *Relay) Run(ctx context.Context) {
 	}
 	pause, lastForget := interval, time.Time{}
 	for {
-		n, err := r.Store.RelayOutbox(ctx, relayBatch, func(messageIDs []string) error {
-			batch := make([]chat.Job, len(messageIDs))
-			for i, id := range messageIDs {
-				payload, _ := json.Marshal(MessagePayload{MessageID: id})
-				j, err := r.Queue.Job(FanoutKind.Type, "fanout:"+id, payload, time.Time{})
+		n, err := r.Store.RelayOutbox(ctx, relayBatch, func(items []chat.OutboxItem) error {
+			batch := make([]chat.Job, len(items))
+			for i, it := range items {
+				// A message fans out; an edit or delete is mirrored to
+				// Slack, each once (keyed by its seq).
+				typ, key := FanoutKind.Type, "fanout:"+it.MessageID
+				if it.EventSeq > 0 {
+					typ, key = SlackMirrorType, fmt.Sprintf("slack-mirror:%s:%d", it.MessageID, it.EventSeq)
+				}
+				payload, _ := json.Marshal(MessagePayload{MessageID: it.MessageID, Seq: it.EventSeq})
+				j, err := r.Queue.Job(typ, key, payload, time.Time{})
 				if err != nil {
 					return err
 				}
@@ -202,8 +212,9 @@ type RecentStore interface {
 	MessagesBefore(ctx context.Context, roomID string, beforeSeq int64, limit int) ([]chat.EncodedMessage, error)
 }
 
-// Recent returns the newest n messages of roomID, oldest first, for its
-// member userID: what `#room ?` by SMS and `/switchboard recent` answer.
+// Recent returns the newest n messages of roomID that are not deleted
+// (among its newest 4n), oldest first, for its member userID: what `#room
+// ?` by SMS and `/switchboard recent` answer.
 func Recent(ctx context.Context, store RecentStore, userID, roomID string, n int) ([]chat.EncodedMessage, error) {
 	if err := store.CheckMember(ctx, userID, roomID); err != nil {
 		if errors.Is(err, chat.ErrForbidden) || errors.Is(err, chat.ErrNotFound) {
@@ -211,5 +222,10 @@ func Recent(ctx context.Context, store RecentStore, userID, roomID string, n int
 		}
 		return nil, err
 	}
-	return store.MessagesBefore(ctx, roomID, math.MaxInt64, n)
+	msgs, err := store.MessagesBefore(ctx, roomID, math.MaxInt64, 4*n)
+	if err != nil {
+		return nil, err
+	}
+	msgs = slices.DeleteFunc(msgs, func(m chat.EncodedMessage) bool { return m.Deleted })
+	return msgs[max(len(msgs)-n, 0):], nil
 }

@@ -71,6 +71,7 @@ func (c checkCounts) String() string {
 type pendingSend struct {
 	intended time.Time
 	room     string
+	update   bool // an edit or reaction, not a send
 }
 
 // memberStats is what a member connection measured since the last take.
@@ -86,6 +87,9 @@ type memberStats struct {
 	echoes      int64           // in order, of the connection's own messages
 	foreign     int64           // messages of rooms the connection is not checking
 	malformed   int64
+	updates     int64           // update frames received in order (SPEC §13)
+	updAcked    int64           // acks of the connection's edits and reactions
+	updAckLat   []time.Duration // their latency, from the intended time
 }
 
 // member is one connection of a user: it receives (and checks) every
@@ -107,6 +111,12 @@ type member struct {
 	st      memberStats
 	nextID  int64 // sender goroutine only
 	inHTTP  int64 // HTTP sends in flight
+	// own is, per room, the last message of this connection acked there:
+	// what its edits and reactions change.
+	own map[string]string
+	// reacted: message ids this connection's reaction is on (sender
+	// goroutine only), so that reactions alternate add and remove.
+	reacted map[string]bool
 }
 
 // fleet is the member connections of a run and what they share.
@@ -128,7 +138,8 @@ func newFleet(clk clock) *fleet {
 func (f *fleet) addMember(user account, n *node, checks []string, sendsInto []string) *member {
 	m := &member{idx: len(f.members), user: user, node: n, rooms: sendsInto, fleet: f,
 		subscribed: make(chan string, len(checks)+8), ready: make(chan struct{}), tracks: map[string]*roomTrack{},
-		pending: map[string]pendingSend{}, st: memberStats{codes: map[string]int{}}}
+		pending: map[string]pendingSend{}, st: memberStats{codes: map[string]int{}}, own: map[string]string{},
+		reacted: map[string]bool{}}
 	for _, r := range checks {
 		m.tracks[r] = &roomTrack{}
 		f.conns[r]++
@@ -169,6 +180,21 @@ func (m *member) onLine(line []byte) {
 		if ok {
 			m.st.delLat = append(m.st.delLat, now.Sub(intended))
 		}
+	case "update":
+		// An edit or reaction takes the room's next seq: it is checked in
+		// order with the messages, and counted apart.
+		room, seq, _, ok := messageFields(line)
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if !ok {
+			m.st.malformed++
+			return
+		}
+		if t := m.tracks[room]; t == nil {
+			m.st.foreign++
+		} else if t.see(seq) {
+			m.st.updates++
+		}
 	case "ack", "error":
 		rp, ok := decodeReply(line)
 		if !ok {
@@ -187,8 +213,19 @@ func (m *member) onLine(line []byte) {
 		}
 		m.mu.Unlock()
 		switch {
+		case rp.Type == "ack" && found && p.update:
+			m.mu.Lock()
+			m.st.updAcked++
+			m.st.updAckLat = append(m.st.updAckLat, now.Sub(p.intended))
+			if now.UnixNano() < m.fleet.phaseEnd.Load() {
+				m.st.achieved++ // offered counts sends and updates alike
+			}
+			m.mu.Unlock()
 		case rp.Type == "ack" && found:
 			m.recordAck(p.intended, rp.Message.RoomID, rp.Message.Seq, now)
+			m.mu.Lock()
+			m.own[rp.Message.RoomID] = rp.Message.ID
+			m.mu.Unlock()
 		case rp.Type == "error":
 			code := rp.Code
 			if !found {
@@ -289,6 +326,8 @@ type fleetStats struct {
 	sent, acked, achieved int64
 	ack, delivery, late   latencies
 	ackAt                 []time.Time // intended send time of each ack latency, in the same order
+	updates, updAcked     int64
+	updAck                latencies
 	codes                 map[string]int
 	deliveries, echoes    int64
 	foreign, malformed    int64
@@ -311,6 +350,9 @@ func (f *fleet) take() *fleetStats {
 		for k, v := range st.codes {
 			s.codes[k] += v
 		}
+		s.updates += st.updates
+		s.updAcked += st.updAcked
+		s.updAck.addAll(st.updAckLat)
 		s.deliveries += st.deliveries
 		s.echoes += st.echoes
 		s.foreign += st.foreign

@@ -112,6 +112,21 @@ func TestWritesOpenLoopAcrossTwoNodes(t *testing.T) {
 		require.Equal(t, int(pt.Acked), pt.Ack.Count)
 		require.Equal(t, int(pt.Deliveries+pt.Echoes), pt.Delivery.Count)
 	}
+
+	// A third of the sends replaced by edits and reactions (SPEC §13):
+	// their update frames take seqs among the messages, and every
+	// connection still sees each room's seqs in order without a gap.
+	pt := s.point(ctx, pointParams{Rate: 44, Arrival: arrivalConstant, Duration: 2 * time.Second,
+		Drain: 10 * time.Second, MaxLateness: 50 * time.Millisecond, UpdateShare: 0.3})
+	t.Log(pointLine(pt))
+	require.True(t, pt.Settled)
+	require.True(t, pt.Check.ok(), pt.Check.String())
+	require.Empty(t, pt.Errors)
+	require.Positive(t, pt.UpdatesAcked)
+	require.Equal(t, int(pt.UpdatesAcked), pt.UpdateAck.Count)
+	require.GreaterOrEqual(t, pt.Updates, pt.UpdatesAcked, "each changing update reached at least its sender")
+	require.InDelta(t, 88, float64(pt.Acked+pt.UpdatesAcked), 3, "2 s at 44/s, sends and updates together")
+	require.Equal(t, pt.Expected, pt.Deliveries+pt.Echoes)
 }
 
 // fakeClock is a clock the test moves.

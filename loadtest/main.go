@@ -59,6 +59,7 @@ type flags struct {
 	hold        time.Duration
 	sourceIPs   int
 	maxCount    int
+	updates     float64
 	seed        int
 	attackers   int
 	// open loop
@@ -125,6 +126,7 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&f.roomSizes, "room-sizes", joinInts(defaultHomeSizes), "writes, mixed, sweep: sizes of the home rooms users are split into, cycling")
 	fs.IntVar(&f.bigRoom, "big-room", 50, "writes, mixed, sweep: every user also belongs to a shared room of about this many members (0: none)")
 	fs.Float64Var(&f.bigShare, "big-share", 0.1, "writes, mixed, sweep: share of each user's messages sent into its shared room")
+	fs.Float64Var(&f.updates, "updates", 0, "writes, mixed, sweep (WebSocket, open loop): share of sends replaced by an edit or a reaction of the sender's last message in the room (0-1)")
 	fs.Float64Var(&f.maxConnRate, "max-conn-rate", 0, "open-loop writes: most messages/s per connection (HTTP: per user); more users are made to offer the rate (default: 8 constant, 6 poisson; HTTP half)")
 	fs.Float64Var(&f.readRate, "read-rate", 4000, "reads, mixed: requests/s offered, all readers together (open loop)")
 	fs.IntVar(&f.coldRooms, "cold-rooms", 1000, "reads: rooms read once each (never cached)")
@@ -293,7 +295,7 @@ func shapeFor(f *flags, maxRate float64) (shapeParams, error) {
 func pointFor(f *flags, rate float64) pointParams {
 	a, _ := parseArrival(f.arrival)
 	return pointParams{Rate: rate, Arrival: a, HTTP: f.http, Duration: f.duration, Drain: f.drain,
-		MaxLateness: f.maxLateness, MaxMessages: f.maxCount, Seed: 1}
+		MaxLateness: f.maxLateness, MaxMessages: f.maxCount, Seed: 1, UpdateShare: f.updates}
 }
 
 // readsFor is the reads scenario of f.

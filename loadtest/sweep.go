@@ -156,6 +156,10 @@ func pointLine(pt *writePoint) string {
 	if pt.Unanswered > 0 {
 		errs += fmt.Sprintf("; %d unanswered after the drain", pt.Unanswered)
 	}
+	if pt.UpdateAck != nil {
+		errs += fmt.Sprintf("; %d edits/reactions, ack p50 %.1f p99 %.1f ms, %d update frames",
+			pt.UpdatesAcked, pt.UpdateAck.P50, pt.UpdateAck.P99, pt.Updates)
+	}
 	return fmt.Sprintf("offered %6.0f/s  achieved %7.1f/s  ack p50 %7.1f  p99 %8.1f  p99.9 %8.1f ms  lateness p99 %6.1f ms  check: %s%s  → %s",
 		pt.Offered, pt.Achieved, pt.Ack.P50, pt.Ack.P99, pt.Ack.P999, pt.Lateness.P99, pt.Check.String(), errs, verdict)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -77,13 +78,16 @@ type pointParams struct {
 	Drain       time.Duration // bound on the wait for answers and deliveries
 	MaxLateness time.Duration // p99 of the generator's lateness it may have
 	MaxMessages int           // bound on sends; 0: Duration alone
+	// UpdateShare is the share of sends replaced by an edit or a reaction
+	// (SPEC §13) of the connection's last acked message in the room.
+	UpdateShare float64
 	Seed        uint64
 }
 
 // writePoint is what one rate measured.
 type writePoint struct {
 	Offered    float64            `json:"offered_msgs_per_s"`
-	Achieved   float64            `json:"achieved_msgs_per_s"` // acks received within the window, per second of it
+	Achieved   float64            `json:"achieved_msgs_per_s"` // acks (of sends and updates) received within the window, per second of it
 	Arrival    string             `json:"arrival"`
 	HTTP       bool               `json:"http,omitempty"`
 	Seconds    float64            `json:"seconds"`
@@ -106,6 +110,11 @@ type writePoint struct {
 	Timeline   []second           `json:"timeline,omitempty"`
 	Foreign    int64              `json:"foreign,omitempty"`
 	Malformed  int64              `json:"malformed,omitempty"`
+	// Edits and reactions (UpdateShare): acked, their ack latency, and
+	// the update frames delivered in seq order.
+	UpdatesAcked int64    `json:"updates_acked,omitempty"`
+	UpdateAck    *Summary `json:"update_ack,omitempty"`
+	Updates      int64    `json:"update_deliveries,omitempty"`
 }
 
 // point offers p.Rate for p.Duration, open loop, then waits for every
@@ -150,6 +159,9 @@ func runPoint(ctx context.Context, e *env, f *fleet, run string, p pointParams, 
 					return false
 				}
 				r := room(m, rng)
+				if p.UpdateShare > 0 && !p.HTTP && rng.Float64() < p.UpdateShare && m.sendUpdate(ctx, intended, r, rng) {
+					return true
+				}
 				if p.HTTP {
 					return m.sendHTTP(ctx, intended, r, fmt.Sprintf("%s-p%d", run, pid), httpSem, httpWG)
 				}
@@ -178,6 +190,10 @@ func runPoint(ctx context.Context, e *env, f *fleet, run string, p pointParams, 
 		Unanswered: unanswered, Settled: settled, CPU: cores(before, after), Foreign: st.foreign, Malformed: st.malformed, Machine: machine}
 	if len(st.codes) > 0 {
 		pt.Errors = st.codes
+	}
+	if st.updAcked > 0 {
+		s := st.updAck.summary()
+		pt.UpdatesAcked, pt.UpdateAck, pt.Updates = st.updAcked, &s, st.updates
 	}
 	pt.Timeline = timeline(start, end, st.ackAt, st.ack.d)
 	pt.KeptUp = keptUp(pt.Lateness, p.MaxLateness)
@@ -257,6 +273,42 @@ func (m *member) sendWS(ctx context.Context, intended time.Time, room, run strin
 		m.mu.Lock()
 		delete(m.pending, id)
 		m.st.codes["write failed (connection closed)"]++
+		m.mu.Unlock()
+		return false
+	}
+	return true
+}
+
+// sendUpdate edits, or adds or removes a reaction to, m's last acked
+// message in room, half and half; false when m has none there yet (or the
+// write failed), and the caller sends instead.
+func (m *member) sendUpdate(ctx context.Context, intended time.Time, room string, rng *rand.Rand) bool {
+	m.mu.Lock()
+	target, ok := m.own[room]
+	m.mu.Unlock()
+	if !ok {
+		return false
+	}
+	m.nextID++
+	id := strconv.FormatInt(m.nextID, 10)
+	frame := map[string]any{"type": "edit", "id": id, "message_id": target, "body": stampBody(intended, m.idx) + " edited"}
+	if rng.IntN(2) == 0 {
+		op := "add"
+		if m.reacted[target] {
+			op = "remove"
+		}
+		m.reacted[target] = !m.reacted[target]
+		frame = map[string]any{"type": "react", "id": id, "message_id": target, "emoji": "👍", "op": op}
+	}
+	raw, _ := json.Marshal(frame)
+	m.mu.Lock()
+	m.pending[id] = pendingSend{intended: intended, room: room, update: true}
+	m.mu.Unlock()
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := m.ws.Write(wctx, websocket.MessageText, raw); err != nil {
+		m.mu.Lock()
+		delete(m.pending, id)
 		m.mu.Unlock()
 		return false
 	}
@@ -372,6 +424,11 @@ func addPointValues(res *Result, prefix string, pt *writePoint) {
 	if pt.Acked > 0 {
 		res.add(prefix+"server CPU per message", pt.CPU["server"]*pt.Seconds/float64(pt.Acked)*1e6, "µs")
 		res.add(prefix+"postgres CPU per message", pt.CPU["postgres"]*pt.Seconds/float64(pt.Acked)*1e6, "µs")
+	}
+	if pt.UpdateAck != nil {
+		res.add(prefix+"edits and reactions acked", float64(pt.UpdatesAcked), "")
+		res.add(prefix+"update frames delivered (in order)", float64(pt.Updates), "")
+		res.Latencies[prefix+"edit/reaction ack (from intended send)"] = *pt.UpdateAck
 	}
 	res.Latencies[prefix+"ack (from intended send)"] = pt.Ack
 	res.Latencies[prefix+"delivery (from intended send)"] = pt.Delivery

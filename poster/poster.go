@@ -1,8 +1,10 @@
 // Package poster is the one way a message enters Switchboard, from a
 // WebSocket send, the HTTP API, an SMS or a Slack event alike: it checks
 // the message, stores it, announces it to the caches of every node and
-// publishes it for live delivery. It needs only the store, the cache's
-// announcement and a publisher, so the job worker posts without a hub.
+// publishes it for live delivery. Changes to a message (edit, delete,
+// reactions: SPEC §13) take the same way, as room events of their own. It
+// needs only the store, the cache's announcement and a publisher, so the
+// job worker posts without a hub.
 package poster
 
 import (
@@ -16,9 +18,10 @@ import (
 	"github.com/switchboard-chat/switchboard/hub"
 )
 
-// Store stores messages.
+// Store stores messages and changes to them.
 type Store interface {
 	SaveMessage(ctx context.Context, m chat.NewMessage) (chat.Message, bool, error)
+	UpdateMessage(ctx context.Context, u chat.Update) (chat.RoomEvent, bool, error)
 }
 
 // Announcer is told of each stored message before its sender is answered;
@@ -56,9 +59,10 @@ type Config struct {
 
 // Poster stores and delivers messages.
 type Poster struct {
-	cfg    Config
-	log    *slog.Logger
-	stored *prometheus.CounterVec
+	cfg     Config
+	log     *slog.Logger
+	stored  *prometheus.CounterVec
+	updated *prometheus.CounterVec
 }
 
 // New returns a Poster on cfg.
@@ -70,10 +74,14 @@ func New(cfg Config) (*Poster, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	p := &Poster{cfg: cfg, log: cfg.Logger, stored: prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "switchboard_messages_in_total", Help: "Messages stored, by source."}, []string{"source"})}
+		Name: "switchboard_messages_in_total", Help: "Messages stored, by source."}, []string{"source"}),
+		updated: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_message_updates_total", Help: "Changes to messages stored, by kind."}, []string{"kind"})}
 	if cfg.Registerer != nil {
-		if err := cfg.Registerer.Register(p.stored); err != nil {
-			return nil, err
+		for _, c := range []prometheus.Collector{p.stored, p.updated} {
+			if err := cfg.Registerer.Register(c); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return p, nil
@@ -110,4 +118,34 @@ func (p *Poster) Post(ctx context.Context, nm chat.NewMessage) (msg chat.Message
 			slog.Int64("seq", msg.Seq), slog.Any("error", err))
 	}
 	return msg, true, nil
+}
+
+// Update validates and stores a change to a message and delivers it to
+// the message's room as an update event. It returns the message's new
+// state; a request that changes nothing (changed false) stores and
+// delivers nothing. As with Post, a stored change is acknowledged whatever
+// happens to its announcement and publication.
+func (p *Poster) Update(ctx context.Context, u chat.Update) (msg chat.Message, changed bool, err error) {
+	if err := u.Validate(); err != nil {
+		return chat.Message{}, false, err
+	}
+	ev, changed, err := p.cfg.Store.UpdateMessage(ctx, u)
+	if err != nil || !changed {
+		return ev.Message.Message, changed, err
+	}
+	p.updated.WithLabelValues(ev.Kind).Inc()
+	ctx = context.WithoutCancel(ctx)
+	room := ev.Message.RoomID
+	if p.cfg.Announcer != nil {
+		if err := p.cfg.Announcer.MessageStored(ctx, room, ev.Seq); err != nil {
+			p.log.WarnContext(ctx, "announce update failed", slog.String("room", room), slog.Any("error", err))
+		}
+	}
+	if p.cfg.Publisher != nil {
+		if err := p.cfg.Publisher.Publish(ctx, hub.UpdateEvent(ev, u.UserID)); err != nil {
+			p.log.WarnContext(ctx, "publish update failed", slog.String("room", room),
+				slog.Int64("seq", ev.Seq), slog.Any("error", err))
+		}
+	}
+	return ev.Message.Message, true, nil
 }

@@ -23,29 +23,29 @@ type Outbox struct {
 func WithOutbox(o Outbox) Option { return func(s *Store) { s.outbox = o } }
 
 // RelayOutbox locks up to limit outbox rows that no other relay holds,
-// passes the ids of their messages to enqueue and deletes the rows when
-// enqueue succeeds. If enqueue fails, or the process dies before the
+// passes their items (messages, and edits or deletes to mirror) to enqueue
+// and deletes the rows when enqueue succeeds. If enqueue fails, or the process dies before the
 // commit, the rows stay for the next pass, so enqueue must tolerate seeing
 // a message twice. It returns how many rows it relayed.
-func (s *Store) RelayOutbox(ctx context.Context, limit int, enqueue func(messageIDs []string) error) (int, error) {
+func (s *Store) RelayOutbox(ctx context.Context, limit int, enqueue func(items []chat.OutboxItem) error) (int, error) {
 	var n int
 	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT id, message_id FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, limit)
+		rows, err := tx.Query(ctx, `SELECT id, message_id, COALESCE(event_seq, 0) FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, limit)
 		if err != nil {
 			return err
 		}
 		var ids []int64
-		var messageIDs []string
-		var id, mid int64
-		_, err = pgx.ForEachRow(rows, []any{&id, &mid}, func() error {
+		var items []chat.OutboxItem
+		var id, mid, seq int64
+		_, err = pgx.ForEachRow(rows, []any{&id, &mid, &seq}, func() error {
 			ids = append(ids, id)
-			messageIDs = append(messageIDs, formatID(mid))
+			items = append(items, chat.OutboxItem{MessageID: formatID(mid), EventSeq: seq})
 			return nil
 		})
 		if err != nil || len(ids) == 0 {
 			return err
 		}
-		if err := enqueue(messageIDs); err != nil {
+		if err := enqueue(items); err != nil {
 			return err
 		}
 		n = len(ids)

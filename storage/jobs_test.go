@@ -113,14 +113,14 @@ func TestRelayOutboxKeepsRowsUntilEnqueued(t *testing.T) {
 		want = append(want, b.send(t, r.ID, alice.ID, "hi").ID)
 	}
 
-	n, err := b.store.RelayOutbox(b.ctx, 10, func([]string) error { return errors.New("redis down") })
+	n, err := b.store.RelayOutbox(b.ctx, 10, func([]chat.OutboxItem) error { return errors.New("redis down") })
 	require.Error(t, err)
 	require.Zero(t, n)
 	require.Equal(t, want, b.outboxMessages(t), "a failed enqueue keeps every row")
 
 	var got []string
-	n, err = b.store.RelayOutbox(b.ctx, 2, func(ids []string) error {
-		got = append(got, ids...)
+	n, err = b.store.RelayOutbox(b.ctx, 2, func(items []chat.OutboxItem) error {
+		got = append(got, messageIDs(items)...)
 		return nil
 	})
 	require.NoError(t, err)
@@ -141,7 +141,7 @@ func TestRelayOutboxSkipsRowsAnotherRelayHolds(t *testing.T) {
 	holding, release := make(chan struct{}), make(chan struct{})
 	done := make(chan error)
 	go func() {
-		_, err := b.store.RelayOutbox(b.ctx, 10, func([]string) error {
+		_, err := b.store.RelayOutbox(b.ctx, 10, func([]chat.OutboxItem) error {
 			close(holding)
 			<-release
 			return nil
@@ -151,8 +151,8 @@ func TestRelayOutboxSkipsRowsAnotherRelayHolds(t *testing.T) {
 	<-holding
 	second := b.send(t, r.ID, alice.ID, "two")
 	var got []string
-	_, err := b.store.RelayOutbox(b.ctx, 10, func(ids []string) error {
-		got = append(got, ids...)
+	_, err := b.store.RelayOutbox(b.ctx, 10, func(items []chat.OutboxItem) error {
+		got = append(got, messageIDs(items)...)
 		return nil
 	})
 	require.NoError(t, err)
@@ -461,4 +461,13 @@ func TestBridgeSlack(t *testing.T) {
 	require.Empty(t, n.SlackChannel)
 	_, err = b.store.BridgeSlack(b.ctx, other.ID, "C1")
 	require.NoError(t, err, "an unbridged channel can be bridged elsewhere")
+}
+
+// messageIDs are the messages of outbox items.
+func messageIDs(items []chat.OutboxItem) []string {
+	out := make([]string, len(items))
+	for i, it := range items {
+		out[i] = it.MessageID
+	}
+	return out
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -11,26 +12,72 @@ import (
 	"github.com/switchboard-chat/switchboard/chat"
 )
 
-const messageColumns = `m.id, m.room_id, m.seq, u.id, u.username, u.display_name, m.body, m.parent_id,
+// messageColumns are a message as clients see it, in its current state
+// (SPEC §13).
+const messageColumns = savedColumns + `, m.edited_at, m.deleted_at IS NOT NULL, m.reactions, m.mentions`
+
+// savedColumns are the columns of a message that save_messages answers.
+const savedColumns = `m.id, m.room_id, m.seq, u.id, u.username, u.display_name, m.body, m.parent_id,
 	m.reply_count, m.source, m.client_id, m.created_at`
 
 const messageFrom = ` FROM messages m JOIN users u ON u.id = m.sender_id `
 
-// scanMessage reads the messageColumns of row, after the columns lead
-// (if any) into their targets.
-func scanMessage(row pgx.Row, lead ...any) (chat.Message, error) {
-	var m chat.Message
-	var id, room, sender int64
-	var parent *int64
-	err := row.Scan(append(lead, &id, &room, &m.Seq, &sender, &m.Sender.Username, &m.Sender.DisplayName, &m.Body, &parent,
-		&m.ReplyCount, &m.Source, &m.ClientID, &m.CreatedAt)...)
-	m.ID, m.RoomID, m.Sender.ID = formatID(id), formatID(room), formatID(sender)
-	if parent != nil {
-		p := formatID(*parent)
+// messageScan holds the targets of a message's columns while they are read.
+type messageScan struct {
+	m                chat.Message
+	id, room, sender int64
+	parent           *int64
+	reactions        []chat.Reaction
+	mentions         []int64
+}
+
+// saved are the targets of savedColumns.
+func (x *messageScan) saved() []any {
+	m := &x.m
+	return []any{&x.id, &x.room, &m.Seq, &x.sender, &m.Sender.Username, &m.Sender.DisplayName, &m.Body, &x.parent,
+		&m.ReplyCount, &m.Source, &m.ClientID, &m.CreatedAt}
+}
+
+// all are the targets of messageColumns.
+func (x *messageScan) all() []any {
+	return append(x.saved(), &x.m.EditedAt, &x.m.Deleted, &x.reactions, &x.mentions)
+}
+
+// message is what was read.
+func (x *messageScan) message() chat.Message {
+	m := x.m
+	m.ID, m.RoomID, m.Sender.ID = formatID(x.id), formatID(x.room), formatID(x.sender)
+	if x.parent != nil {
+		p := formatID(*x.parent)
 		m.ParentID = &p
 	}
 	m.CreatedAt = m.CreatedAt.UTC()
-	return m, err
+	if m.EditedAt != nil {
+		t := m.EditedAt.UTC()
+		m.EditedAt = &t
+	}
+	m.Reactions = x.reactions
+	if m.Reactions == nil {
+		m.Reactions = []chat.Reaction{}
+	}
+	m.Mentions = formatIDs(x.mentions)
+	return m
+}
+
+func formatIDs(ids []int64) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = formatID(id)
+	}
+	return out
+}
+
+// scanMessage reads the messageColumns of row, after the columns lead
+// (if any) into their targets.
+func scanMessage(row pgx.Row, lead ...any) (chat.Message, error) {
+	var x messageScan
+	err := row.Scan(append(lead, x.all()...)...)
+	return x.message(), err
 }
 
 func collectMessages(rows pgx.Rows, err error) ([]chat.Message, error) {
@@ -68,9 +115,21 @@ func (s *Store) SaveMessage(ctx context.Context, nm chat.NewMessage) (msg chat.M
 	}
 	switch c.status {
 	case "created":
+		if strings.Contains(c.msg.Body, "@") {
+			// A trigger found the mentions (migration 00011); only a body
+			// that can mention anyone costs this read.
+			var ids []int64
+			err := s.db.QueryRow(ctx, `SELECT mentions FROM messages WHERE id = $1`, c.msgID()).Scan(&ids)
+			if err != nil {
+				return chat.Message{}, false, wrap("save message: mentions", err)
+			}
+			c.msg.Mentions = formatIDs(ids)
+		}
 		return c.msg, true, nil
 	case "repeat":
-		return c.msg, false, nil
+		// The first message as it is now: it may have changed since.
+		m, err := s.Message(ctx, c.msg.ID)
+		return m.Message, false, err
 	case "not_found":
 		return chat.Message{}, false, chat.ErrNotFound
 	case "forbidden":

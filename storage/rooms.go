@@ -37,6 +37,22 @@ func (s *Store) CreateRoom(ctx context.Context, creatorID, name, visibility stri
 
 const roomColumns = `r.id, COALESCE(r.name, ''), r.visibility, r.last_seq, r.topic, r.archived_at IS NOT NULL`
 
+// memberColumns follow roomColumns for a member's view of a room (joined
+// as m): the read cursor, the updates after it (seqs that are no unread
+// message) and the unread messages that mention the member.
+const memberColumns = `m.read_seq,
+	(SELECT count(*) FROM message_events e WHERE e.room_id = r.id AND e.seq > m.read_seq),
+	(SELECT count(*) FROM mentions x WHERE x.user_id = m.user_id AND x.room_id = r.id AND x.seq > m.read_seq)`
+
+// memberRoomTargets are the targets of roomColumns and memberColumns;
+// finish completes r once they are read.
+func memberRoomTargets(r *chat.Room, id, updates *int64) (targets []any, finish func()) {
+	return []any{id, &r.Name, &r.Visibility, &r.LastSeq, &r.Topic, &r.Archived, &r.LastReadSeq, updates, &r.Mentions}, func() {
+		r.ID = formatID(*id)
+		r.Unread = max(r.LastSeq-r.LastReadSeq-*updates, 0)
+	}
+}
+
 // RoomsOf lists the rooms userID belongs to with their read cursors and
 // unread counts, by name (a direct room by its peer's username); direct
 // rooms carry their peer.
@@ -46,7 +62,7 @@ func (s *Store) RoomsOf(ctx context.Context, userID string) ([]chat.Room, error)
 		return nil, err
 	}
 	rows, err := s.db.Query(ctx, `
-		SELECT `+roomColumns+`, m.read_seq, p.id, p.username, p.display_name
+		SELECT `+roomColumns+`, `+memberColumns+`, p.id, p.username, p.display_name
 		FROM room_members m JOIN rooms r ON r.id = m.room_id
 		LEFT JOIN users p ON r.visibility = 'direct'
 		     AND p.id = CASE WHEN r.direct_low = $1 THEN r.direct_high ELSE r.direct_low END
@@ -56,13 +72,12 @@ func (s *Store) RoomsOf(ctx context.Context, userID string) ([]chat.Room, error)
 	}
 	rooms, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (chat.Room, error) {
 		var r chat.Room
-		var id int64
+		var id, updates int64
 		var peerID *int64
 		var peerName, peerDisplay *string
-		err := row.Scan(&id, &r.Name, &r.Visibility, &r.LastSeq, &r.Topic, &r.Archived, &r.LastReadSeq,
-			&peerID, &peerName, &peerDisplay)
-		r.ID = formatID(id)
-		r.Unread = max(r.LastSeq-r.LastReadSeq, 0)
+		targets, finish := memberRoomTargets(&r, &id, &updates)
+		err := row.Scan(append(targets, &peerID, &peerName, &peerDisplay)...)
+		finish()
 		if peerID != nil {
 			r.Peer = &chat.User{ID: formatID(*peerID), Username: *peerName, DisplayName: *peerDisplay}
 		}
@@ -254,16 +269,16 @@ func (s *Store) MemberRoom(ctx context.Context, userID, roomID string) (chat.Roo
 
 func (s *Store) memberRoom(ctx context.Context, uid, rid int64) (chat.Room, error) {
 	var r chat.Room
-	var id int64
+	var id, updates int64
+	targets, finish := memberRoomTargets(&r, &id, &updates)
 	err := s.db.QueryRow(ctx, `
-		SELECT `+roomColumns+`, m.read_seq
+		SELECT `+roomColumns+`, `+memberColumns+`
 		FROM room_members m JOIN rooms r ON r.id = m.room_id
-		WHERE m.room_id = $1 AND m.user_id = $2`, rid, uid).Scan(&id, &r.Name, &r.Visibility, &r.LastSeq, &r.Topic, &r.Archived, &r.LastReadSeq)
+		WHERE m.room_id = $1 AND m.user_id = $2`, rid, uid).Scan(targets...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return chat.Room{}, chat.ErrNotFound
 	}
-	r.ID = formatID(id)
-	r.Unread = max(r.LastSeq-r.LastReadSeq, 0)
+	finish()
 	return r, wrap("member room", err)
 }
 

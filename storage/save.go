@@ -46,6 +46,12 @@ type saveCall struct {
 	done   chan struct{}
 }
 
+// msgID is the key of the message the call stored or repeats.
+func (c *saveCall) msgID() int64 {
+	id, _ := chat.ParseID(c.msg.ID)
+	return id
+}
+
 func newSaveCall(nm chat.NewMessage) (*saveCall, error) {
 	rid, err := parseID(nm.RoomID)
 	if err != nil {
@@ -153,10 +159,11 @@ func (s *Store) saveTogether(ctx context.Context, calls []*saveCall) error {
 	for rows.Next() {
 		var ord int64
 		var status string
-		m, err := scanMessage(rows, &ord, &status)
-		if err != nil {
+		var x messageScan
+		if err := rows.Scan(append([]any{&ord, &status}, x.saved()...)...); err != nil {
 			return err
 		}
+		m := x.message()
 		if ord < 1 || ord > int64(n) {
 			return fmt.Errorf("save_messages answered for message %d of %d", ord, n)
 		}

@@ -36,7 +36,8 @@ func TestAPIMessages(t *testing.T) {
 		b := setup(t)
 		r := s.Do(t, "POST", "/api/v1/rooms/"+b.room+"/messages", b.alice.Token, map[string]any{"body": "  hello, world \n"})
 		require.Equal(t, http.StatusCreated, r.Status, "body: %s", r.Raw)
-		require.ElementsMatch(t, []string{"id", "room_id", "seq", "sender", "body", "parent_id", "reply_count", "source", "client_id", "created_at"}, jsonKeys(r.Body))
+		require.ElementsMatch(t, []string{"id", "room_id", "seq", "sender", "body", "parent_id", "reply_count", "source", "client_id", "created_at",
+			"edited_at", "deleted", "reactions", "mentions"}, jsonKeys(r.Body))
 		require.IsType(t, "", r.Body["id"], "ids are JSON strings")
 		require.IsType(t, float64(0), r.Body["seq"], "seq is a JSON number")
 

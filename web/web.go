@@ -79,11 +79,16 @@ type History interface {
 	// Thread returns a message and up to limit of its replies after
 	// afterSeq, if the user may read its room.
 	Thread(ctx context.Context, userID, messageID string, afterSeq int64, limit int) (chat.EncodedMessage, []chat.EncodedMessage, error)
+	// Events returns up to limit (nil: the default) events of a room after
+	// afterSeq, if the user may read it.
+	Events(ctx context.Context, userID, roomID string, afterSeq int64, limit *int) ([]chat.RoomEvent, error)
 }
 
-// Poster stores a message and delivers it (package poster).
+// Poster stores a message or a change to one and delivers it (package
+// poster).
 type Poster interface {
 	Post(ctx context.Context, m chat.NewMessage) (chat.Message, bool, error)
+	Update(ctx context.Context, u chat.Update) (chat.Message, bool, error)
 }
 
 // Changes is told of what changes cached reads on every node
@@ -224,6 +229,11 @@ func (a *API) routes() {
 	m.HandleFunc("POST /api/v1/rooms/{id}/messages", a.authed(a.limited(a.postMessage)))
 	m.HandleFunc("GET /api/v1/rooms/{id}/messages", a.authed(a.history))
 	m.HandleFunc("GET /api/v1/messages/{id}", a.authed(a.thread))
+	m.HandleFunc("GET /api/v1/rooms/{id}/events", a.authed(a.events))
+	m.HandleFunc("PATCH /api/v1/messages/{id}", a.authed(a.limited(a.editMessage)))
+	m.HandleFunc("DELETE /api/v1/messages/{id}", a.authed(a.limited(a.deleteMessage)))
+	m.HandleFunc("PUT /api/v1/messages/{id}/reactions/{emoji}", a.authed(a.limited(a.react)))
+	m.HandleFunc("DELETE /api/v1/messages/{id}/reactions/{emoji}", a.authed(a.limited(a.unreact)))
 	if a.cfg.Presence != nil {
 		m.HandleFunc("GET /api/v1/rooms/{id}/presence", a.authed(a.presence))
 	}

@@ -21,7 +21,7 @@ import (
 
 // jobKinds are every job type, whichever integrations are on, so that the
 // jobs CLI sees every queue.
-var jobKinds = []jobs.Kind{integrations.FanoutKind, twilio.SMSKind, twilio.CodeKind, slack.PostKind, slack.EventKind}
+var jobKinds = []jobs.Kind{integrations.FanoutKind, twilio.SMSKind, twilio.CodeKind, slack.PostKind, slack.MirrorKind, slack.EventKind}
 
 // newQueue returns the job queue on rdb, recording its jobs in journal
 // (nil: a queue that only reads, for the jobs CLI).
@@ -80,7 +80,9 @@ func newWorkers(cfg *config, b *base, post *poster.Poster, online integrations.P
 	}
 	if cfg.slackOn() {
 		api := slack.NewAPI(slack.APIConfig{BotToken: cfg.Slack.BotToken, APIURL: cfg.Slack.APIURL})
-		w.handlers[slack.PostKind.Type] = slack.HandlePost(store, api, q.NewBreaker("slack"))
+		breaker := q.NewBreaker("slack")
+		w.handlers[slack.PostKind.Type] = slack.HandlePost(store, api, breaker)
+		w.handlers[slack.MirrorKind.Type] = slack.HandleMirror(store, api, breaker)
 		w.handlers[slack.EventKind.Type] = slack.HandleEventTask(store, post)
 	}
 	return w, nil

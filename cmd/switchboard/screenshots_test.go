@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
@@ -60,16 +61,28 @@ func TestScreenshots(t *testing.T) {
 			Source: source, ExternalID: externalID})
 		require.NoError(t, err)
 	}
-	post(alice, general, "Morning all! The 2.4 release candidate is up on staging.", "")
-	post(bob, general, "Nice. I'll run the load test against it after stand-up.", "")
+	// change makes an edit, delete or reaction (SPEC §13).
+	change := func(u testUser, method, path string, body any) {
+		r := s.do(t, method, path, u.Token, body)
+		require.Equal(t, http.StatusOK, r.Status, "%s", r.Raw)
+	}
+	morning := post(alice, general, "Morning all! The 2.4 release candidate is up on staging.", "")
+	nice := post(bob, general, "Nice. I'll run the load test against it after lunch.", "")
+	change(bob, "PATCH", "/api/v1/messages/"+nice, map[string]any{"body": "Nice. I'll run the load test against it after stand-up."})
+	for _, u := range []testUser{bob, carol} {
+		change(u, "PUT", "/api/v1/messages/"+morning+"/reactions/"+url.PathEscape("👍"), nil)
+	}
+	change(carol, "PUT", "/api/v1/messages/"+morning+"/reactions/"+url.PathEscape("🎉"), nil)
+	oops := post(bob, general, "wrong room, sorry", "")
+	change(bob, "DELETE", "/api/v1/messages/"+oops, nil)
 	external(carol, general, "On the train, will look at the release notes in 20 min", chat.SourceSMS, "SM1")
 	launch := post(alice, general, "Can everyone check their part of the checklist before 3pm?\n- API docs\n- migrations\n- dashboards", "")
 	post(bob, general, "Migrations are done and reversible.", launch)
 	post(carol, general, "Dashboards updated.", launch)
 	external(bob, general, "Load test: p99 delivery 38 ms at 20k connections", chat.SourceSlack, "Ev1")
-	post(carol, general, "Release notes look good to me. Ship it when ready.", "")
+	post(carol, general, "Release notes look good to me, @alice. Ship it when ready.", "")
 	post(bob, design, "New mockups for the settings page are in the shared folder.", "")
-	post(bob, design, "Feedback welcome before Friday.", "")
+	post(bob, design, "Feedback welcome before Friday, @alice especially.", "")
 	post(carol, random, "Anyone up for lunch at 12:30?", "")
 	r := s.do(t, "PATCH", "/api/v1/rooms/"+general, alice.Token, map[string]any{"topic": "Release 2.4 this week · checklist in the pinned thread"})
 	require.Equal(t, http.StatusOK, r.Status, "%s", r.Raw)
@@ -107,7 +120,7 @@ func TestScreenshots(t *testing.T) {
 	p.login(alice)
 	p.openRoom(general)
 	p.waitJS("bob online", `document.querySelectorAll("#online li").length >= 2`)
-	p.waitJS("history", `document.querySelectorAll("#messages li.msg[data-seq]").length === 6`)
+	p.waitJS("history", `document.querySelectorAll("#messages li.msg[data-seq]").length === 7`)
 	typing := func() {
 		bobWS.send(map[string]any{"type": "typing", "room": general})
 		p.waitJS("typing", `document.getElementById("typing").textContent !== ""`)
@@ -119,6 +132,18 @@ func TestScreenshots(t *testing.T) {
 	p.do(chromedp.Click(chromedp.CSS(`#messages [data-id="` + launch + `"] .thread-link`)))
 	p.waitJS("thread", `document.querySelectorAll("#thread-replies li.msg").length === 2`)
 	shot("desktop-thread")
+
+	// The reaction picker, and @ completion in the composer.
+	p.clear("composer-input")
+	p.do(chromedp.SendKeys(chromedp.ID("composer-input"), "Thanks @b"))
+	p.waitJS("completion", `document.querySelectorAll("#composer .completion").length === 1`)
+	shot("desktop-mention")
+	p.clear("composer-input")
+	p.do(chromedp.Evaluate[chromedp.Void](`document.getElementById("composer-input").dispatchEvent(new Event("input"))`))
+	// The picker of a message, open.
+	p.do(chromedp.Evaluate[chromedp.Void](`document.querySelector('#messages [data-id="` + morning + `"] .react-open').click()`))
+	shot("desktop-reactions")
+	p.do(chromedp.Evaluate[chromedp.Void](`document.querySelector('#messages [data-id="` + morning + `"] .react-open').click()`))
 
 	p.do(chromedp.Click(chromedp.ID("profile-open")))
 	p.waitJS("profile", `document.getElementById("profile-display").value === "Alice Martin"`)

@@ -17,6 +17,10 @@ import (
 // PostKind is the job that posts one message to its room's Slack channel.
 var PostKind = jobs.Kind{Type: integrations.SlackPostType, Queue: "slack", MaxAttempts: 8, Timeout: 30 * time.Second}
 
+// MirrorKind is the job that mirrors one edit or delete of a message we
+// posted to Slack (SPEC §13).
+var MirrorKind = jobs.Kind{Type: integrations.SlackMirrorType, Queue: "slack", MaxAttempts: 8, Timeout: 30 * time.Second}
+
 // EventKind is the job that stores one message event from Slack.
 var EventKind = jobs.Kind{Type: EventTaskType, Queue: "default", MaxAttempts: 10}
 
@@ -44,6 +48,9 @@ type PostStore interface {
 	ClaimRun(ctx context.Context, key string, lease time.Duration) (chat.RunClaim, error)
 	FinishRun(ctx context.Context, c chat.RunClaim) error
 	ReleaseRun(ctx context.Context, c chat.RunClaim) error
+	// RecordSlackPost remembers the Slack message a post made, for the
+	// mirroring of later edits and deletes.
+	RecordSlackPost(ctx context.Context, messageID, channel, ts string) error
 }
 
 // HandlePost returns the handler of PostKind: it posts the message with
@@ -67,8 +74,8 @@ func HandlePost(store PostStore, api *slack.Client, breaker *jobs.Breaker) jobs.
 		if err != nil {
 			return err
 		}
-		if n.SlackChannel == "" {
-			return nil // unbridged since
+		if n.SlackChannel == "" || n.Message.Deleted {
+			return nil // unbridged or deleted since
 		}
 		c, err := store.ClaimRun(ctx, "slack-post:"+n.Message.ID, integrations.ClaimLease)
 		switch {
@@ -79,8 +86,10 @@ func HandlePost(store PostStore, api *slack.Client, breaker *jobs.Breaker) jobs.
 		case c.Token == "":
 			return nil // posted already
 		}
+		var channel, ts string
 		err = breaker.Do(func() error {
-			_, _, err := api.PostMessageContext(ctx, n.SlackChannel,
+			var err error
+			channel, ts, err = api.PostMessageContext(ctx, n.SlackChannel,
 				slack.MsgOptionText(n.Message.Body, true),
 				slack.MsgOptionUsername(n.Message.Sender.DisplayName))
 			return classify(err)
@@ -90,7 +99,64 @@ func HandlePost(store PostStore, api *slack.Client, breaker *jobs.Breaker) jobs.
 		if err != nil {
 			return errors.Join(err, store.ReleaseRun(settle, c))
 		}
+		if err := store.RecordSlackPost(settle, n.Message.ID, channel, ts); err != nil {
+			return errors.Join(err, store.ReleaseRun(settle, c))
+		}
 		return store.FinishRun(settle, c)
+	}
+}
+
+// MirrorStore is what the mirror job reads.
+type MirrorStore interface {
+	Message(ctx context.Context, id string) (chat.EncodedMessage, error)
+	SlackPost(ctx context.Context, messageID string) (channel, ts string, found bool, err error)
+}
+
+// errNotPosted retries a mirror whose message the post job has not posted
+// yet.
+var errNotPosted = errors.New("slack: the message is not posted yet")
+
+// HandleMirror returns the handler of MirrorKind: it makes the Slack post
+// of a message show the message's current state, with chat.update (its
+// body) or chat.delete (a deleted message). Applying the current state is
+// idempotent, so a repeat, or jobs of two changes run in any order, leave
+// the post as the message is. Before the post job recorded its post, the
+// job retries; a deleted message never posted needs nothing.
+func HandleMirror(store MirrorStore, api *slack.Client, breaker *jobs.Breaker) jobs.Handler {
+	return func(ctx context.Context, payload []byte) error {
+		var p integrations.MessagePayload
+		if err := json.Unmarshal(payload, &p); err != nil {
+			return jobs.Permanent(fmt.Errorf("slack mirror payload: %w", err))
+		}
+		m, err := store.Message(ctx, p.MessageID)
+		if errors.Is(err, chat.ErrNotFound) {
+			return jobs.Permanent(err)
+		}
+		if err != nil {
+			return err
+		}
+		channel, ts, found, err := store.SlackPost(ctx, p.MessageID)
+		switch {
+		case err != nil:
+			return err
+		case !found && m.Deleted:
+			return nil // the post job skips it
+		case !found:
+			return errNotPosted // a retry, using an attempt: a post that never comes ends it
+		}
+		return breaker.Do(func() error {
+			var err error
+			if m.Deleted {
+				_, _, err = api.DeleteMessageContext(ctx, channel, ts)
+				var refused slack.SlackErrorResponse
+				if errors.As(err, &refused) && refused.Err == "message_not_found" {
+					return nil // deleted already
+				}
+			} else {
+				_, _, _, err = api.UpdateMessageContext(ctx, channel, ts, slack.MsgOptionText(m.Body, true))
+			}
+			return classify(err)
+		})
 	}
 }
 

@@ -177,3 +177,59 @@ func TestHandlePostClaims(t *testing.T) {
 		require.Len(t, b.fake.Accepted(), 2)
 	})
 }
+
+// TestHandleMirror: edits and deletes of a message posted to Slack follow
+// it there with chat.update and chat.delete of the post's ts, through
+// slack-go against the fake; a message not yet posted is retried, and a
+// deleted one that never was is neither posted nor mirrored.
+func TestHandleMirror(t *testing.T) {
+	t.Parallel()
+	b := setupPost(t)
+	ctx, fake, post := b.Ctx, b.fake, b.handler(b.Store)
+	mirror := slack.HandleMirror(b.Store, b.api, b.brk)
+	change := func(u chat.Update) []byte {
+		t.Helper()
+		u.UserID = b.alice.ID
+		require.NoError(t, u.Validate())
+		ev, changed, err := b.Store.UpdateMessage(ctx, u)
+		require.NoError(t, err)
+		require.True(t, changed)
+		p, _ := json.Marshal(integrations.MessagePayload{MessageID: u.MessageID, Seq: ev.Seq})
+		return p
+	}
+	msgOf := func(payload []byte) string {
+		var p integrations.MessagePayload
+		require.NoError(t, json.Unmarshal(payload, &p))
+		return p.MessageID
+	}
+
+	typo := b.post(t, "tpyo")
+	edit := change(chat.Update{Action: chat.ActionEdit, MessageID: msgOf(typo), Body: "typo"})
+	err := mirror(ctx, edit)
+	require.ErrorContains(t, err, "not posted yet", "retried")
+	require.False(t, jobs.IsPermanent(err))
+	require.Empty(t, fake.Accepted())
+
+	require.NoError(t, post(ctx, typo))
+	require.NoError(t, mirror(ctx, edit))
+	require.NoError(t, mirror(ctx, edit), "a repeat sets the same text again")
+	again := change(chat.Update{Action: chat.ActionEdit, MessageID: msgOf(typo), Body: "typo, fixed"})
+	require.NoError(t, mirror(ctx, again))
+	gone := change(chat.Update{Action: chat.ActionDelete, MessageID: msgOf(typo)})
+	require.NoError(t, mirror(ctx, gone))
+	ts := slacktest.TS(1)
+	require.Equal(t, []slacktest.Post{
+		{Channel: "C0123", Text: "typo", Username: "Alice Liddell"},
+		{Method: "chat.update", Channel: "C0123", Text: "typo", TS: ts},
+		{Method: "chat.update", Channel: "C0123", Text: "typo", TS: ts},
+		{Method: "chat.update", Channel: "C0123", Text: "typo, fixed", TS: ts},
+		{Method: "chat.delete", Channel: "C0123", TS: ts},
+	}, fake.Accepted(), "the post was made after the first edit, so it carried it")
+
+	// Deleted before its post ran: nothing goes to Slack at all.
+	never := b.post(t, "oops")
+	gone = change(chat.Update{Action: chat.ActionDelete, MessageID: msgOf(never)})
+	require.NoError(t, post(ctx, never))
+	require.NoError(t, mirror(ctx, gone))
+	require.Len(t, fake.Accepted(), 5)
+}

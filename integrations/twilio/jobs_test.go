@@ -166,6 +166,60 @@ func TestHandleSMSFoldsAndThrottles(t *testing.T) {
 	require.Zero(t, b.pending(t))
 }
 
+// TestHandleSMSMentionSkipsTheFold: a message that mentions the member
+// goes out within the minute of the last SMS, yet mentions are still
+// throttled (MentionThrottle).
+func TestHandleSMSMentionSkipsTheFold(t *testing.T) {
+	t.Parallel()
+	b := setupJobs(t)
+	j := b.smsJob(t)
+	handle := b.handleSMS(b.Store)
+	b.post(t, j, "one")
+	require.NoError(t, handle(b.Ctx, j.payload))
+	require.Len(t, b.fake.Accepted(), 1)
+
+	b.post(t, j, "two")
+	require.NoError(t, handle(b.Ctx, j.payload))
+	require.Len(t, b.fake.Accepted(), 1, "folded: within the minute")
+	b.post(t, j, "@bob look")
+	require.NoError(t, handle(b.Ctx, j.payload))
+	require.Len(t, b.fake.Accepted(), 1, "a mention waits out MentionThrottle too")
+	next := b.sched.scheduled()
+	require.WithinDuration(t, time.Now().Add(twilio.MentionThrottle), next[len(next)-1].At, 5*time.Second)
+
+	_, err := b.Pool.Exec(b.Ctx, `UPDATE sms_throttle SET last_sent_at = now() - interval '11 seconds'`)
+	require.NoError(t, err)
+	require.NoError(t, handle(b.Ctx, j.payload))
+	require.Len(t, b.fake.Accepted(), 2, "the mention went out before the minute ended")
+	require.Equal(t, "[#general] alice: two\nalice: @bob look", b.fake.Accepted()[1].Body)
+}
+
+// TestHandleSMSSkipsDeletedMessages: a message deleted while it waited
+// for its SMS is left out; when all were, nothing is sent and nothing
+// stays pending.
+func TestHandleSMSSkipsDeletedMessages(t *testing.T) {
+	t.Parallel()
+	b := setupJobs(t)
+	j := b.smsJob(t)
+	handle := b.handleSMS(b.Store)
+	del := func(body string) {
+		m := b.Say(t, j.room, j.alice, body)
+		require.NoError(t, b.Store.AddPendingSMS(b.Ctx, m.ID, []string{j.bob.ID}))
+		_, _, err := b.Store.UpdateMessage(b.Ctx, chat.Update{Action: chat.ActionDelete, MessageID: m.ID, UserID: j.alice.ID})
+		require.NoError(t, err)
+	}
+	del("oops")
+	require.NoError(t, handle(b.Ctx, j.payload))
+	require.Zero(t, b.fake.Requests())
+	require.Zero(t, b.pending(t))
+
+	b.post(t, j, "kept")
+	del("gone")
+	require.NoError(t, handle(b.Ctx, j.payload))
+	require.Equal(t, []twiliotest.SMS{{To: bobPhone, From: testFrom, Body: "[#general] alice: kept"}}, b.fake.Accepted())
+	require.Zero(t, b.pending(t))
+}
+
 func TestHandleSMSDropsWhatAnUnverifiedNumberWaitedFor(t *testing.T) {
 	t.Parallel()
 	b := setupJobs(t)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -149,6 +150,12 @@ type Scheduler interface {
 // (SPEC §8).
 const Throttle = time.Minute
 
+// MentionThrottle replaces Throttle when what is pending mentions the user
+// (SPEC §13): the SMS goes without waiting for the minute's fold, yet a
+// flood of mentions still gets at most one SMS per user and room in this
+// time.
+const MentionThrottle = 10 * time.Second
+
 // sendTimeout bounds one call to Twilio, connection included, well within
 // integrations.ClaimLease.
 const sendTimeout = 20 * time.Second
@@ -158,7 +165,8 @@ const sendTimeout = 20 * time.Second
 // SMS about that room went to the user less than gap (Throttle) ago, it
 // sends nothing and schedules itself for when the next one may go, which
 // folds in everything that came meanwhile. While another run holds the pair
-// it comes back later without using an attempt.
+// it comes back later without using an attempt. When a message pending
+// mentions the user, MentionThrottle replaces gap if shorter.
 //
 // What a run claims goes out at least once (SPEC §10): a failed call
 // releases the claim and the retry sends it; a run that dies before Twilio
@@ -184,6 +192,13 @@ func HandleSMS(store SMSStore, sender *Sender, breaker *jobs.Breaker, queue Sche
 		// A claim taken is settled even if the job's time runs out.
 		settle, cancel := integrations.SettleContext(ctx)
 		defer cancel()
+		gap := gap
+		if mentions(c.Messages, p.UserID) {
+			gap = min(gap, MentionThrottle)
+		}
+		// Messages deleted while they waited are not sent (SPEC §13);
+		// the claim settles them all.
+		live := slices.DeleteFunc(slices.Clone(c.Messages), func(m chat.Message) bool { return m.Deleted })
 		switch {
 		case !c.HeldUntil.IsZero():
 			// Once the other run sent, the throttle holds this run's
@@ -191,9 +206,10 @@ func HandleSMS(store SMSStore, sender *Sender, breaker *jobs.Breaker, queue Sche
 			return jobs.Wait(integrations.ErrHeld, min(gap, c.HeldUntil.Sub(c.Now)))
 		case c.Token == "":
 			return nil // nothing pending: an earlier run sent it
-		case c.Phone == "":
+		case c.Phone == "" || len(live) == 0:
 			// The number was removed or changed (and so is unverified)
-			// since: nothing to send it to.
+			// since: nothing to send it to; or every message pending was
+			// deleted: nothing to send.
 			return store.DropPendingSMS(settle, c)
 		case !c.LastSentAt.IsZero() && c.Now.Sub(c.LastSentAt) < gap:
 			next := c.LastSentAt.Add(gap)
@@ -203,12 +219,22 @@ func HandleSMS(store SMSStore, sender *Sender, breaker *jobs.Breaker, queue Sche
 			key := fmt.Sprintf("sms:%s:%s:at:%d", p.UserID, p.RoomID, next.Unix())
 			return queue.EnqueueAt(ctx, SMSKind.Type, key, payload, next)
 		}
-		err = breaker.Do(func() error { return sender.Send(c.Phone, FormatSMS(c.RoomName, c.Messages)) })
+		err = breaker.Do(func() error { return sender.Send(c.Phone, FormatSMS(c.RoomName, live)) })
 		if err != nil {
 			return errors.Join(err, store.ReleaseSMSClaim(settle, c))
 		}
 		return store.MarkSMSSent(settle, c)
 	}
+}
+
+// mentions reports whether one of msgs mentions userID.
+func mentions(msgs []chat.Message, userID string) bool {
+	for _, m := range msgs {
+		if slices.Contains(m.Mentions, userID) {
+			return true
+		}
+	}
+	return false
 }
 
 // maxSMSChars keeps a folded SMS within what Twilio accepts in one message

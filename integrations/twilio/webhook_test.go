@@ -308,16 +308,20 @@ func TestWebhook(t *testing.T) {
 			if i%2 == 0 {
 				sender = bob
 			}
-			b.Say(t, general, sender, fmt.Sprintf("message %d", i))
+			m := b.Say(t, general, sender, fmt.Sprintf("message %d", i))
+			if i == 6 { // deleted (SPEC §13): left out
+				_, _, err := b.Store.UpdateMessage(b.Ctx, chat.Update{Action: chat.ActionDelete, MessageID: m.ID, UserID: bob.ID})
+				require.NoError(t, err)
+			}
 		}
 		b.Say(t, general, bob, "a long one\non two lines "+strings.Repeat("x", 200))
 
 		reply := b.sms(t, "+14155550100", "#general ?", "SM1").requireTwiML(t)
 		require.Equal(t, strings.Join([]string{
 			"#General, latest:",
+			"alice: message 3",
 			"bob: message 4",
 			"alice: message 5",
-			"bob: message 6",
 			"alice: message 7",
 			// 100 characters on one line, the last one an ellipsis.
 			"bob: a long one on two lines " + strings.Repeat("x", 100-1-len("a long one on two lines ")) + "…",

@@ -188,7 +188,7 @@ func (c *Client) History(t testing.TB, u User, room, query string) History {
 	return Decode[History](t, r)
 }
 
-// The shapes of SPEC §3–§5 as a client decodes them.
+// The shapes of SPEC §3–§5 and §13 as a client decodes them.
 type (
 	// Sender is a message's sender.
 	Sender struct {
@@ -222,6 +222,7 @@ type (
 		LastSeq     int64  `json:"last_seq"`
 		LastReadSeq int64  `json:"last_read_seq"`
 		Unread      int64  `json:"unread"`
+		Mentions    int64  `json:"mentions"`
 	}
 	// Message is a stored message.
 	Message struct {
@@ -235,6 +236,17 @@ type (
 		Source     string  `json:"source"`
 		ClientID   *string `json:"client_id"`
 		CreatedAt  string  `json:"created_at"`
+		// SPEC §13.
+		EditedAt  *string    `json:"edited_at"`
+		Deleted   bool       `json:"deleted"`
+		Reactions []Reaction `json:"reactions"`
+		Mentions  []string   `json:"mentions"`
+	}
+	// Reaction is one emoji on a message.
+	Reaction struct {
+		Emoji   string   `json:"emoji"`
+		Count   int      `json:"count"`
+		UserIDs []string `json:"user_ids"`
 	}
 	// History is a page of a room's history.
 	History struct {

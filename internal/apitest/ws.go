@@ -170,6 +170,25 @@ func MessageSeq(obj map[string]any) int64 {
 	return int64(m["seq"].(float64))
 }
 
+// EventSeq is the seq of a "message" or "update" frame (SPEC §13).
+func EventSeq(obj map[string]any) int64 {
+	if obj["type"] == "update" {
+		return int64(obj["seq"].(float64))
+	}
+	return MessageSeq(obj)
+}
+
+// NextEvent returns the next "message" or "update" frame of c, skipping
+// the others.
+func NextEvent(t testing.TB, c *WS) map[string]any {
+	t.Helper()
+	for {
+		if obj := c.Next(); obj["type"] == "message" || obj["type"] == "update" {
+			return obj
+		}
+	}
+}
+
 // SendWS sends body into room over c and waits for its ack, which it
 // returns.
 func SendWS(t testing.TB, c *WS, room, body string) map[string]any {
@@ -181,7 +200,7 @@ func SendWS(t testing.TB, c *WS, room, body string) map[string]any {
 		if obj["type"] == "ack" && obj["id"] == id {
 			return obj["message"].(map[string]any)
 		}
-		require.Contains(t, []any{"message", "typing", "subscribed"}, obj["type"], "waiting for ack, got %v", obj)
+		require.Contains(t, []any{"message", "update", "typing", "subscribed"}, obj["type"], "waiting for ack, got %v", obj)
 	}
 }
 

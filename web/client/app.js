@@ -51,8 +51,9 @@ function ensureRoom(id) {
   let r = state.rooms.get(id);
   if (!r) {
     r = {
-      id, name: "…", visibility: "public", last_seq: 0, unread: 0,
+      id, name: "…", visibility: "public", last_seq: 0, unread: 0, mentions: 0,
       msgs: new Map(), // seq -> message: top-level and replies, each once
+      updates: new Set(), // seqs of updates (edits, deletes, reactions) seen
       byId: new Map(), // message id -> message
       anchored: false, // the newest page was fetched
       oldestReached: false,
@@ -74,6 +75,7 @@ function updateRoom(data) {
   if (typeof data.archived === "boolean") r.archived = data.archived;
   if (data.peer) r.peer = data.peer;
   if (typeof data.unread === "number") r.unread = data.unread;
+  if (typeof data.mentions === "number") r.mentions = data.mentions;
   if (typeof data.last_seq === "number") r.last_seq = Math.max(r.last_seq, data.last_seq);
   return r;
 }
@@ -125,7 +127,7 @@ function advanceSeen(r) {
   let s = state.seen[r.id];
   if (s === undefined) return;
   const before = s;
-  while (r.msgs.has(s + 1)) s++;
+  while (r.msgs.has(s + 1) || r.updates.has(s + 1)) s++;
   if (s !== before) {
     state.seen[r.id] = s;
     saveSeenSoon();
@@ -147,8 +149,9 @@ function addMessage(m, { live = false, counted = m.seq } = {}) {
   if (old) {
     if (counted > old._counted) {
       // Counts only grow: a page answered before a reply that already
-      // arrived live must not take that reply back.
-      old.reply_count = Math.max(old.reply_count, m.reply_count);
+      // arrived live must not take that reply back. The page's state is
+      // as new as the room's seq when it was read.
+      setState(old, m);
       old._counted = counted;
     }
     return false;
@@ -165,7 +168,10 @@ function addMessage(m, { live = false, counted = m.seq } = {}) {
   }
   if (live) {
     if (state.seen[r.id] === undefined) state.seen[r.id] = m.seq - 1;
-    if (m.seq > r.last_seq && m.sender.id !== state.me.id && !viewing(r.id)) r.unread++;
+    if (m.seq > r.last_seq && m.sender.id !== state.me.id && !viewing(r.id)) {
+      r.unread++;
+      if ((m.mentions || []).includes(state.me.id)) r.mentions++;
+    }
     const t = r.typing.get(m.sender.id);
     if (t) {
       clearTimeout(t.timer);
@@ -175,6 +181,35 @@ function addMessage(m, { live = false, counted = m.seq } = {}) {
   r.last_seq = Math.max(r.last_seq, m.seq);
   advanceSeen(r);
   return true;
+}
+
+// STATE are the fields of a message that updates change (SPEC §13).
+const STATE = ["body", "edited_at", "deleted", "reactions", "mentions"];
+
+// setState takes the changeable fields of from into m, and marks m to be
+// drawn again.
+function setState(m, from) {
+  for (const k of STATE) m[k] = from[k];
+  m.reply_count = Math.max(m.reply_count, from.reply_count);
+  m._v = (m._v || 0) + 1;
+}
+
+/**
+ * applyUpdate takes an update frame: the seq counts as seen (resume asks
+ * from after it), and the message, if held, takes the state it carries. A
+ * replayed update may carry a later state than its seq had: the last one
+ * applied is the newest.
+ */
+function applyUpdate(f) {
+  const r = state.rooms.get(f.room);
+  if (!r) return;
+  if (state.seen[r.id] === undefined) state.seen[r.id] = f.seq - 1;
+  r.updates.add(f.seq);
+  r.last_seq = Math.max(r.last_seq, f.seq);
+  const m = r.byId.get(f.message.id);
+  if (m) setState(m, f.message);
+  advanceSeen(r);
+  renderSoon();
 }
 
 function addPage(roomId, messages) {
@@ -318,6 +353,9 @@ function onFrame(f) {
       }
       break;
     }
+    case "update":
+      applyUpdate(f);
+      break;
     case "ack":
       onAck(f);
       break;
@@ -395,6 +433,19 @@ async function loadPresence(r) {
   }
 }
 
+// completionMembers reads the room's members for @ completion, once a
+// minute at most.
+async function completionMembers(r) {
+  if (!r || Date.now() - (r.membersAt || 0) < 60_000) return r ? r.members || [] : [];
+  r.membersAt = Date.now();
+  try {
+    r.members = (await API.api("GET", `/api/v1/rooms/${encodeURIComponent(r.id)}/members`)).members.map((m) => m.user);
+  } catch {
+    r.membersAt = 0; // completion is a nicety; typing works without it
+  }
+  return r.members || [];
+}
+
 let roomsReload = 0;
 function reloadRoomsSoon() {
   if (roomsReload) return;
@@ -432,8 +483,9 @@ function markRead() {
   const r = state.rooms.get(state.current);
   if (!r || !viewing(r.id)) return;
   const seq = r.last_seq;
-  if (r.unread !== 0) {
+  if (r.unread !== 0 || r.mentions !== 0) {
     r.unread = 0;
+    r.mentions = 0;
     renderRooms();
   }
   if (seq > r.readSent && state.socket.send({ type: "read", room: r.id, seq })) r.readSent = seq;
@@ -458,23 +510,132 @@ function messageMeta(sender, created, source) {
     source ? el("span", { class: "badge src-" + source, text: SOURCES[source] || source }) : null);
 }
 
+// REACTIONS are the picker's emoji; any other reaction shows as it came.
+const REACTIONS = ["👍", "❤️", "😂", "🎉", "👀", "🙏"];
+
+// change sends an edit, delete or react frame; what it changed comes back
+// as the update frame every member gets, and a refusal is shown.
+function change(frame) {
+  state.socket.send({ ...frame, id: "u" + ++reqSeq });
+}
+
+function toggleReaction(m, emoji) {
+  const mine = (m.reactions || []).some((x) => x.emoji === emoji && x.user_ids.includes(state.me.id));
+  change({ type: "react", message_id: m.id, emoji, op: mine ? "remove" : "add" });
+}
+
+// bodyNode shows a body with its @mentions marked; mentions of me stand
+// out.
+function bodyNode(m) {
+  if (m.deleted) return el("div", { class: "body tombstone", text: "This message was deleted." });
+  const div = el("div", { class: "body" });
+  const re = /(^|[^a-zA-Z0-9_.@-])@([a-zA-Z0-9_.-]{3,32})/g;
+  let at = 0;
+  for (const x of m.body.matchAll(re)) {
+    const start = x.index + x[1].length;
+    const name = x[2].replace(/[.-]+$/, "");
+    div.append(m.body.slice(at, start));
+    const me = name.toLowerCase() === state.me.username.toLowerCase();
+    div.append(el("span", { class: "mention" + (me ? " to-me" : ""), text: "@" + name }));
+    at = start + 1 + name.length;
+  }
+  div.append(m.body.slice(at));
+  return div;
+}
+
+function reactionsNode(m) {
+  const row = el("div", { class: "reactions" });
+  for (const x of m.reactions || []) {
+    const mine = x.user_ids.includes(state.me.id);
+    row.append(el("button", {
+      type: "button", class: "reaction" + (mine ? " mine" : ""), "aria-pressed": String(mine),
+      title: mine ? "Remove your reaction" : "React with " + x.emoji,
+      onclick: () => toggleReaction(m, x.emoji),
+    }, el("span", { class: "emoji", text: x.emoji }), el("span", { class: "count", text: String(x.count) })));
+  }
+  return row;
+}
+
+function actionsNode(m) {
+  if (m.deleted) return null;
+  // The bar stays shown while its picker is open.
+  const open = (yes) => { picker.hidden = !yes; bar.classList.toggle("open", yes); };
+  const picker = el("div", { class: "picker", hidden: true },
+    ...REACTIONS.map((e) => el("button", {
+      type: "button", class: "pick", text: e, title: "React with " + e,
+      onclick: () => { open(false); toggleReaction(m, e); },
+    })));
+  const bar = el("div", { class: "actions" },
+    el("button", { type: "button", class: "react-open ghost", text: "☺+", title: "Add a reaction",
+      onclick: () => open(picker.hidden) }),
+    picker);
+  // My messages I edit and delete; an owner or admin deletes anyone's.
+  const mine = m.sender.id === state.me.id;
+  if (mine) bar.append(el("button", { type: "button", class: "edit ghost", text: "Edit", onclick: () => startEdit(m) }));
+  if (mine || ["owner", "admin"].includes(myRole())) {
+    bar.append(el("button", { type: "button", class: "delete ghost", text: "Delete", onclick: () => {
+      if (confirm("Delete this message?")) change({ type: "delete", message_id: m.id });
+    } }));
+  }
+  return bar;
+}
+
+// startEdit puts an editor in place of the message's body.
+function startEdit(m) {
+  m._editing = true;
+  m._v = (m._v || 0) + 1;
+  renderSoon();
+}
+
+function editorNode(m) {
+  const area = el("textarea", { class: "edit-body", rows: 2, "aria-label": "Edit message" });
+  area.value = m.body;
+  const done = () => { m._editing = false; m._v++; renderSoon(); };
+  const save = () => {
+    const body = area.value.trim();
+    if (body && body !== m.body) change({ type: "edit", message_id: m.id, body });
+    done();
+  };
+  area.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); save(); }
+    if (e.key === "Escape") done();
+  });
+  queueMicrotask(() => area.focus());
+  return el("form", { class: "editor", onsubmit: (e) => { e.preventDefault(); save(); } }, area,
+    el("button", { type: "submit", class: "save", text: "Save" }),
+    el("button", { type: "button", class: "cancel ghost", text: "Cancel", onclick: done }));
+}
+
 function messageItem(m, { threadLinks }) {
+  const mentionsMe = (m.mentions || []).includes(state.me.id);
+  const meta = messageMeta(m.sender, m.created_at, m.source);
+  if (m.edited_at && !m.deleted) {
+    meta.append(el("span", { class: "edited", text: "(edited)", title: "Edited " + new Date(m.edited_at).toLocaleString() }));
+  }
   const li = el("li", {
-    class: "msg" + (m.parent_id ? " reply" : "") + (m.sender.id === state.me.id ? " mine" : ""),
+    class: "msg" + (m.parent_id ? " reply" : "") + (m.sender.id === state.me.id ? " mine" : "") +
+      (mentionsMe ? " mentions-me" : "") + (m.deleted ? " deleted" : ""),
     "data-seq": String(m.seq), "data-id": m.id,
-  }, messageMeta(m.sender, m.created_at, m.source), el("div", { class: "body", text: m.body }));
+  }, meta, m._editing && !m.deleted ? editorNode(m) : bodyNode(m), reactionsNode(m), actionsNode(m));
   if (threadLinks) {
     li.append(el("button", { type: "button", class: "thread-link", onclick: () => openThread(m.id) }));
   }
+  li._v = m._v;
   return li;
 }
 
 // messageNode returns the element of m in a view ("room", "parent",
 // "thread"), made once and then only updated: re-creating elements under
-// the pointer would lose clicks and text selections.
+// the pointer would lose clicks and text selections. A change to the
+// message (m._v: an update, the editor opened or closed) makes it again.
 function messageNode(m, view) {
   m._nodes ??= {};
   let node = m._nodes[view];
+  if (node && node._v !== m._v) {
+    const fresh = messageItem(m, { threadLinks: view === "room" });
+    node.replaceWith(fresh);
+    node = m._nodes[view] = fresh;
+  }
   if (!node) node = m._nodes[view] = messageItem(m, { threadLinks: view === "room" });
   const link = node.querySelector(".thread-link");
   if (link) {
@@ -593,7 +754,7 @@ function roomNode(r) {
   }
   const button = li.firstElementChild;
   const peerOn = !!(r.peer && r.onlineUsers.has(r.peer.id));
-  const key = [roomLabel(r), r.visibility, r.unread, peerOn, !!r.archived].join("\n");
+  const key = [roomLabel(r), r.visibility, r.unread, r.mentions, peerOn, !!r.archived].join("\n");
   if (button._key !== key) {
     button._key = key;
     const parts = [];
@@ -603,6 +764,7 @@ function roomNode(r) {
     parts.push(el("span", { class: "room-name", text: roomLabel(r) }));
     if (r.visibility === "private") parts.push(el("span", { class: "lock", title: "private", text: "private" }));
     if (r.archived) parts.push(el("span", { class: "archived", text: "archived" }));
+    if (r.mentions > 0) parts.push(el("span", { class: "mentions", "aria-label": `${r.mentions} mentions`, text: "@" + r.mentions }));
     if (r.unread > 0) parts.push(el("span", { class: "unread", "aria-label": `${r.unread} unread`, text: String(r.unread) }));
     button.replaceChildren(...parts);
   }
@@ -769,6 +931,67 @@ async function openThread(id) {
 
 // ---- forms ------------------------------------------------------------------
 
+/**
+ * setupCompletion offers the room's members whose username or display
+ * name starts with the word being typed after "@". Arrow keys move, Tab or
+ * Enter takes the choice, Escape closes. It returns the keydown handler,
+ * which reports whether it used the key.
+ */
+function setupCompletion(form, input, target) {
+  const list = el("ul", { class: "completions", role: "listbox", hidden: true });
+  form.append(list);
+  let choices = [], at = 0, start = -1;
+  const close = () => { list.hidden = true; choices = []; };
+  const choose = (u) => {
+    const end = input.selectionStart;
+    input.value = input.value.slice(0, start) + "@" + u.username + " " + input.value.slice(end);
+    const caret = start + u.username.length + 2;
+    input.setSelectionRange(caret, caret);
+    close();
+    input.dispatchEvent(new Event("input"));
+  };
+  const show = () => {
+    list.replaceChildren(...choices.map((u, i) => el("li", {
+      class: "completion" + (i === at ? " active" : ""), role: "option", "aria-selected": String(i === at),
+      "data-username": u.username,
+      onmousedown: (e) => { e.preventDefault(); choose(u); },
+    }, el("span", { class: "sender", text: u.display_name || u.username }), el("span", { class: "username", text: "@" + u.username }))));
+    list.hidden = choices.length === 0;
+  };
+  input.addEventListener("input", async () => {
+    let t = target();
+    if (!t || !/@[a-zA-Z0-9_.-]*$/.test(input.value.slice(0, input.selectionStart))) return close();
+    const members = await completionMembers(state.rooms.get(t.room));
+    // What is typed now, which may be more than when the members were asked for.
+    t = target();
+    const before = input.value.slice(0, input.selectionStart);
+    const m = /(^|[^a-zA-Z0-9_.@-])@([a-zA-Z0-9_.-]*)$/.exec(before);
+    if (!t || !m) return close();
+    start = before.length - m[2].length - 1;
+    const prefix = m[2].toLowerCase();
+    choices = members.filter((u) => u.id !== state.me.id &&
+      (u.username.startsWith(prefix) || (u.display_name || "").toLowerCase().startsWith(prefix))).slice(0, 6);
+    at = 0;
+    show();
+  });
+  input.addEventListener("blur", close);
+  return (e) => {
+    if (list.hidden || e.isComposing) return false;
+    if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+      at = (at + (e.key === "ArrowDown" ? 1 : choices.length - 1)) % choices.length;
+      show();
+    } else if (e.key === "Enter" || e.key === "Tab") {
+      choose(choices[at]);
+    } else if (e.key === "Escape") {
+      close();
+    } else {
+      return false;
+    }
+    e.preventDefault();
+    return true;
+  };
+}
+
 function setupComposer(form, input, count, button, target) {
   const update = () => {
     const n = charCount(input.value);
@@ -797,7 +1020,9 @@ function setupComposer(form, input, count, button, target) {
       if (state.socket.send({ type: "typing", room: t.room })) lastTypingSent.set(t.room, now);
     }
   });
+  const complete = setupCompletion(form, input, target);
   input.addEventListener("keydown", (e) => {
+    if (complete(e)) return;
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
       e.preventDefault();
       submit();

@@ -1,6 +1,6 @@
-// Package slacktest is a fake of the Slack Web API's chat.postMessage on
-// 127.0.0.1 for tests: point SLACK_API_URL at URL and read the posts with
-// Accepted. The skeleton (counting, scripted failures, holding, waiting) is
+// Package slacktest is a fake of the Slack Web API's chat.postMessage,
+// chat.update and chat.delete on 127.0.0.1 for tests: point SLACK_API_URL
+// at URL and read the calls with Accepted. The skeleton (counting, scripted failures, holding, waiting) is
 // fakeapi's; this package knows Slack's path, token and JSON.
 package slacktest
 
@@ -14,9 +14,12 @@ import (
 	"github.com/switchboard-chat/switchboard/internal/fakeapi"
 )
 
-// Post is one accepted chat.postMessage call.
+// Post is one accepted call: chat.postMessage (Method ""), or
+// chat.update or chat.delete of the post with timestamp TS.
 type Post struct {
+	Method                  string
 	Channel, Text, Username string
+	TS                      string
 }
 
 // Failure is a scripted answer: an HTTP status other than 200, or a 200
@@ -48,7 +51,8 @@ func (a *API) URL() string { return a.Server.URL() + "/api/" }
 
 func (a *API) serve(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
-	if r.URL.Path != "/api/chat.postMessage" {
+	method := strings.TrimPrefix(r.URL.Path, "/api/")
+	if method != "chat.postMessage" && method != "chat.update" && method != "chat.delete" {
 		_ = json.NewEncoder(w).Encode(map[string]any{"ok": false, "error": "unknown_method"})
 		return
 	}
@@ -76,9 +80,18 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := Post{Channel: r.PostForm.Get("channel"), Text: r.PostForm.Get("text"), Username: r.PostForm.Get("username")}
+	if method != "chat.postMessage" {
+		p.Method, p.TS = method, r.PostForm.Get("ts")
+		a.Accept(p)
+		_ = json.NewEncoder(w).Encode(map[string]any{"ok": true, "channel": p.Channel, "ts": p.TS, "text": p.Text})
+		return
+	}
 	n := a.Accept(p)
 	_ = json.NewEncoder(w).Encode(map[string]any{
-		"ok": true, "channel": p.Channel, "ts": fmt.Sprintf("1700000000.%06d", n),
+		"ok": true, "channel": p.Channel, "ts": TS(n),
 		"message": map[string]any{"text": p.Text, "username": p.Username, "bot_id": "B0FAKE"},
 	})
 }
+
+// TS is the timestamp the fake gives the nth call it accepted (from 1).
+func TS(n int) string { return fmt.Sprintf("1700000000.%06d", n) }
