@@ -107,9 +107,6 @@ func (s *Store) SaveMessage(ctx context.Context, nm chat.NewMessage) (msg chat.M
 		msg, err = findRepeat(ctx, s.db, c.rid, c.uid, c.clientID, nm.Source, c.externalID)
 		return msg, false, wrap("save message", err)
 	}
-	if isCode(c.err, archivedCode) {
-		return chat.Message{}, false, ErrArchived
-	}
 	if c.err != nil {
 		return chat.Message{}, false, wrap("save message", c.err)
 	}
@@ -134,6 +131,8 @@ func (s *Store) SaveMessage(ctx context.Context, nm chat.NewMessage) (msg chat.M
 		return chat.Message{}, false, chat.ErrNotFound
 	case "forbidden":
 		return chat.Message{}, false, chat.ErrForbidden
+	case "archived":
+		return chat.Message{}, false, ErrArchived
 	case "bad_parent":
 		return chat.Message{}, false, chat.Errorf(chat.CodeBadRequest, "parent_id names no message in this room")
 	case "nested":

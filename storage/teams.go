@@ -9,10 +9,6 @@ import (
 	"github.com/switchboard-chat/switchboard/chat"
 )
 
-// archivedCode is the SQLSTATE that room_archived's callers raise for a
-// write into an archived room (migration 00020).
-const archivedCode = "SB403"
-
 // ErrArchived answers a send, edit or reaction in an archived room.
 var ErrArchived = chat.Errorf(chat.CodeForbidden, "this room is archived: it is read-only")
 
