@@ -28,7 +28,7 @@ $do$;
 --   unchanged   nothing to change (a repeat): no event, no seq
 --   not_found / forbidden         the message is not there for the actor
 --   not_sender / not_moderator    the actor may not do that
---   archived    the room is archived: read-only
+--   archived    the room is archived: read-only (a moderator's delete excepted)
 --   deleted     the message is deleted: no edit or reaction
 --   too_many    a 21st distinct emoji
 -- and the message's state after the call; no row when there is no such
@@ -66,8 +66,10 @@ BEGIN
 
     IF NOT v_member THEN
         v_status := CASE WHEN v_visibility = 'public' THEN 'forbidden' ELSE 'not_found' END;
-    ELSIF room_archived(v_room) THEN
-        v_status := 'archived'; -- read-only (SPEC §14; room_archived: migration 00020)
+    ELSIF room_archived(v_room) AND NOT (p_action = 'delete' AND can_moderate(v_room, p_actor)) THEN
+        -- Read-only (SPEC §14; room_archived: migration 00020), but its
+        -- owner and admins may still delete.
+        v_status := 'archived';
     ELSIF p_action = 'edit' THEN
         v_kind := 'edit';
         IF v_sender <> p_actor THEN

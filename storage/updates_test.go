@@ -155,19 +155,27 @@ func TestUpdatePermissionsAndConflicts(t *testing.T) {
 	refuse(chat.Update{Action: chat.ActionReact, MessageID: byAlice.ID, UserID: bob.ID, Emoji: ":one-more:"}, chat.CodeConflict)
 	require.Equal(t, before, b.lastSeq(t, room.ID), "a refusal stores no event")
 
-	// An archived room is read-only (SPEC §14): no change at all.
+	// An archived room is read-only (SPEC §14): no edit, reaction, or
+	// delete by a member, even of their own message; its owner may still
+	// delete.
+	bobsLast := b.send(t, room.ID, bob.ID, "bob's last")
+	before = b.lastSeq(t, room.ID)
 	_, err = b.store.Archive(b.ctx, alice.ID, room.ID)
 	require.NoError(t, err)
 	for _, u := range []chat.Update{
 		{Action: chat.ActionEdit, MessageID: byAlice.ID, UserID: alice.ID, Body: "late"},
-		{Action: chat.ActionDelete, MessageID: byAlice.ID, UserID: alice.ID},
 		{Action: chat.ActionUnreact, MessageID: byAlice.ID, UserID: bob.ID, Emoji: ":e0:"},
+		{Action: chat.ActionDelete, MessageID: bobsLast.ID, UserID: bob.ID},
 	} {
 		require.NoError(t, u.Validate())
 		_, _, err := b.store.UpdateMessage(b.ctx, u)
 		require.ErrorIs(t, err, storage.ErrArchived)
 	}
 	require.Equal(t, before, b.lastSeq(t, room.ID))
+	ev, changed := b.update(t, chat.Update{Action: chat.ActionDelete, MessageID: bobsLast.ID, UserID: alice.ID})
+	require.True(t, changed, "the owner deletes in an archived room")
+	require.True(t, ev.Message.Deleted)
+	require.Equal(t, before+1, b.lastSeq(t, room.ID))
 }
 
 func TestMentionsAndUnreadCounts(t *testing.T) {
