@@ -79,10 +79,13 @@ func (s *testServer) me(t *testing.T, u testUser) apiProfile {
 // or not).
 func (s *testServer) codeMade(t *testing.T, u testUser) {
 	t.Helper()
+	// Settled, not only claimed: marking the code sent sets its expiry
+	// again, which would undo a test's change made between the two.
 	eventually(t, "the code job ran", func() bool {
 		var made bool
 		err := s.node.pool.QueryRow(t.Context(), `
-			SELECT code_hash IS NOT NULL FROM phone_codes WHERE user_id = $1::bigint ORDER BY id DESC LIMIT 1`, u.ID).Scan(&made)
+			SELECT code_hash IS NOT NULL AND claimed_until IS NULL FROM phone_codes
+			 WHERE user_id = $1::bigint ORDER BY id DESC LIMIT 1`, u.ID).Scan(&made)
 		return err == nil && made
 	})
 }
