@@ -37,7 +37,11 @@ func tokenExpiry(t *testing.T, token string) time.Time {
 // unless the client sent a fresh one of the same user in an auth frame.
 func TestSocketTokenExpiry(t *testing.T) {
 	t.Parallel()
-	s := apitest.NewNode(t, apitest.Options{AccessTTL: 2 * time.Second})
+	// Tokens carry whole seconds, so one lives between ttl-1s and ttl; a
+	// re-auth every ttl/2 then has a second or more to spare on a busy
+	// machine, and three of them outlive the first token.
+	const ttl = 4 * time.Second
+	s := apitest.NewNode(t, apitest.Options{AccessTTL: ttl})
 	alice, mallory := s.Register(t, "alice"), s.Register(t, "mallory")
 	s.CreateRoom(t, alice, chat.Private)
 
@@ -46,7 +50,7 @@ func TestSocketTokenExpiry(t *testing.T) {
 		u := s.Login(t, alice.Username, apitest.Password)
 		exp := tokenExpiry(t, u.Token)
 		c := s.SubscribedClient(t, u, 1)
-		objs, code := apitest.DrainUntilClosed(t, c, 5*time.Second)
+		objs, code := apitest.DrainUntilClosed(t, c, ttl+3*time.Second)
 		require.Equal(t, websocket.StatusCode(4401), code)
 		require.WithinDuration(t, exp, time.Now(), 500*time.Millisecond, "closed when the token expires")
 		require.NotEmpty(t, objs)
@@ -57,8 +61,8 @@ func TestSocketTokenExpiry(t *testing.T) {
 		t.Parallel()
 		u := s.Login(t, alice.Username, apitest.Password)
 		c := s.SubscribedClient(t, u, 1)
-		for range 3 { // three lifetimes of a token
-			time.Sleep(time.Second)
+		for range 3 { // longer than a token lives
+			time.Sleep(ttl / 2)
 			r := s.Refresh(t, u)
 			require.Equal(t, http.StatusOK, r.Status, "%s", r.Raw)
 			u.Token, u.Refresh = r.Body["access_token"].(string), r.Body["refresh_token"].(string)
@@ -66,7 +70,7 @@ func TestSocketTokenExpiry(t *testing.T) {
 			authed := c.NextOf("authed", "subscribed")
 			require.Equal(t, "re", authed["id"])
 			expires := apitest.RequireUTCTime(t, authed["expires_at"].(string))
-			require.WithinDuration(t, time.Now().Add(2*time.Second), expires, 1500*time.Millisecond)
+			require.WithinDuration(t, time.Now().Add(ttl), expires, 1500*time.Millisecond)
 		}
 		apitest.RequireOpen(t, c)
 	})
