@@ -8,16 +8,23 @@
 -- idempotent repeat of a message stored before the archive still answers
 -- with that message. The trigger goes; room_archived stays for
 -- update_message (00012).
+--
+-- It also answers each created message's mentions (set by the
+-- messages_mentions_insert trigger, 00011, before the INSERT returns), so
+-- that a message naming someone costs no second read. A new column of the
+-- answer changes the function's type: it is dropped and made again.
 DROP TRIGGER messages_writable ON messages;
 DROP FUNCTION messages_check_writable();
 
+DROP FUNCTION save_messages(bigint[], bigint[], text[], bigint[], text[], text[], text[], boolean, boolean);
+
 -- +goose StatementBegin
-CREATE OR REPLACE FUNCTION save_messages(
+CREATE FUNCTION save_messages(
     p_rooms bigint[], p_senders bigint[], p_bodies text[], p_parents bigint[], p_sources text[],
     p_client_ids text[], p_external_ids text[], p_outbox_slack boolean, p_outbox_sms boolean)
 RETURNS TABLE (ord bigint, status text, id bigint, room_id bigint, seq bigint, sender_id bigint, username text,
                display_name text, body text, parent_id bigint, reply_count integer, source text,
-               client_id text, created_at timestamptz)
+               client_id text, created_at timestamptz, mentions bigint[])
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $fn$
 #variable_conflict use_column
 DECLARE
@@ -82,11 +89,11 @@ BEGIN
         INSERT INTO messages AS m (room_id, seq, sender_id, body, parent_id, source, client_id, external_id)
         SELECT n.room, n.new_seq, n.sender, n.body, n.parent, n.source, n.client_id, n.external_id
           FROM numbered n ORDER BY n.room, n.new_seq
-        RETURNING m.id, m.room_id, m.seq, m.created_at
+        RETURNING m.id, m.room_id, m.seq, m.created_at, m.mentions
     ),
     created AS (
         SELECT n.ord, ins.id, n.room, n.new_seq AS seq, n.sender, n.body, n.parent, n.source, n.client_id,
-               n.external_id, ins.created_at, n.bridged
+               n.external_id, ins.created_at, ins.mentions, n.bridged
           FROM numbered n JOIN inserted ins ON ins.room_id = n.room AND ins.seq = n.new_seq
     ),
     -- (The modifying statements run to completion whether or not their
@@ -123,10 +130,11 @@ BEGIN
     -- a repeat of a stored message, or a refusal.
     answer AS (
         SELECT i.ord, 'created' AS status, c.id, c.room, c.seq, c.sender, c.body, c.parent, 0 AS reply_count,
-               c.source, c.client_id, c.created_at
+               c.source, c.client_id, c.created_at, c.mentions
           FROM input i JOIN created c ON c.ord = i.ord
         UNION ALL
-        SELECT i.ord, 'repeat', c.id, c.room, c.seq, c.sender, c.body, c.parent, 0, c.source, c.client_id, c.created_at
+        SELECT i.ord, 'repeat', c.id, c.room, c.seq, c.sender, c.body, c.parent, 0, c.source, c.client_id, c.created_at,
+               c.mentions
           FROM input i CROSS JOIN LATERAL (
                  SELECT * FROM created c
                   WHERE c.ord < i.ord
@@ -136,15 +144,15 @@ BEGIN
          WHERE i.status = 'new' AND NOT EXISTS (SELECT 1 FROM created f WHERE f.ord = i.ord)
         UNION ALL
         SELECT i.ord, 'repeat', x.id, x.room_id, x.seq, x.sender_id, x.body, x.parent_id, x.reply_count,
-               x.source, x.client_id, x.created_at
+               x.source, x.client_id, x.created_at, x.mentions
           FROM input i JOIN messages x ON x.id = i.repeat
          WHERE i.status = 'repeat'
         UNION ALL
-        SELECT i.ord, i.status, 0, 0, 0, 0, '', NULL, 0, '', NULL, now()
+        SELECT i.ord, i.status, 0, 0, 0, 0, '', NULL, 0, '', NULL, now(), NULL
           FROM input i WHERE i.status NOT IN ('new', 'repeat')
     )
     SELECT a.ord, a.status, a.id, a.room, a.seq, a.sender, COALESCE(u.username, ''), COALESCE(u.display_name, ''),
-           a.body, a.parent, a.reply_count, a.source, a.client_id, a.created_at
+           a.body, a.parent, a.reply_count, a.source, a.client_id, a.created_at, a.mentions
       FROM answer a LEFT JOIN users u ON u.id = a.sender
      ORDER BY a.ord;
 END
@@ -166,8 +174,10 @@ $t$;
 CREATE TRIGGER messages_writable BEFORE INSERT ON messages
     FOR EACH ROW EXECUTE FUNCTION messages_check_writable();
 
+DROP FUNCTION save_messages(bigint[], bigint[], text[], bigint[], text[], text[], text[], boolean, boolean);
+
 -- +goose StatementBegin
-CREATE OR REPLACE FUNCTION save_messages(
+CREATE FUNCTION save_messages(
     p_rooms bigint[], p_senders bigint[], p_bodies text[], p_parents bigint[], p_sources text[],
     p_client_ids text[], p_external_ids text[], p_outbox_slack boolean, p_outbox_sms boolean)
 RETURNS TABLE (ord bigint, status text, id bigint, room_id bigint, seq bigint, sender_id bigint, username text,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -112,16 +111,6 @@ func (s *Store) SaveMessage(ctx context.Context, nm chat.NewMessage) (msg chat.M
 	}
 	switch c.status {
 	case "created":
-		if strings.Contains(c.msg.Body, "@") {
-			// A trigger found the mentions (migration 00011); only a body
-			// that can mention anyone costs this read.
-			var ids []int64
-			err := s.db.QueryRow(ctx, `SELECT mentions FROM messages WHERE id = $1`, c.msgID()).Scan(&ids)
-			if err != nil {
-				return chat.Message{}, false, wrap("save message: mentions", err)
-			}
-			c.msg.Mentions = formatIDs(ids)
-		}
 		return c.msg, true, nil
 	case "repeat":
 		// The first message as it is now: it may have changed since.

@@ -46,12 +46,6 @@ type saveCall struct {
 	done   chan struct{}
 }
 
-// msgID is the key of the message the call stored or repeats.
-func (c *saveCall) msgID() int64 {
-	id, _ := chat.ParseID(c.msg.ID)
-	return id
-}
-
 func newSaveCall(nm chat.NewMessage) (*saveCall, error) {
 	rid, err := parseID(nm.RoomID)
 	if err != nil {
@@ -160,7 +154,7 @@ func (s *Store) saveTogether(ctx context.Context, calls []*saveCall) error {
 		var ord int64
 		var status string
 		var x messageScan
-		if err := rows.Scan(append([]any{&ord, &status}, x.saved()...)...); err != nil {
+		if err := rows.Scan(append(append([]any{&ord, &status}, x.saved()...), &x.mentions)...); err != nil {
 			return err
 		}
 		m := x.message()
