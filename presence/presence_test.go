@@ -248,7 +248,10 @@ func TestOnACluster(t *testing.T) {
 	cluster := redistopo.StartCluster(t)
 	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cluster.Addrs()})
 	t.Cleanup(func() { _ = client.Close() })
-	p, err := presence.New(presence.Config{Redis: client, Prefix: brokertest.Prefix(), TTL: 500 * time.Millisecond})
+	// Long enough for 200 connects on a busy machine before the first
+	// entries would expire; the sweep below waits it out.
+	const ttl = 3 * time.Second
+	p, err := presence.New(presence.Config{Redis: client, Prefix: brokertest.Prefix(), TTL: ttl})
 	require.NoError(t, err)
 	ctx := t.Context()
 
@@ -278,7 +281,7 @@ func TestOnACluster(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, offline)
 	}
-	time.Sleep(600 * time.Millisecond) // the other half expire
+	time.Sleep(ttl + 200*time.Millisecond) // the other half expire
 	gone, err := p.Sweep(ctx)
 	require.NoError(t, err)
 	require.ElementsMatch(t, users[100:], gone)
