@@ -5,3 +5,6 @@ const (
 	SearchSQL    = searchSQL
 	FindUsersSQL = findUsersSQL
 )
+
+// RoomQueries is roomQueries, for its test.
+var RoomQueries = roomQueries

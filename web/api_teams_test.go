@@ -500,6 +500,10 @@ func TestAPISearch(t *testing.T) {
 		require.Equal(t, []string{"Café " + w + " crème"}, bodies(s.search(t, b.bob, q("CAFE "+w))),
 			"case and accents do not matter")
 		require.Empty(t, bodies(s.search(t, b.bob, q("-"+w))))
+		require.ElementsMatch(t, []string{x + " then " + w, "only " + w, "Café " + w + " crème"},
+			bodies(s.search(t, b.bob, q(w+` -"`+w+" and "+x+`"`))), "an excluded phrase leaves its words apart")
+		require.ElementsMatch(t, []string{w + " and " + x + " together", x + " then " + w},
+			bodies(s.search(t, b.bob, q(x+" or "+apitest.Unique("absent")))), "or")
 		hit := s.search(t, b.bob, q(w+" "+x)).Results[0]
 		require.Equal(t, b.room, hit.Room.ID)
 		require.NotNil(t, hit.Room.Name)
