@@ -1,5 +1,11 @@
 package storage
 
+import (
+	"context"
+
+	"github.com/switchboard-chat/switchboard/chat"
+)
+
 // The queries whose plans the tests check (search_scale_test.go).
 const (
 	SearchSQL    = searchSQL
@@ -8,3 +14,24 @@ const (
 
 // RoomQueries is roomQueries, for its test.
 var RoomQueries = roomQueries
+
+// SaveBatch stores nms as one group-commit batch, as when they all arrive
+// while another batch is being saved, and returns each one's status.
+func (s *Store) SaveBatch(ctx context.Context, nms []chat.NewMessage) ([]string, error) {
+	calls := make([]*saveCall, len(nms))
+	for i, nm := range nms {
+		c, err := newSaveCall(nm)
+		if err != nil {
+			return nil, err
+		}
+		calls[i] = c
+	}
+	if err := s.saveTogether(ctx, calls); err != nil {
+		return nil, err
+	}
+	statuses := make([]string, len(calls))
+	for i, c := range calls {
+		statuses[i] = c.status
+	}
+	return statuses, nil
+}
