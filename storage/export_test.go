@@ -16,22 +16,23 @@ const (
 var RoomQueries = roomQueries
 
 // SaveBatch stores nms as one group-commit batch, as when they all arrive
-// while another batch is being saved, and returns each one's status.
-func (s *Store) SaveBatch(ctx context.Context, nms []chat.NewMessage) ([]string, error) {
+// while another batch is being saved, and returns each one's status and
+// message (created or repeated).
+func (s *Store) SaveBatch(ctx context.Context, nms []chat.NewMessage) ([]string, []chat.Message, error) {
 	calls := make([]*saveCall, len(nms))
 	for i, nm := range nms {
 		c, err := newSaveCall(nm)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		calls[i] = c
 	}
 	if err := s.saveTogether(ctx, calls); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	statuses := make([]string, len(calls))
+	statuses, msgs := make([]string, len(calls)), make([]chat.Message, len(calls))
 	for i, c := range calls {
-		statuses[i] = c.status
+		statuses[i], msgs[i] = c.status, c.msg
 	}
-	return statuses, nil
+	return statuses, msgs, nil
 }

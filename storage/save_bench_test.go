@@ -44,7 +44,7 @@ func BenchmarkSaveBatch(b *testing.B) {
 			cpu0, cpuOK := backendCPU(pid)
 			start := time.Now()
 			for b.Loop() {
-				statuses, err := store.SaveBatch(bundle.ctx, batch)
+				statuses, _, err := store.SaveBatch(bundle.ctx, batch)
 				require.NoError(b, err)
 				require.Equal(b, "created", statuses[size-1])
 			}

@@ -1,0 +1,307 @@
+-- +goose Up
+-- save_messages's plans no longer depend on the tables' statistics. Its
+-- statements are planned once per connection (a generic plan, 00008), so
+-- a connection that first saved while messages was small (a new database,
+-- or before autovacuum's first ANALYZE) kept plans made for an empty
+-- table: a hash join reading every message for the parent check, and the
+-- idempotency look-up by (room_id, created_at) reading all of the room's
+-- messages. Each batch then cost more as the table grew (40 ms for a
+-- batch of 8 once 64,000 messages were stored, against 0.7 ms with
+-- statistics), until an ANALYZE replanned it. Every look-up of one row by
+-- key is now a LATERAL subquery with LIMIT 1, which the planner cannot
+-- turn into a join over the whole table, and the idempotency look-up is
+-- two of them, one per unique index (client_id, external id), instead of
+-- one with OR. What the function does and answers is unchanged.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION save_messages(
+    p_rooms bigint[], p_senders bigint[], p_bodies text[], p_parents bigint[], p_sources text[],
+    p_client_ids text[], p_external_ids text[], p_outbox_slack boolean, p_outbox_sms boolean)
+RETURNS TABLE (ord bigint, status text, id bigint, room_id bigint, seq bigint, sender_id bigint, username text,
+               display_name text, body text, parent_id bigint, reply_count integer, source text,
+               client_id text, created_at timestamptz, mentions bigint[])
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $fn$
+#variable_conflict use_column
+DECLARE
+    v_status text[];
+    v_repeat bigint[];
+BEGIN
+    -- The rooms' row locks first, in id order as every batch takes them:
+    -- every other insert into these rooms waits here, which makes the
+    -- idempotency look-up race-free and commits come in seq order.
+    PERFORM 1 FROM rooms r WHERE r.id = ANY (p_rooms) ORDER BY r.id FOR UPDATE;
+
+    -- The checks, in a statement of its own so that its snapshot, taken
+    -- after the locks, sees what a batch that held them committed.
+    SELECT array_agg(c.status ORDER BY c.ord), array_agg(c.repeat ORDER BY c.ord) INTO v_status, v_repeat
+      FROM (SELECT i.ord,
+                   CASE
+                     WHEN r.id IS NULL OR (m.user_id IS NULL AND r.visibility <> 'public') THEN 'not_found'
+                     WHEN m.user_id IS NULL THEN 'forbidden'
+                     WHEN COALESCE(rc.id, rx.id) IS NOT NULL THEN 'repeat'
+                     WHEN r.archived_at IS NOT NULL THEN 'archived'
+                     WHEN i.parent IS NOT NULL AND (pm.id IS NULL OR pm.room_id <> i.room) THEN 'bad_parent'
+                     WHEN i.parent IS NOT NULL AND pm.parent_id IS NOT NULL THEN 'nested'
+                     ELSE 'new'
+                   END AS status,
+                   COALESCE(rc.id, rx.id) AS repeat
+              FROM unnest(p_rooms, p_senders, p_parents, p_sources, p_client_ids, p_external_ids)
+                   WITH ORDINALITY AS i (room, sender, parent, source, client_id, external_id, ord)
+              LEFT JOIN LATERAL (
+                    SELECT r.id, r.visibility, r.archived_at FROM rooms r WHERE r.id = i.room LIMIT 1) r ON true
+              LEFT JOIN LATERAL (
+                    SELECT m.user_id FROM room_members m WHERE m.room_id = i.room AND m.user_id = i.sender LIMIT 1) m ON true
+              LEFT JOIN LATERAL (
+                    SELECT x.id FROM messages x
+                     WHERE x.room_id = i.room AND x.sender_id = i.sender AND x.client_id = i.client_id LIMIT 1) rc ON true
+              LEFT JOIN LATERAL (
+                    SELECT x.id FROM messages x WHERE x.source = i.source AND x.external_id = i.external_id LIMIT 1) rx ON true
+              LEFT JOIN LATERAL (
+                    SELECT pm.id, pm.room_id, pm.parent_id FROM messages pm WHERE pm.id = i.parent LIMIT 1) pm ON true) c;
+
+    RETURN QUERY
+    WITH input AS (
+        SELECT i.*, v_status[i.ord] AS status, v_repeat[i.ord] AS repeat
+          FROM unnest(p_rooms, p_senders, p_bodies, p_parents, p_sources, p_client_ids, p_external_ids)
+               WITH ORDINALITY AS i (room, sender, body, parent, source, client_id, external_id, ord)
+    ),
+    -- A client_id or external id twice in the batch: the first is stored,
+    -- the later ones repeat it.
+    firsts AS (
+        SELECT i.* FROM input i
+         WHERE i.status = 'new'
+           AND NOT EXISTS (
+                 SELECT 1 FROM input j
+                  WHERE j.status = 'new' AND j.ord < i.ord
+                    AND ((i.client_id IS NOT NULL AND j.room = i.room AND j.sender = i.sender AND j.client_id = i.client_id)
+                      OR (i.external_id IS NOT NULL AND j.source = i.source AND j.external_id = i.external_id)))
+    ),
+    numbered AS (
+        SELECT f.*, r.last_seq + row_number() OVER (PARTITION BY f.room ORDER BY f.ord) AS new_seq, r.bridged
+          FROM firsts f
+          JOIN LATERAL (
+                SELECT r.last_seq, r.slack_channel_id IS NOT NULL AS bridged FROM rooms r WHERE r.id = f.room LIMIT 1) r ON true
+    ),
+    -- created_at (clock_timestamp) is taken row by row in this order, so
+    -- it grows with seq in each room.
+    inserted AS (
+        INSERT INTO messages AS m (room_id, seq, sender_id, body, parent_id, source, client_id, external_id)
+        SELECT n.room, n.new_seq, n.sender, n.body, n.parent, n.source, n.client_id, n.external_id
+          FROM numbered n ORDER BY n.room, n.new_seq
+        RETURNING m.id, m.room_id, m.seq, m.created_at, m.mentions
+    ),
+    created AS (
+        SELECT n.ord, ins.id, n.room, n.new_seq AS seq, n.sender, n.body, n.parent, n.source, n.client_id,
+               n.external_id, ins.created_at, ins.mentions, n.bridged
+          FROM numbered n JOIN inserted ins ON ins.room_id = n.room AND ins.seq = n.new_seq
+    ),
+    -- (The modifying statements run to completion whether or not their
+    -- output is read.)
+    rooms_bumped AS (
+        UPDATE rooms r SET last_seq = r.last_seq + c.n
+          FROM (SELECT room, count(*) AS n FROM created GROUP BY room) c
+         WHERE r.id = c.room
+    ),
+    parents_bumped AS (
+        UPDATE messages p SET reply_count = p.reply_count + c.n
+          FROM (SELECT parent, count(*) AS n FROM created WHERE parent IS NOT NULL GROUP BY parent) c
+         WHERE p.id = c.parent
+    ),
+    -- Posting marks the room read up to one's own message and makes it the
+    -- sender's most recently active room.
+    cursors_moved AS (
+        UPDATE room_members rm SET last_active_at = now(), read_seq = GREATEST(rm.read_seq, c.seq)
+          FROM (SELECT room, sender, max(seq) AS seq FROM created GROUP BY room, sender) c
+         WHERE rm.room_id = c.room AND rm.user_id = c.sender
+    ),
+    -- The outbox (storage.Outbox): a Slack post for a bridged room, unless
+    -- the message came from Slack; an SMS check when another member wants
+    -- SMS and has a verified number.
+    outboxed AS (
+        INSERT INTO outbox (message_id)
+        SELECT c.id FROM created c
+         WHERE (p_outbox_slack AND c.source <> 'slack' AND c.bridged)
+            OR (p_outbox_sms AND EXISTS (
+                  SELECT 1 FROM room_members rm JOIN users u ON u.id = rm.user_id
+                   WHERE rm.room_id = c.room AND rm.user_id <> c.sender AND u.sms_notify AND u.phone_verified))
+    ),
+    -- Every message's answer: created, the first of a repeat in the batch,
+    -- a repeat of a stored message, or a refusal.
+    answer AS (
+        SELECT i.ord, 'created' AS status, c.id, c.room, c.seq, c.sender, c.body, c.parent, 0 AS reply_count,
+               c.source, c.client_id, c.created_at, c.mentions
+          FROM input i JOIN created c ON c.ord = i.ord
+        UNION ALL
+        SELECT i.ord, 'repeat', c.id, c.room, c.seq, c.sender, c.body, c.parent, 0, c.source, c.client_id, c.created_at,
+               c.mentions
+          FROM input i CROSS JOIN LATERAL (
+                 SELECT * FROM created c
+                  WHERE c.ord < i.ord
+                    AND ((i.client_id IS NOT NULL AND c.room = i.room AND c.sender = i.sender AND c.client_id = i.client_id)
+                      OR (i.external_id IS NOT NULL AND c.source = i.source AND c.external_id = i.external_id))
+                  ORDER BY c.ord LIMIT 1) c
+         WHERE i.status = 'new' AND NOT EXISTS (SELECT 1 FROM created f WHERE f.ord = i.ord)
+        UNION ALL
+        SELECT i.ord, 'repeat', x.id, x.room_id, x.seq, x.sender_id, x.body, x.parent_id, x.reply_count,
+               x.source, x.client_id, x.created_at, x.mentions
+          FROM input i
+          JOIN LATERAL (
+                SELECT x.id, x.room_id, x.seq, x.sender_id, x.body, x.parent_id, x.reply_count, x.source, x.client_id,
+                       x.created_at, x.mentions
+                  FROM messages x WHERE x.id = i.repeat LIMIT 1) x ON true
+         WHERE i.status = 'repeat'
+        UNION ALL
+        SELECT i.ord, i.status, 0, 0, 0, 0, '', NULL, 0, '', NULL, now(), NULL
+          FROM input i WHERE i.status NOT IN ('new', 'repeat')
+    )
+    SELECT a.ord, a.status, a.id, a.room, a.seq, a.sender, COALESCE(u.username, ''), COALESCE(u.display_name, ''),
+           a.body, a.parent, a.reply_count, a.source, a.client_id, a.created_at, a.mentions
+      FROM answer a
+      LEFT JOIN LATERAL (SELECT u.username, u.display_name FROM users u WHERE u.id = a.sender LIMIT 1) u ON true
+     ORDER BY a.ord;
+END
+$fn$;
+-- +goose StatementEnd
+
+
+-- +goose Down
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION save_messages(
+    p_rooms bigint[], p_senders bigint[], p_bodies text[], p_parents bigint[], p_sources text[],
+    p_client_ids text[], p_external_ids text[], p_outbox_slack boolean, p_outbox_sms boolean)
+RETURNS TABLE (ord bigint, status text, id bigint, room_id bigint, seq bigint, sender_id bigint, username text,
+               display_name text, body text, parent_id bigint, reply_count integer, source text,
+               client_id text, created_at timestamptz, mentions bigint[])
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $fn$
+#variable_conflict use_column
+DECLARE
+    v_status text[];
+    v_repeat bigint[];
+BEGIN
+    -- The rooms' row locks first, in id order as every batch takes them:
+    -- every other insert into these rooms waits here, which makes the
+    -- idempotency look-up race-free and commits come in seq order.
+    PERFORM 1 FROM rooms r WHERE r.id = ANY (p_rooms) ORDER BY r.id FOR UPDATE;
+
+    -- The checks, in a statement of its own so that its snapshot, taken
+    -- after the locks, sees what a batch that held them committed.
+    SELECT array_agg(c.status ORDER BY c.ord), array_agg(c.repeat ORDER BY c.ord) INTO v_status, v_repeat
+      FROM (SELECT i.ord,
+                   CASE
+                     WHEN r.id IS NULL OR (m.user_id IS NULL AND r.visibility <> 'public') THEN 'not_found'
+                     WHEN m.user_id IS NULL THEN 'forbidden'
+                     WHEN rep.id IS NOT NULL THEN 'repeat'
+                     WHEN r.archived_at IS NOT NULL THEN 'archived'
+                     WHEN i.parent IS NOT NULL AND (pm.id IS NULL OR pm.room_id <> i.room) THEN 'bad_parent'
+                     WHEN i.parent IS NOT NULL AND pm.parent_id IS NOT NULL THEN 'nested'
+                     ELSE 'new'
+                   END AS status,
+                   rep.id AS repeat
+              FROM unnest(p_rooms, p_senders, p_parents, p_sources, p_client_ids, p_external_ids)
+                   WITH ORDINALITY AS i (room, sender, parent, source, client_id, external_id, ord)
+              LEFT JOIN rooms r ON r.id = i.room
+              LEFT JOIN room_members m ON m.room_id = i.room AND m.user_id = i.sender
+              LEFT JOIN LATERAL (
+                    SELECT x.id FROM messages x
+                     WHERE (i.client_id IS NOT NULL AND x.room_id = i.room AND x.sender_id = i.sender AND x.client_id = i.client_id)
+                        OR (i.external_id IS NOT NULL AND x.source = i.source AND x.external_id = i.external_id)
+                     LIMIT 1) rep ON true
+              LEFT JOIN messages pm ON pm.id = i.parent) c;
+
+    RETURN QUERY
+    WITH input AS (
+        SELECT i.*, v_status[i.ord] AS status, v_repeat[i.ord] AS repeat
+          FROM unnest(p_rooms, p_senders, p_bodies, p_parents, p_sources, p_client_ids, p_external_ids)
+               WITH ORDINALITY AS i (room, sender, body, parent, source, client_id, external_id, ord)
+    ),
+    -- A client_id or external id twice in the batch: the first is stored,
+    -- the later ones repeat it.
+    firsts AS (
+        SELECT i.* FROM input i
+         WHERE i.status = 'new'
+           AND NOT EXISTS (
+                 SELECT 1 FROM input j
+                  WHERE j.status = 'new' AND j.ord < i.ord
+                    AND ((i.client_id IS NOT NULL AND j.room = i.room AND j.sender = i.sender AND j.client_id = i.client_id)
+                      OR (i.external_id IS NOT NULL AND j.source = i.source AND j.external_id = i.external_id)))
+    ),
+    numbered AS (
+        SELECT f.*, r.last_seq + row_number() OVER (PARTITION BY f.room ORDER BY f.ord) AS new_seq,
+               r.slack_channel_id IS NOT NULL AS bridged
+          FROM firsts f JOIN rooms r ON r.id = f.room
+    ),
+    -- created_at (clock_timestamp) is taken row by row in this order, so
+    -- it grows with seq in each room.
+    inserted AS (
+        INSERT INTO messages AS m (room_id, seq, sender_id, body, parent_id, source, client_id, external_id)
+        SELECT n.room, n.new_seq, n.sender, n.body, n.parent, n.source, n.client_id, n.external_id
+          FROM numbered n ORDER BY n.room, n.new_seq
+        RETURNING m.id, m.room_id, m.seq, m.created_at, m.mentions
+    ),
+    created AS (
+        SELECT n.ord, ins.id, n.room, n.new_seq AS seq, n.sender, n.body, n.parent, n.source, n.client_id,
+               n.external_id, ins.created_at, ins.mentions, n.bridged
+          FROM numbered n JOIN inserted ins ON ins.room_id = n.room AND ins.seq = n.new_seq
+    ),
+    -- (The modifying statements run to completion whether or not their
+    -- output is read.)
+    rooms_bumped AS (
+        UPDATE rooms r SET last_seq = r.last_seq + c.n
+          FROM (SELECT room, count(*) AS n FROM created GROUP BY room) c
+         WHERE r.id = c.room
+    ),
+    parents_bumped AS (
+        UPDATE messages p SET reply_count = p.reply_count + c.n
+          FROM (SELECT parent, count(*) AS n FROM created WHERE parent IS NOT NULL GROUP BY parent) c
+         WHERE p.id = c.parent
+    ),
+    -- Posting marks the room read up to one's own message and makes it the
+    -- sender's most recently active room.
+    cursors_moved AS (
+        UPDATE room_members rm SET last_active_at = now(), read_seq = GREATEST(rm.read_seq, c.seq)
+          FROM (SELECT room, sender, max(seq) AS seq FROM created GROUP BY room, sender) c
+         WHERE rm.room_id = c.room AND rm.user_id = c.sender
+    ),
+    -- The outbox (storage.Outbox): a Slack post for a bridged room, unless
+    -- the message came from Slack; an SMS check when another member wants
+    -- SMS and has a verified number.
+    outboxed AS (
+        INSERT INTO outbox (message_id)
+        SELECT c.id FROM created c
+         WHERE (p_outbox_slack AND c.source <> 'slack' AND c.bridged)
+            OR (p_outbox_sms AND EXISTS (
+                  SELECT 1 FROM room_members rm JOIN users u ON u.id = rm.user_id
+                   WHERE rm.room_id = c.room AND rm.user_id <> c.sender AND u.sms_notify AND u.phone_verified))
+    ),
+    -- Every message's answer: created, the first of a repeat in the batch,
+    -- a repeat of a stored message, or a refusal.
+    answer AS (
+        SELECT i.ord, 'created' AS status, c.id, c.room, c.seq, c.sender, c.body, c.parent, 0 AS reply_count,
+               c.source, c.client_id, c.created_at, c.mentions
+          FROM input i JOIN created c ON c.ord = i.ord
+        UNION ALL
+        SELECT i.ord, 'repeat', c.id, c.room, c.seq, c.sender, c.body, c.parent, 0, c.source, c.client_id, c.created_at,
+               c.mentions
+          FROM input i CROSS JOIN LATERAL (
+                 SELECT * FROM created c
+                  WHERE c.ord < i.ord
+                    AND ((i.client_id IS NOT NULL AND c.room = i.room AND c.sender = i.sender AND c.client_id = i.client_id)
+                      OR (i.external_id IS NOT NULL AND c.source = i.source AND c.external_id = i.external_id))
+                  ORDER BY c.ord LIMIT 1) c
+         WHERE i.status = 'new' AND NOT EXISTS (SELECT 1 FROM created f WHERE f.ord = i.ord)
+        UNION ALL
+        SELECT i.ord, 'repeat', x.id, x.room_id, x.seq, x.sender_id, x.body, x.parent_id, x.reply_count,
+               x.source, x.client_id, x.created_at, x.mentions
+          FROM input i JOIN messages x ON x.id = i.repeat
+         WHERE i.status = 'repeat'
+        UNION ALL
+        SELECT i.ord, i.status, 0, 0, 0, 0, '', NULL, 0, '', NULL, now(), NULL
+          FROM input i WHERE i.status NOT IN ('new', 'repeat')
+    )
+    SELECT a.ord, a.status, a.id, a.room, a.seq, a.sender, COALESCE(u.username, ''), COALESCE(u.display_name, ''),
+           a.body, a.parent, a.reply_count, a.source, a.client_id, a.created_at, a.mentions
+      FROM answer a LEFT JOIN users u ON u.id = a.sender
+     ORDER BY a.ord;
+END
+$fn$;
+-- +goose StatementEnd
+
