@@ -1,17 +1,24 @@
 -- +goose Up
 -- save_messages's plans no longer depend on the tables' statistics. Its
--- statements are planned once per connection (a generic plan, 00008), so
--- a connection that first saved while messages was small (a new database,
--- or before autovacuum's first ANALYZE) kept plans made for an empty
--- table: a hash join reading every message for the parent check, and the
--- idempotency look-up by (room_id, created_at) reading all of the room's
--- messages. Each batch then cost more as the table grew (40 ms for a
--- batch of 8 once 64,000 messages were stored, against 0.7 ms with
--- statistics), until an ANALYZE replanned it. Every look-up of one row by
--- key is now a LATERAL subquery with LIMIT 1, which the planner cannot
--- turn into a join over the whole table, and the idempotency look-up is
--- two of them, one per unique index (client_id, external id), instead of
--- one with OR. What the function does and answers is unchanged.
+-- statements are planned once per connection and kept (a generic plan,
+-- 00008), so a connection that first saved while messages was empty or
+-- small (a new database; before autovacuum's first ANALYZE; or an ANALYZE
+-- of the empty table) kept plans made for an empty table: the parent check
+-- and the reply count bump read every message (a sequential scan, or a
+-- hash join over one), the idempotency look-up read all of the room's
+-- messages through (room_id, created_at). Each batch then cost more as the
+-- table grew (a batch of 8: 40 ms once 64,000 messages were stored,
+-- against 0.7 ms with statistics) until something replanned it.
+--
+-- Every row the function reads it finds by key, so no sequential scan is
+-- ever right for it: the function runs with enable_seqscan off. Each
+-- look-up of one row is a LATERAL subquery with LIMIT 1, which the
+-- planner cannot turn into a join over a whole table or index; the
+-- idempotency look-up is two of them, one per unique index (client_id,
+-- external id), instead of one with OR; the rows to update are named by
+-- arrays of their keys (an index scan of the full messages_pkey drove the
+-- reply count bump otherwise). What the function does and answers is
+-- unchanged.
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION save_messages(
     p_rooms bigint[], p_senders bigint[], p_bodies text[], p_parents bigint[], p_sources text[],
@@ -19,7 +26,7 @@ CREATE OR REPLACE FUNCTION save_messages(
 RETURNS TABLE (ord bigint, status text, id bigint, room_id bigint, seq bigint, sender_id bigint, username text,
                display_name text, body text, parent_id bigint, reply_count integer, source text,
                client_id text, created_at timestamptz, mentions bigint[])
-LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $fn$
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $fn$
 #variable_conflict use_column
 DECLARE
     v_status text[];
@@ -96,22 +103,22 @@ BEGIN
     ),
     -- (The modifying statements run to completion whether or not their
     -- output is read.)
+    -- The rows to update are named by key arrays (an index condition
+    -- whichever way the planner joins).
     rooms_bumped AS (
-        UPDATE rooms r SET last_seq = r.last_seq + c.n
-          FROM (SELECT room, count(*) AS n FROM created GROUP BY room) c
-         WHERE r.id = c.room
+        UPDATE rooms r SET last_seq = r.last_seq + (SELECT count(*) FROM created c WHERE c.room = r.id)
+         WHERE r.id = ANY (ARRAY(SELECT room FROM created))
     ),
     parents_bumped AS (
-        UPDATE messages p SET reply_count = p.reply_count + c.n
-          FROM (SELECT parent, count(*) AS n FROM created WHERE parent IS NOT NULL GROUP BY parent) c
-         WHERE p.id = c.parent
+        UPDATE messages p SET reply_count = p.reply_count + (SELECT count(*) FROM created c WHERE c.parent = p.id)
+         WHERE p.id = ANY (ARRAY(SELECT parent FROM created WHERE parent IS NOT NULL))
     ),
     -- Posting marks the room read up to one's own message and makes it the
     -- sender's most recently active room.
     cursors_moved AS (
         UPDATE room_members rm SET last_active_at = now(), read_seq = GREATEST(rm.read_seq, c.seq)
           FROM (SELECT room, sender, max(seq) AS seq FROM created GROUP BY room, sender) c
-         WHERE rm.room_id = c.room AND rm.user_id = c.sender
+         WHERE rm.room_id = c.room AND rm.user_id = c.sender AND rm.room_id = ANY (ARRAY(SELECT room FROM created))
     ),
     -- The outbox (storage.Outbox): a Slack post for a bridged room, unless
     -- the message came from Slack; an SMS check when another member wants
@@ -121,8 +128,10 @@ BEGIN
         SELECT c.id FROM created c
          WHERE (p_outbox_slack AND c.source <> 'slack' AND c.bridged)
             OR (p_outbox_sms AND EXISTS (
-                  SELECT 1 FROM room_members rm JOIN users u ON u.id = rm.user_id
-                   WHERE rm.room_id = c.room AND rm.user_id <> c.sender AND u.sms_notify AND u.phone_verified))
+                  SELECT 1 FROM room_members rm
+                   CROSS JOIN LATERAL (
+                         SELECT 1 FROM users u WHERE u.id = rm.user_id AND u.sms_notify AND u.phone_verified LIMIT 1) u
+                   WHERE rm.room_id = c.room AND rm.user_id <> c.sender))
     ),
     -- Every message's answer: created, the first of a repeat in the batch,
     -- a repeat of a stored message, or a refusal.
