@@ -163,6 +163,9 @@ func TestSaveBatchEveryStatus(t *testing.T) {
 		{withParent(web(general.ID, alice.ID, "reply to a reply"), reply.ID), "nested"},
 		{withParent(web(general.ID, bob.ID, "a second reply"), parent.ID), "created"},
 		{web(general.ID, alice.ID, "last"), "created"},
+		{chat.NewMessage{RoomID: general.ID, SenderID: alice.ID, Body: "sms", ExternalID: "SM2", Source: chat.SourceSMS}, "created"},
+		// The same external id into another room repeats the one above.
+		{chat.NewMessage{RoomID: secret.ID, SenderID: alice.ID, Body: "sms again", ExternalID: "SM2", Source: chat.SourceSMS}, "repeat"},
 	}
 	nms := make([]chat.NewMessage, len(batch))
 	for i, c := range batch {
@@ -179,9 +182,13 @@ func TestSaveBatchEveryStatus(t *testing.T) {
 			seqs = append(seqs, msgs[i].Seq)
 		}
 	}
-	require.Equal(t, seqRange(seq+1, seq+4), seqs, "the new messages, gapless in batch order")
-	require.Equal(t, seq+4, b.lastSeq(t, general.ID))
+	require.Equal(t, seqRange(seq+1, seq+5), seqs, "the new messages, gapless in batch order")
+	require.Equal(t, seq+5, b.lastSeq(t, general.ID))
+	require.Equal(t, int64(0), b.lastSeq(t, secret.ID), "nothing stored in the room of the repeat")
 	require.Equal(t, msgs[1].ID, msgs[2].ID, "a client_id twice in the batch is stored once")
+	require.Equal(t, "once", msgs[2].Body)
+	require.Equal(t, msgs[14].ID, msgs[15].ID, "an external id twice in the batch is stored once")
+	require.Equal(t, general.ID, msgs[15].RoomID)
 	require.Equal(t, stored.ID, msgs[3].ID)
 	require.Equal(t, sms.ID, msgs[4].ID)
 	p, err := b.message(parent.ID)
