@@ -12,16 +12,16 @@ import (
 
 // Group commit. Calls of SaveMessage that arrive while a batch is being
 // saved wait in a queue; one goroutine takes up to maxSaveBatch of them and
-// stores them with one call of save_messages (migration 00007): one
+// stores them with one call of save_messages (migrations 00007, 00023): one
 // statement, one round trip and one commit for the lot, with each room
 // locked and bumped once and the messages inserted together. Under light
 // load a call runs alone at once, so batching adds no wait; under heavy
 // load batches grow by themselves. Postgres's cost is mostly per batch
-// (~0.7 ms of CPU, against ~50 µs per message in it), so a node runs one
-// batch at a time: with four queues (by room) batches stayed small and
-// Postgres spent 420 µs of CPU per message at 2,000 msgs/s on two nodes;
-// with one, 230 µs (docs/performance). No goroutine runs while the queue
-// is empty.
+// (~0.45 ms of CPU, against ~45 µs per message in it: BenchmarkSaveBatch),
+// so a node runs one batch at a time: with four queues (by room) batches
+// stayed small and Postgres spent 420 µs of CPU per message at 2,000
+// msgs/s on two nodes; with one, 230 µs (docs/performance). No goroutine
+// runs while the queue is empty.
 const (
 	maxSaveBatch = 64
 	// saveTimeout bounds a batch. Callers wait for the true outcome rather
