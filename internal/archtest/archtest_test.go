@@ -61,7 +61,7 @@ var rules = map[string]rule{
 	"presence":  {ours: []string{"chat"}},
 	"ratelimit": {ours: []string{"chat"}},
 	"denylist":  {ours: []string{"chat"}},
-	"cache":     {ours: []string{"chat"}, deny: []string{pgx, "net/http"}},
+	"cache":     {ours: []string{"chat", "internal/groupcommit"}, deny: []string{pgx, "net/http"}},
 	"history":   {ours: []string{"chat"}, third: none},
 
 	// Transport. The poster is how a message enters: it publishes through
