@@ -69,6 +69,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard-chat/switchboard/hub"
+	"github.com/switchboard-chat/switchboard/internal/groupcommit"
 )
 
 // Receiver is what the broker delivers to: *hub.Hub is one.
@@ -151,6 +152,8 @@ type Redis struct {
 	cancel     context.CancelFunc
 	resync     chan struct{} // capacity 1: tells resyncLoop to call Resync
 
+	publishes groupcommit.Queue[*publishCall] // PUBLISHes waiting for a round trip
+
 	// Set by Start, read-only afterwards by the loops it starts.
 	receiver Receiver
 
@@ -216,6 +219,7 @@ func New(cfg Config) (*Redis, error) {
 		failed:     make(map[string]hub.Event),
 	}
 	b.cluster, _ = cfg.Redis.(*redis.ClusterClient)
+	b.publishes.Run = b.publishBatch
 	_, _ = rand.Read(b.nodeID[:])
 	return b, nil
 }
@@ -342,13 +346,54 @@ func (b *Redis) reachable(key int) bool {
 }
 
 // publishTo sends payload on channel: SPUBLISH on a Cluster, else PUBLISH.
+// publishCall is one PUBLISH waiting for a round trip: its arguments and,
+// once done is closed, its outcome.
+type publishCall struct {
+	channel string
+	payload []byte
+	err     error
+	done    chan struct{}
+}
+
+// publishTo publishes payload to channel. Publishes that arrive while
+// another round trip is in flight go together in the next one, pipelined
+// (group commit): a node publishes the messages of one save batch, which
+// are answered at the same moment, in a round trip or two instead of one
+// each.
 func (b *Redis) publishTo(ctx context.Context, channel string, payload []byte) error {
-	ctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
-	defer cancel()
-	if b.cluster != nil {
-		return b.cluster.SPublish(ctx, channel, payload).Err()
+	c := &publishCall{channel: channel, payload: payload, done: make(chan struct{})}
+	b.publishes.Add(c)
+	select {
+	case <-c.done:
+		return c.err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	return b.client.Publish(ctx, channel, payload).Err()
+}
+
+// publishBatch sends calls in one pipeline, within PublishTimeout.
+func (b *Redis) publishBatch(calls []*publishCall) {
+	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.PublishTimeout)
+	defer cancel()
+	var pipe redis.Pipeliner
+	if b.cluster != nil {
+		pipe = b.cluster.Pipeline()
+	} else {
+		pipe = b.client.Pipeline()
+	}
+	cmds := make([]*redis.IntCmd, len(calls))
+	for i, c := range calls {
+		if b.cluster != nil {
+			cmds[i] = pipe.SPublish(ctx, c.channel, c.payload)
+		} else {
+			cmds[i] = pipe.Publish(ctx, c.channel, c.payload)
+		}
+	}
+	_, _ = pipe.Exec(ctx) // each command's error is its call's
+	for i, c := range calls {
+		c.err = cmds[i].Err()
+		close(c.done)
+	}
 }
 
 // Publish sends ev to every node subscribed to ev.Room. While Redis is known

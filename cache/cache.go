@@ -45,6 +45,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/switchboard-chat/switchboard/chat"
+	"github.com/switchboard-chat/switchboard/internal/groupcommit"
 )
 
 // Backing is what the cache reads through to: storage's reads.
@@ -100,6 +101,8 @@ type Cache struct {
 	threads  *lru.Cache[string, *thread]
 	roomOf   *lru.Cache[string, string] // message id → room id; never changes
 	loads    singleflight.Group         // one Postgres load per room at a time
+
+	announcements groupcommit.Queue[*announcement] // MessageStored calls waiting for a round trip
 
 	headsMu sync.Mutex
 	heads   map[string]int64 // room heads whose announcement failed, retried by retryHeads
@@ -158,6 +161,7 @@ func New(ctx context.Context, cfg Config) (*Cache, error) {
 		}, []string{"cache", "result"}),
 		heads: make(map[string]int64),
 	}
+	c.announcements.Run = c.announce
 	c.profiles, _ = lru.New[string, profileEntry](cfg.Entries)
 	c.members, _ = lru.New[memberKey, stamp](cfg.Entries)
 	c.windows, _ = lru.New[string, *window](cfg.Rooms)
@@ -239,15 +243,50 @@ func (c *Cache) Begin(ctx context.Context, userID, roomID string) context.Contex
 // Redis cannot take it now, it is announced again every second until it
 // can (other nodes may answer without the message meanwhile, for at most
 // MaxAge), and the error is returned for the caller to log.
+//
+// Announcements that arrive while another is in flight go together in one
+// ZADD (group commit): a node announces the messages of one save batch,
+// which are answered at the same moment, in a round trip or two.
 func (c *Cache) MessageStored(ctx context.Context, roomID string, seq int64) error {
-	err := c.rdb.ZAddGT(ctx, c.cfg.Key, redis.Z{Score: float64(seq), Member: roomID}).Err()
+	a := &announcement{room: roomID, seq: seq, done: make(chan struct{})}
+	c.announcements.Add(a)
+	select {
+	case <-a.done:
+		return a.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// announcement is one MessageStored waiting for a round trip: its room
+// head and, once done is closed, its outcome.
+type announcement struct {
+	room string
+	seq  int64
+	err  error
+	done chan struct{}
+}
+
+// announce sends the heads of batch in one ZADD GT. If Redis cannot take
+// it, each head is kept for retryHeads.
+func (c *Cache) announce(batch []*announcement) {
+	heads := make([]redis.Z, len(batch))
+	for i, a := range batch {
+		heads[i] = redis.Z{Score: float64(a.seq), Member: a.room}
+	}
+	err := c.rdb.ZAddGT(context.Background(), c.cfg.Key, heads...).Err()
 	if err != nil {
 		c.headsMu.Lock()
-		c.heads[roomID] = max(c.heads[roomID], seq)
+		for _, a := range batch {
+			c.heads[a.room] = max(c.heads[a.room], a.seq)
+		}
 		c.headsMu.Unlock()
-		return fmt.Errorf("cache: announce room head: %w", err)
+		err = fmt.Errorf("cache: announce room head: %w", err)
 	}
-	return nil
+	for _, a := range batch {
+		a.err = err
+		close(a.done)
+	}
 }
 
 // retryHeads announces again, every second, the room heads whose

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"sync"
 	"testing"
 	"time"
 
@@ -388,4 +389,29 @@ func TestRedisDown(t *testing.T) {
 		got, err := other.MessagesBefore(c.ctx, room.ID, math.MaxInt64, 50)
 		return err == nil && len(got) == 2
 	}, 5*time.Second, 50*time.Millisecond)
+}
+
+// TestConcurrentAnnouncements: announcements made at once, several per
+// room and out of order (they share round trips), leave each room's head at
+// its highest seq.
+func TestConcurrentAnnouncements(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	n := c.node(t, c.rdb)
+	const rooms, perRoom = 5, 40
+	var wg sync.WaitGroup
+	for r := range rooms {
+		for s := range perRoom {
+			wg.Go(func() {
+				seq := int64((s*7)%perRoom + 1) // 1..perRoom in a shuffled order
+				require.NoError(t, n.MessageStored(c.ctx, fmt.Sprint("room-", r), seq))
+			})
+		}
+	}
+	wg.Wait()
+	for r := range rooms {
+		head, err := c.rdb.ZScore(c.ctx, c.key, fmt.Sprint("room-", r)).Result()
+		require.NoError(t, err)
+		require.Equal(t, float64(perRoom), head, "room-%d", r)
+	}
 }

@@ -3,25 +3,23 @@ package storage
 import (
 	"context"
 	"fmt"
-	"slices"
-	"sync"
 	"time"
 
 	"github.com/switchboard-chat/switchboard/chat"
 )
 
-// Group commit. Calls of SaveMessage that arrive while a batch is being
-// saved wait in a queue; one goroutine takes up to maxSaveBatch of them and
-// stores them with one call of save_messages (migration 00007): one
-// statement, one round trip and one commit for the lot, with each room
-// locked and bumped once and the messages inserted together. Under light
+// Group commit (internal/groupcommit). Calls of SaveMessage that arrive
+// while a batch is being saved wait in a queue; one goroutine takes up to
+// maxSaveBatch of them and stores them with one call of save_messages
+// (migrations 00007, 00023): one statement, one round trip and one commit
+// for the lot, with each room locked and bumped once and the messages
+// inserted together. Under light
 // load a call runs alone at once, so batching adds no wait; under heavy
 // load batches grow by themselves. Postgres's cost is mostly per batch
-// (~0.7 ms of CPU, against ~50 µs per message in it), so a node runs one
-// batch at a time: with four queues (by room) batches stayed small and
-// Postgres spent 420 µs of CPU per message at 2,000 msgs/s on two nodes;
-// with one, 230 µs (docs/performance). No goroutine runs while the queue
-// is empty.
+// (~0.45 ms of CPU, against ~45 µs per message in it: BenchmarkSaveBatch),
+// so a node runs one batch at a time: with four queues (by room) batches
+// stayed small and Postgres spent 420 µs of CPU per message at 2,000
+// msgs/s on two nodes; with one, 230 µs (docs/performance).
 const (
 	maxSaveBatch = 64
 	// saveTimeout bounds a batch. Callers wait for the true outcome rather
@@ -67,43 +65,10 @@ func newSaveCall(nm chat.NewMessage) (*saveCall, error) {
 		clientID: nullable(nm.ClientID), externalID: nullable(nm.ExternalID), done: make(chan struct{})}, nil
 }
 
-// saver is the queue of calls waiting for a batch.
-type saver struct {
-	mu      sync.Mutex
-	queue   []*saveCall
-	running bool // a goroutine is taking batches
-}
-
 // save runs c, alone or in a batch, and returns when it is done.
 func (s *Store) save(c *saveCall) {
-	q := &s.saver
-	q.mu.Lock()
-	q.queue = append(q.queue, c)
-	start := !q.running
-	q.running = true
-	q.mu.Unlock()
-	if start {
-		go s.runSaver(q)
-	}
+	s.saver.Add(c)
 	<-c.done
-}
-
-// runSaver saves q's batches until it is empty.
-func (s *Store) runSaver(q *saver) {
-	for {
-		q.mu.Lock()
-		n := min(len(q.queue), maxSaveBatch)
-		if n == 0 {
-			q.running = false
-			q.queue = nil
-			q.mu.Unlock()
-			return
-		}
-		batch := slices.Clone(q.queue[:n])
-		q.queue = q.queue[n:]
-		q.mu.Unlock()
-		s.saveBatch(batch)
-	}
 }
 
 // saveBatch stores the calls with one statement (one transaction); calls

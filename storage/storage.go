@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/switchboard-chat/switchboard/chat"
+	"github.com/switchboard-chat/switchboard/internal/groupcommit"
 )
 
 // Store runs Switchboard's queries on a pool.
@@ -30,7 +31,7 @@ type Store struct {
 	// (WithPhoneCodes).
 	phoneCodes *phoneCodes
 
-	saver saver // SaveMessage calls waiting for a batch (save.go)
+	saver groupcommit.Queue[*saveCall] // SaveMessage calls waiting for a batch (save.go)
 }
 
 // Option configures a Store.
@@ -39,6 +40,7 @@ type Option func(*Store)
 // New returns a Store on db. The schema must already be migrated.
 func New(db *pgxpool.Pool, opts ...Option) *Store {
 	s := &Store{db: db}
+	s.saver.Max, s.saver.Run = maxSaveBatch, s.saveBatch
 	for _, o := range opts {
 		o(s)
 	}
