@@ -345,7 +345,6 @@ func (b *Redis) reachable(key int) bool {
 	return s.up.Load()
 }
 
-// publishTo sends payload on channel: SPUBLISH on a Cluster, else PUBLISH.
 // publishCall is one PUBLISH waiting for a round trip: its arguments and,
 // once done is closed, its outcome.
 type publishCall struct {
@@ -371,7 +370,8 @@ func (b *Redis) publishTo(ctx context.Context, channel string, payload []byte) e
 	}
 }
 
-// publishBatch sends calls in one pipeline, within PublishTimeout.
+// publishBatch sends calls in one pipeline, within PublishTimeout:
+// SPUBLISH on a Cluster, else PUBLISH.
 func (b *Redis) publishBatch(calls []*publishCall) {
 	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.PublishTimeout)
 	defer cancel()
