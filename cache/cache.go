@@ -267,6 +267,10 @@ type announcement struct {
 	done chan struct{}
 }
 
+// announceTimeout bounds one announcement's round trip: a head that Redis
+// does not take by then is kept and announced again a second later.
+const announceTimeout = time.Second
+
 // announce sends the heads of batch in one ZADD GT. If Redis cannot take
 // it, each head is kept for retryHeads.
 func (c *Cache) announce(batch []*announcement) {
@@ -274,7 +278,9 @@ func (c *Cache) announce(batch []*announcement) {
 	for i, a := range batch {
 		heads[i] = redis.Z{Score: float64(a.seq), Member: a.room}
 	}
-	err := c.rdb.ZAddGT(context.Background(), c.cfg.Key, heads...).Err()
+	ctx, cancel := context.WithTimeout(context.Background(), announceTimeout)
+	defer cancel()
+	err := c.rdb.ZAddGT(ctx, c.cfg.Key, heads...).Err()
 	if err != nil {
 		c.headsMu.Lock()
 		for _, a := range batch {
@@ -304,11 +310,17 @@ func (c *Cache) retryHeads(ctx context.Context) {
 		heads := c.heads
 		c.heads = make(map[string]int64)
 		c.headsMu.Unlock()
-		for room, seq := range heads {
-			if err := c.MessageStored(ctx, room, seq); err != nil {
-				break // kept again by MessageStored; the rest too
-			}
+		if len(heads) == 0 {
+			continue
 		}
+		// All in one ZADD GT, beside the queue's own (a head only ever
+		// rises, so the order of the two does not matter); if it fails,
+		// announce keeps every one of them for the next tick.
+		batch := make([]*announcement, 0, len(heads))
+		for room, seq := range heads {
+			batch = append(batch, &announcement{room: room, seq: seq, done: make(chan struct{})})
+		}
+		c.announce(batch)
 	}
 }
 

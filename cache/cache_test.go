@@ -355,7 +355,7 @@ func TestRedisDown(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
 	alice := c.user(t, "alice")
-	room := c.room(t, alice, "down", chat.Public)
+	rooms := []chat.Room{c.room(t, alice, "down", chat.Public), c.room(t, alice, "down-too", chat.Public)}
 	proxy := brokertest.NewProxy(t)
 	opts, err := redis.ParseURL(proxy.URL())
 	require.NoError(t, err)
@@ -363,32 +363,40 @@ func TestRedisDown(t *testing.T) {
 	viaProxy := redis.NewClient(opts)
 	t.Cleanup(func() { _ = viaProxy.Close() })
 	n, other := c.node(t, viaProxy), c.node(t, c.rdb)
-	c.post(t, n, room.ID, alice, "", "one")
-	got, err := other.MessagesBefore(c.ctx, room.ID, math.MaxInt64, 50)
-	require.NoError(t, err)
-	require.Len(t, got, 1)
+	for _, room := range rooms {
+		c.post(t, n, room.ID, alice, "", "one")
+		got, err := other.MessagesBefore(c.ctx, room.ID, math.MaxInt64, 50)
+		require.NoError(t, err)
+		require.Len(t, got, 1)
+	}
 
 	proxy.Cut()
 	// Stored while this node cannot see Redis: its own reads show it (from
 	// Postgres), and its announcement waits.
-	m, _, err := c.store.SaveMessage(c.ctx, chat.NewMessage{RoomID: room.ID, SenderID: alice, Body: "two", Source: chat.SourceWeb})
-	require.NoError(t, err)
-	require.Error(t, n.MessageStored(c.ctx, room.ID, m.Seq))
-	got, err = n.MessagesBefore(c.ctx, room.ID, math.MaxInt64, 50)
-	require.NoError(t, err)
-	require.Len(t, got, 2)
-	require.Equal(t, m.Seq, got[1].Seq)
-	require.NoError(t, n.CheckMember(c.ctx, alice, room.ID))
+	for _, room := range rooms {
+		m, _, err := c.store.SaveMessage(c.ctx, chat.NewMessage{RoomID: room.ID, SenderID: alice, Body: "two", Source: chat.SourceWeb})
+		require.NoError(t, err)
+		require.Error(t, n.MessageStored(c.ctx, room.ID, m.Seq))
+		got, err := n.MessagesBefore(c.ctx, room.ID, math.MaxInt64, 50)
+		require.NoError(t, err)
+		require.Len(t, got, 2)
+		require.Equal(t, m.Seq, got[1].Seq)
+	}
+	require.NoError(t, n.CheckMember(c.ctx, alice, rooms[0].ID))
 	_, _, err = n.ProfileUnlessEnded(c.ctx, alice, "session-1")
 	require.ErrorIs(t, err, chat.ErrRevocationUnknown)
+	// Retries that fail keep every head, not only the first they tried.
+	time.Sleep(2500 * time.Millisecond)
 
-	// Once Redis is back, the other node sees the message: the head is
+	// Once Redis is back, the other node sees the messages: the heads are
 	// announced again.
 	proxy.Restore()
-	require.Eventually(t, func() bool {
-		got, err := other.MessagesBefore(c.ctx, room.ID, math.MaxInt64, 50)
-		return err == nil && len(got) == 2
-	}, 5*time.Second, 50*time.Millisecond)
+	for _, room := range rooms {
+		require.Eventually(t, func() bool {
+			got, err := other.MessagesBefore(c.ctx, room.ID, math.MaxInt64, 50)
+			return err == nil && len(got) == 2
+		}, 5*time.Second, 50*time.Millisecond, "room %s", room.Name)
+	}
 }
 
 // TestConcurrentAnnouncements: announcements made at once, several per
