@@ -87,7 +87,9 @@ type conn struct {
 	writing     bool          // a flush goroutine is running; it alone writes data frames
 	urgent      bool          // an answer or lingerLimit bytes are queued: write without waiting for WriteInterval
 	subs        []*room       // rooms this connection is subscribed to (few: a slice is smaller than a map)
-	linger      *time.Timer   // set while flush waits for WriteInterval; fired early by an answer or the end
+	linger      *time.Timer   // times flush's waits for WriteInterval; made by the first, then reused
+	wake        chan struct{} // capacity 1: ends a flush's wait early (an answer, lingerLimit bytes, the end)
+	lingering   bool          // flush waits on linger or wake
 	pingTimer   *time.Timer   // fires the next ping; nil once stopped
 	drained     chan struct{} // made by the first waitRoom; capacity 1, never closed: the writer took frames
 
@@ -307,9 +309,7 @@ func (c *conn) push(f outFrame, mustDeliver, urgent bool) {
 	c.h.cfg.metrics.QueuedBytes.Add(float64(len(f.data)))
 	if urgent || c.queueBytes >= c.lingerLimit() {
 		c.urgent = true
-		if c.linger != nil {
-			c.linger.Reset(0)
-		}
+		c.wakeFlush()
 	}
 	start := !c.writing
 	if start {
@@ -515,16 +515,38 @@ func (c *conn) waitWriteInterval() {
 		c.mu.Unlock()
 		return
 	}
-	t := time.NewTimer(wait)
-	c.linger = t
+	if c.linger == nil {
+		c.linger, c.wake = time.NewTimer(wait), make(chan struct{}, 1)
+	} else {
+		c.linger.Reset(wait)
+	}
+	c.lingering = true
+	t, wake := c.linger, c.wake
 	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		c.linger = nil
-		c.mu.Unlock()
-		t.Stop()
-	}()
-	<-t.C
+	select {
+	case <-t.C:
+	case <-wake:
+	}
+	c.mu.Lock()
+	c.lingering = false
+	select {
+	case <-wake: // sent as the timer fired: it must not end the next wait
+	default:
+	}
+	c.mu.Unlock()
+}
+
+// wakeFlush ends a flush's wait for WriteInterval, if one waits. Called
+// with c.mu held. A channel, not a reset of the timer to zero: moving a
+// timer earlier makes the runtime walk and re-sort every timer of its P
+// (runtime timers.adjust), and this happens once per answer.
+func (c *conn) wakeFlush() {
+	if c.lingering {
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // schedulePing arms the timer of the next ping, unless the connection is
@@ -546,9 +568,7 @@ func (c *conn) schedulePing() {
 // held.
 func (c *conn) stopQueueing() {
 	c.closed = true
-	if c.linger != nil {
-		c.linger.Reset(0)
-	}
+	c.wakeFlush()
 }
 
 // dropQueue forgets what is queued. Called with c.mu held.

@@ -1,7 +1,9 @@
 package hub_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http/httptest"
 	"slices"
@@ -339,6 +341,67 @@ func TestDeliveryAcrossHubs(t *testing.T) {
 			acks++
 		}
 	}
+}
+
+// TestWriteInterval: messages that reach a connection less than
+// WriteInterval after its last write wait and go out together in one
+// frame, while an answer to the client is written at once, also when its
+// connection is waiting to write messages.
+func TestWriteInterval(t *testing.T) {
+	t.Parallel()
+	const interval = time.Second
+	c := newCluster(t, 1, func(cfg *hub.Config) { cfg.WriteInterval = interval })
+	_, aliceToken := c.store.user("1")
+	_, bobToken := c.store.user("2")
+	c.store.room("10", "1", "2")
+	a := c.dial(t, 0, aliceToken)
+	b := c.dial(t, 0, bobToken)
+	nextOf(t, a, "subscribed")
+	nextOf(t, b, "subscribed")
+
+	// send sends body and returns how long its ack took.
+	send := func(body string) time.Duration {
+		start := time.Now()
+		a.Send(map[string]any{"type": "send", "id": body, "room": "10", "body": body})
+		for {
+			if obj := a.Next(); obj["type"] == "ack" && obj["id"] == body {
+				return time.Since(start)
+			}
+		}
+	}
+	// frame returns the message bodies of b's next frame that holds any.
+	frame := func() []string {
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*interval)
+			_, data, err := b.Conn.Read(ctx)
+			cancel()
+			require.NoError(t, err)
+			var bodies []string
+			for _, line := range bytes.Split(data, []byte("\n")) {
+				var obj struct {
+					Type    string
+					Message struct{ Body string }
+				}
+				require.NoError(t, json.Unmarshal(line, &obj))
+				if obj.Type == "message" {
+					bodies = append(bodies, obj.Message.Body)
+				}
+			}
+			if len(bodies) > 0 {
+				return bodies
+			}
+		}
+	}
+
+	send("one") // bob's first write after a quiet spell goes at once
+	require.Equal(t, []string{"one"}, frame())
+	first := time.Now()
+	// Alice's connection wrote her echo of "one" just now, so her echoes
+	// of these wait; her acks must not.
+	require.Less(t, send("two"), interval/2, "an ack waited for the write interval")
+	require.Less(t, send("three"), interval/2, "an ack waited for the write interval")
+	require.Equal(t, []string{"two", "three"}, frame(), "messages within the interval share a frame")
+	require.GreaterOrEqual(t, time.Since(first), interval*8/10, "the second frame came before the interval")
 }
 
 // TestOutOfOrderEventsAreOrdered: events the broker delivers late or out

@@ -92,6 +92,7 @@ type flags struct {
 	suiteConns   int
 	spawn        int
 	logs         string
+	cpuProfile   string
 }
 
 func run(ctx context.Context, args []string) error {
@@ -144,8 +145,16 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&f.suiteConns, "suite-conns", 19000, "suite: connections held by the single node (each is a file descriptor on both sides: mind ulimit -n)")
 	fs.StringVar(&f.logs, "logs", "", "suite and -spawn: keep the servers' logs in this directory (default: a temporary one, removed)")
 	fs.IntVar(&f.spawn, "spawn", 0, "start this many fresh nodes of -server (own database and Redis prefix) instead of using -nodes")
+	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the load generator itself (the whole run) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if f.cpuProfile != "" {
+		stop, err := profileSelf(f.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	switch f.loop {
 	case "open", openLoop:

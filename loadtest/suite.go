@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -358,6 +359,23 @@ func pointProfiler(ctx context.Context, debugAddr, prefix string) func(rate floa
 		start()
 		return wait
 	}
+}
+
+// profileSelf starts a CPU profile of the load generator into path; stop
+// ends it and closes the file.
+func profileSelf(path string) (stop func(), err error) {
+	out, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(out); err != nil {
+		out.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		out.Close()
+	}, nil
 }
 
 // fetch GETs url into the file at path ("" discards the body).
