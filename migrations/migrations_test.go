@@ -3,6 +3,7 @@ package migrations_test
 import (
 	"database/sql"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -210,4 +211,78 @@ func TestOutOfOrderMigrationApplied(t *testing.T) {
 	var exists bool
 	require.NoError(t, db.QueryRowContext(ctx, `SELECT to_regclass('refresh_tokens_revoked_idx') IS NOT NULL`).Scan(&exists))
 	require.True(t, exists, "00009 applied after 00010")
+}
+
+// TestRoomLexemesMigration: 00024's room_lexemes gives the keys 00022's
+// gave for every message, so the search index built with the old one
+// stays right without a rebuild: the new keys find every message through
+// the index. A connection that used the index before the migration (one
+// connection does everything here) still plans searches on it.
+func TestRoomLexemesMigration(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	url := storagetest.NewDatabase(t)
+	db, err := sql.Open("pgx", url)
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	db.SetMaxOpenConns(1)
+	p, err := goose.NewProvider(goose.DialectPostgres, db, os.DirFS("."))
+	require.NoError(t, err)
+
+	_, err = p.DownTo(ctx, 23)
+	require.NoError(t, err)
+	bodies := []string{
+		"hello world", `it's "o'clock"`, `back\slash and \\double \' quote`, "''' ''' ' '", "Ünïcödé café naïve",
+		"emoji 🎉 #tag @mention", "", "   ", "a-b_c.d e@mail.com http://x.y/z?q=1&r=2 /usr/bin", "1234 5.6 -7 0x1F",
+		"日本語のテキスト", strings.Repeat("long", 100) + " short", "Straße ŒUVRE ﬁ",
+	}
+	_, err = db.ExecContext(ctx, `
+		INSERT INTO users (id, username, display_name) OVERRIDING SYSTEM VALUE VALUES (1, 'alice', 'Alice');
+		INSERT INTO rooms (id, name, visibility, last_seq) OVERRIDING SYSTEM VALUE VALUES (7, 'r7', 'public', 0), (12, 'r12', 'public', 0)`)
+	require.NoError(t, err)
+	for i, body := range bodies {
+		room := []int{7, 12}[i%2]
+		_, err = db.ExecContext(ctx, `INSERT INTO messages (room_id, seq, sender_id, body, source) VALUES ($1, $2, 1, $3, 'web')`,
+			room, i+1, body)
+		require.NoError(t, err)
+	}
+	keys := func() map[int64]string {
+		t.Helper()
+		rows, err := db.QueryContext(ctx, `SELECT id, room_lexemes(room_id, search)::text FROM messages`)
+		require.NoError(t, err)
+		defer rows.Close()
+		got := make(map[int64]string)
+		for rows.Next() {
+			var id int64
+			var k string
+			require.NoError(t, rows.Scan(&id, &k))
+			got[id] = k
+		}
+		require.NoError(t, rows.Err())
+		return got
+	}
+	before := keys()
+	require.Len(t, before, len(bodies))
+
+	_, err = p.UpTo(ctx, 24)
+	require.NoError(t, err)
+	require.Equal(t, before, keys())
+	// Through the index (built with 00022's function): each message's
+	// first key finds that message among those with the key.
+	tx, err := db.BeginTx(ctx, nil)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback() }()
+	_, err = tx.ExecContext(ctx, `SET LOCAL enable_seqscan = off`)
+	require.NoError(t, err)
+	var missed int
+	require.NoError(t, tx.QueryRowContext(ctx, `
+		SELECT count(*) FROM messages m, LATERAL tsvector_to_array(room_lexemes(m.room_id, m.search)) k
+		 WHERE NOT EXISTS (SELECT 1 FROM messages x
+		                    WHERE room_lexemes(x.room_id, x.search) @@ array_to_tsvector(k[1:1])::text::tsquery AND x.id = m.id)
+		   AND cardinality(k) > 0`).Scan(&missed))
+	require.Zero(t, missed)
+	var plan []byte
+	require.NoError(t, tx.QueryRowContext(ctx, `EXPLAIN (FORMAT JSON) SELECT id FROM messages
+		WHERE room_lexemes(room_id, search) @@ '''7 hello'''::tsquery`).Scan(&plan))
+	require.Contains(t, string(plan), `"Index Name": "messages_search_idx"`)
 }
