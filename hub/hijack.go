@@ -76,6 +76,8 @@ type frameWriter struct {
 	n    int   // bytes in held: the start of the frame in progress
 	rest int64 // bytes of the frame in progress not seen yet; 0 between frames
 	op   byte  // opcode of the frame in progress
+	vec  [2][]byte
+	bufs net.Buffers
 
 	// Set before the connection's first data frame; nil before.
 	frameStart, frameSent func(op byte)
@@ -139,9 +141,13 @@ func (w *frameWriter) send(p []byte) error {
 		_, err := w.conn.Write(p)
 		return err
 	}
-	bufs := net.Buffers{w.held[:w.n], p}
+	// WriteTo consumes the Buffers it is called on, and takes its address:
+	// fields, so that no frame allocates them.
+	w.vec[0], w.vec[1] = w.held[:w.n], p
+	w.bufs = w.vec[:]
 	w.n = 0
-	_, err := bufs.WriteTo(w.conn)
+	_, err := w.bufs.WriteTo(w.conn)
+	w.vec[1] = nil // the caller's
 	return err
 }
 
