@@ -153,9 +153,9 @@ type Config struct {
 	WriteTimeout time.Duration
 	// WriteInterval is the least time between two writes of messages to
 	// one connection: what arrives meanwhile goes out in one frame, one
-	// syscall. Answers to the client (acks, pongs, errors) and a
-	// connection's first write after a quiet spell do not wait. Zero
-	// means 40 ms; negative turns it off.
+	// syscall, unless four frames are queued sooner. Answers to the client
+	// (acks, pongs, errors) and a connection's first write after a quiet
+	// spell do not wait. Zero means 50 ms; negative turns it off.
 	WriteInterval time.Duration
 	// GapWait is how long an out-of-order message waits for the ones before
 	// it before they are fetched from the store. Zero means 50 ms.
@@ -189,7 +189,7 @@ func (c *Config) setDefaults() error {
 	setDefault(&c.PingInterval, 25*time.Second)
 	setDefault(&c.IdleTimeout, 60*time.Second)
 	setDefault(&c.WriteTimeout, 5*time.Second)
-	setDefault(&c.WriteInterval, 40*time.Millisecond)
+	setDefault(&c.WriteInterval, 50*time.Millisecond)
 	setDefault(&c.GapWait, 50*time.Millisecond)
 	setDefault(&c.DeliveredFlush, time.Second)
 	setDefault(&c.PresenceRefresh, 20*time.Second)

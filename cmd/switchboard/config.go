@@ -149,7 +149,7 @@ func (c *config) server(fs *flag.FlagSet) {
 		"open WebSockets per user on all nodes together (env SWITCHBOARD_MAX_CONNS_PER_USER)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 25*time.Second, "grace period for SIGTERM: connections and requests drain within it")
 	fs.BoolVar(&c.NoWorkers, "no-workers", false, "do not run job workers (SMS, Slack) in this process; run `switchboard worker` instead")
-	fs.DurationVar(&c.WriteInterval, "write-interval", envDuration("SWITCHBOARD_WRITE_INTERVAL", 40*time.Millisecond),
+	fs.DurationVar(&c.WriteInterval, "write-interval", envDuration("SWITCHBOARD_WRITE_INTERVAL", 50*time.Millisecond),
 		"least time between two writes of messages to one WebSocket; what arrives meanwhile shares one frame (answers never wait; negative: off) (env SWITCHBOARD_WRITE_INTERVAL)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", os.Getenv("SWITCHBOARD_DEBUG_ADDR"),
 		"listen address of the pprof debug endpoints (/debug/pprof/); empty (the default) turns them off. Bind it to loopback (env SWITCHBOARD_DEBUG_ADDR)")
