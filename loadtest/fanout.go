@@ -109,8 +109,8 @@ func runFanout(ctx context.Context, e *env, p fanoutParams) (*Result, error) {
 	if delivered > 0 {
 		res.add("server CPU per delivery", pt.CPU["server"]*pt.Seconds/float64(delivered)*1e6, "µs")
 	}
-	if frames := framesAfter["switchboard_ws_frames_out_total"] - framesBefore["switchboard_ws_frames_out_total"]; frames > 0 {
-		res.add("messages per frame written", (framesAfter["switchboard_messages_out_total"]-framesBefore["switchboard_messages_out_total"])/frames, "")
+	if fc := framesBetween(framesBefore, framesAfter); fc != nil {
+		res.add("messages per frame written", fc.MessagesPerFrame, "")
 	}
 	if p.Loop == closedLoop {
 		res.Latencies["end-to-end (from actual send)"] = pt.Delivery

@@ -111,6 +111,8 @@ func TestWritesOpenLoopAcrossTwoNodes(t *testing.T) {
 		require.Equal(t, pt.Acked, pt.Echoes, "and its sender's own connection once")
 		require.Equal(t, int(pt.Acked), pt.Ack.Count)
 		require.Equal(t, int(pt.Deliveries+pt.Echoes), pt.Delivery.Count)
+		require.NotNil(t, pt.Frames, "the servers' frame counters were read")
+		require.Positive(t, pt.Frames.PerStoredMessage)
 	}
 
 	// A third of the sends replaced by edits and reactions (SPEC §13):

@@ -406,6 +406,29 @@ func serverCounters(ctx context.Context, nodes []*node) map[string]float64 {
 	return sums
 }
 
+// frameCounts is what the servers wrote between two scrapes of their
+// counters: how well a connection's messages share its frames.
+type frameCounts struct {
+	Frames           float64 `json:"ws_frames_out"`
+	PerStoredMessage float64 `json:"per_stored_message"` // frames written per message stored
+	MessagesPerFrame float64 `json:"messages_per_frame"` // messages and events written per frame
+}
+
+// framesBetween reads frameCounts from serverCounters taken before and
+// after; nil when the servers wrote no frame (or exposed no counters).
+func framesBetween(before, after map[string]float64) *frameCounts {
+	delta := func(name string) float64 { return after[name] - before[name] }
+	frames := delta("switchboard_ws_frames_out_total")
+	if frames <= 0 {
+		return nil
+	}
+	fc := &frameCounts{Frames: frames, MessagesPerFrame: delta("switchboard_messages_out_total") / frames}
+	if stored := delta("switchboard_messages_in_total"); stored > 0 {
+		fc.PerStoredMessage = frames / stored
+	}
+	return fc
+}
+
 // seedJob is one message to store.
 type seedJob struct {
 	room, body, parent string

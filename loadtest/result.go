@@ -191,6 +191,9 @@ func (r *Result) print(w io.Writer) {
 		for _, pt := range r.Points {
 			fmt.Fprintf(w, "  %s\n", pointLine(pt))
 			fmt.Fprintf(w, "    CPU cores: %s\n    machine: %s\n", cpuLine(pt.CPU), pt.Machine)
+			if fc := pt.Frames; fc != nil {
+				fmt.Fprintf(w, "    frames written: %.2f per stored message, %.2f messages per frame\n", fc.PerStoredMessage, fc.MessagesPerFrame)
+			}
 			fmt.Fprintf(w, "    per second, acks answered / p99 ms of the sends intended in it: %s\n", timelineLine(pt.Timeline))
 		}
 	}

@@ -105,6 +105,7 @@ type writePoint struct {
 	Unanswered int64              `json:"unanswered,omitempty"`
 	Settled    bool               `json:"settled"`
 	CPU        map[string]float64 `json:"cpu_cores"`
+	Frames     *frameCounts       `json:"frames,omitempty"` // WebSocket frames the servers wrote during the point
 	Good       bool               `json:"within_target"`
 	Machine    string             `json:"machine"` // at the end of the window
 	Timeline   []second           `json:"timeline,omitempty"`
@@ -144,7 +145,7 @@ func runPoint(ctx context.Context, e *env, f *fleet, run string, p pointParams, 
 		perConn = p.Rate / float64(len(senders))
 	}
 	pid := pointIDs.Add(1)
-	before := sampleCPU(ctx, e.nodes)
+	before, countersBefore := sampleCPU(ctx, e.nodes), serverCounters(ctx, e.nodes)
 	start := time.Now().Add(50 * time.Millisecond)
 	end := start.Add(p.Duration)
 	f.phaseEnd.Store(end.UnixNano())
@@ -170,7 +171,7 @@ func runPoint(ctx context.Context, e *env, f *fleet, run string, p pointParams, 
 		})
 	}
 	wg.Wait()
-	after := sampleCPU(ctx, e.nodes)
+	after, countersAfter := sampleCPU(ctx, e.nodes), serverCounters(ctx, e.nodes)
 	machine := machineState()
 	settled := f.drain(p.Drain)
 	var unanswered int64
@@ -187,7 +188,8 @@ func runPoint(ctx context.Context, e *env, f *fleet, run string, p pointParams, 
 		Sent: st.sent, Acked: st.acked, Achieved: float64(st.achieved) / p.Duration.Seconds(),
 		Ack: st.ack.summary(), Delivery: st.delivery.summary(), Lateness: st.late.summary(),
 		Deliveries: st.deliveries, Echoes: st.echoes, Expected: st.expected, Check: st.check,
-		Unanswered: unanswered, Settled: settled, CPU: cores(before, after), Foreign: st.foreign, Malformed: st.malformed, Machine: machine}
+		Unanswered: unanswered, Settled: settled, CPU: cores(before, after), Foreign: st.foreign, Malformed: st.malformed, Machine: machine,
+		Frames: framesBetween(countersBefore, countersAfter)}
 	if len(st.codes) > 0 {
 		pt.Errors = st.codes
 	}
