@@ -40,7 +40,7 @@ type Option func(*Store)
 // New returns a Store on db. The schema must already be migrated.
 func New(db *pgxpool.Pool, opts ...Option) *Store {
 	s := &Store{db: db}
-	s.saver.Max, s.saver.Run = maxSaveBatch, s.saveBatch
+	s.saver.Max, s.saver.Run, s.saver.Gather = maxSaveBatch, s.saveBatch, saveGather
 	for _, o := range opts {
 		o(s)
 	}
