@@ -20,12 +20,7 @@ import (
 func TestPhoneVerificationMigration(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	url := storagetest.NewDatabase(t)
-	db, err := sql.Open("pgx", url)
-	require.NoError(t, err)
-	t.Cleanup(func() { db.Close() })
-	p, err := goose.NewProvider(goose.DialectPostgres, db, os.DirFS("."))
-	require.NoError(t, err)
+	url, _, p := migratedDB(t)
 	pool, err := pgxpool.New(ctx, url)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
@@ -89,14 +84,9 @@ func TestPhoneVerificationMigration(t *testing.T) {
 func TestClaimsMigration(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	url := storagetest.NewDatabase(t)
-	db, err := sql.Open("pgx", url)
-	require.NoError(t, err)
-	t.Cleanup(func() { db.Close() })
-	p, err := goose.NewProvider(goose.DialectPostgres, db, os.DirFS("."))
-	require.NoError(t, err)
+	_, db, p := migratedDB(t)
 
-	_, err = p.DownTo(ctx, 5)
+	_, err := p.DownTo(ctx, 5)
 	require.NoError(t, err)
 	_, err = db.ExecContext(ctx, `INSERT INTO job_runs (key) VALUES ('before')`)
 	require.NoError(t, err)
@@ -134,14 +124,9 @@ func TestClaimsMigration(t *testing.T) {
 func TestJobJournalMigration(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	url := storagetest.NewDatabase(t)
-	db, err := sql.Open("pgx", url)
-	require.NoError(t, err)
-	t.Cleanup(func() { db.Close() })
-	p, err := goose.NewProvider(goose.DialectPostgres, db, os.DirFS("."))
-	require.NoError(t, err)
+	_, db, p := migratedDB(t)
 
-	_, err = db.ExecContext(ctx, `INSERT INTO job_journal (key, type, payload, run_at, check_at) VALUES ('k', 't', '', now(), now())`)
+	_, err := db.ExecContext(ctx, `INSERT INTO job_journal (key, type, payload, run_at, check_at) VALUES ('k', 't', '', now(), now())`)
 	require.NoError(t, err)
 	_, err = db.ExecContext(ctx, `UPDATE job_journal SET dead_at = now()`)
 	require.ErrorContains(t, err, "job_journal_dead_check", "a dead job has its last error")
@@ -159,13 +144,8 @@ func TestJobJournalMigration(t *testing.T) {
 func TestConcurrentUp(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	url := storagetest.NewDatabase(t)
-	db, err := sql.Open("pgx", url)
-	require.NoError(t, err)
-	t.Cleanup(func() { db.Close() })
-	p, err := goose.NewProvider(goose.DialectPostgres, db, os.DirFS("."))
-	require.NoError(t, err)
-	_, err = p.DownTo(ctx, 0)
+	url, db, p := migratedDB(t)
+	_, err := p.DownTo(ctx, 0)
 	require.NoError(t, err)
 
 	const nodes = 4
@@ -199,12 +179,9 @@ func TestConcurrentUp(t *testing.T) {
 func TestOutOfOrderMigrationApplied(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	url := storagetest.NewDatabase(t)
-	db, err := sql.Open("pgx", url)
-	require.NoError(t, err)
-	t.Cleanup(func() { db.Close() })
+	_, db, _ := migratedDB(t)
 	// As on a database migrated before 00009 existed: 00010 applied, not 00009.
-	_, err = db.ExecContext(ctx, `DROP INDEX refresh_tokens_revoked_idx; DELETE FROM goose_db_version WHERE version_id = 9`)
+	_, err := db.ExecContext(ctx, `DROP INDEX refresh_tokens_revoked_idx; DELETE FROM goose_db_version WHERE version_id = 9`)
 	require.NoError(t, err)
 
 	require.NoError(t, migrations.Up(ctx, db))
@@ -221,15 +198,10 @@ func TestOutOfOrderMigrationApplied(t *testing.T) {
 func TestRoomLexemesMigration(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	url := storagetest.NewDatabase(t)
-	db, err := sql.Open("pgx", url)
-	require.NoError(t, err)
-	t.Cleanup(func() { db.Close() })
+	_, db, p := migratedDB(t)
 	db.SetMaxOpenConns(1)
-	p, err := goose.NewProvider(goose.DialectPostgres, db, os.DirFS("."))
-	require.NoError(t, err)
 
-	_, err = p.DownTo(ctx, 23)
+	_, err := p.DownTo(ctx, 23)
 	require.NoError(t, err)
 	bodies := []string{
 		"hello world", `it's "o'clock"`, `back\slash and \\double \' quote`, "''' ''' ' '", "Ünïcödé café naïve",
@@ -285,4 +257,18 @@ func TestRoomLexemesMigration(t *testing.T) {
 	require.NoError(t, tx.QueryRowContext(ctx, `EXPLAIN (FORMAT JSON) SELECT id FROM messages
 		WHERE room_lexemes(room_id, search) @@ '''7 hello'''::tsquery`).Scan(&plan))
 	require.Contains(t, string(plan), `"Index Name": "messages_search_idx"`)
+}
+
+// migratedDB returns a new database with every migration applied, its
+// URL, a database/sql handle on it (closed when t ends) and a goose
+// provider of this folder's migrations on that handle.
+func migratedDB(t *testing.T) (string, *sql.DB, *goose.Provider) {
+	t.Helper()
+	url := storagetest.NewDatabase(t)
+	db, err := sql.Open("pgx", url)
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	p, err := goose.NewProvider(goose.DialectPostgres, db, os.DirFS("."))
+	require.NoError(t, err)
+	return url, db, p
 }
