@@ -88,7 +88,7 @@ type conn struct {
 	urgent      bool          // an answer, lingerFrames frames or lingerLimit bytes are queued: write without waiting for WriteInterval
 	subs        []*room       // rooms this connection is subscribed to (few: a slice is smaller than a map)
 	linger      *time.Timer   // times flush's waits for WriteInterval; made by the first, then reused
-	wake        chan struct{} // capacity 1: ends a flush's wait early (an answer, lingerLimit bytes, the end)
+	wake        chan struct{} // capacity 1: ends a flush's wait early (see urgent; the end)
 	lingering   bool          // flush waits on linger or wake
 	pingTimer   *time.Timer   // fires the next ping; nil once stopped
 	drained     chan struct{} // made by the first waitRoom; capacity 1, never closed: the writer took frames
@@ -512,8 +512,9 @@ func (c *conn) lingerLimit() int { return min(maxBatchBytes/2, c.h.cfg.QueueByte
 // less than WriteInterval, so that a busy connection gets several messages
 // per frame (one write syscall each) instead of one; a connection that
 // wrote nothing lately, a queued answer, lingerFrames queued frames, a
-// queue past lingerLimit, or a full last batch (catch-up) write at once. The end of the connection ends the
-// wait too (stopQueueing), and takeBatch then finds nothing to write.
+// queue past lingerLimit, or a full last batch (catch-up) write at once.
+// The end of the connection ends the wait too (stopQueueing), and
+// takeBatch then finds nothing to write.
 func (c *conn) waitWriteInterval() {
 	wait := c.h.cfg.WriteInterval - (monoClock() - c.lastWrite)
 	if c.h.cfg.WriteInterval <= 0 || wait <= 0 || c.lastFull {

@@ -71,7 +71,6 @@ func runFanout(ctx context.Context, e *env, p fanoutParams) (*Result, error) {
 		return nil, err
 	}
 
-	framesBefore := serverCounters(ctx, e.nodes)
 	e.startMeasuring()
 	var pt *writePoint
 	rate := float64(p.Rooms) / p.Interval.Seconds()
@@ -85,7 +84,6 @@ func runFanout(ctx context.Context, e *env, p fanoutParams) (*Result, error) {
 		pt = runPoint(ctx, e, f, e.run, pointParams{Rate: rate, Arrival: p.Arrival, Duration: p.Duration, Drain: p.Drain,
 			MaxLateness: p.MaxLateness, MaxMessages: maxMsgs, Seed: 1}, func(m *member, _ *rand.Rand) string { return m.rooms[0] }, nil, nil)
 	}
-	framesAfter := serverCounters(ctx, e.nodes)
 
 	res.Seconds = pt.Seconds
 	res.CPU = pt.CPU
@@ -109,7 +107,7 @@ func runFanout(ctx context.Context, e *env, p fanoutParams) (*Result, error) {
 	if delivered > 0 {
 		res.add("server CPU per delivery", pt.CPU["server"]*pt.Seconds/float64(delivered)*1e6, "µs")
 	}
-	if fc := framesBetween(framesBefore, framesAfter); fc != nil {
+	if fc := pt.Frames; fc != nil {
 		res.add("messages per frame written", fc.MessagesPerFrame, "")
 	}
 	if p.Loop == closedLoop {
@@ -140,7 +138,7 @@ func runFanout(ctx context.Context, e *env, p fanoutParams) (*Result, error) {
 // stamped with the actual send time.
 func fanoutTicker(ctx context.Context, e *env, f *fleet, p fanoutParams) *writePoint {
 	f.take()
-	before := sampleCPU(ctx, e.nodes)
+	before, countersBefore := sampleCPU(ctx, e.nodes), serverCounters(ctx, e.nodes)
 	start := time.Now()
 	end := start.Add(p.Duration)
 	f.phaseEnd.Store(end.UnixNano())
@@ -165,7 +163,7 @@ func fanoutTicker(ctx context.Context, e *env, f *fleet, p fanoutParams) *writeP
 		})
 	}
 	wg.Wait()
-	after := sampleCPU(ctx, e.nodes)
+	after, countersAfter := sampleCPU(ctx, e.nodes), serverCounters(ctx, e.nodes)
 	secs := time.Since(start).Seconds()
 	settled := f.drain(p.Drain)
 	var unanswered int64
@@ -176,7 +174,8 @@ func fanoutTicker(ctx context.Context, e *env, f *fleet, p fanoutParams) *writeP
 	pt := &writePoint{Offered: float64(p.Rooms) / p.Interval.Seconds(), Seconds: secs, Sent: st.sent, Acked: st.acked,
 		Achieved: float64(st.achieved) / secs, Ack: st.ack.summary(), Delivery: st.delivery.summary(),
 		Deliveries: st.deliveries, Echoes: st.echoes, Expected: st.expected, Check: st.check, Unanswered: unanswered,
-		Settled: settled, CPU: cores(before, after), KeptUp: true, Foreign: st.foreign, Malformed: st.malformed}
+		Settled: settled, CPU: cores(before, after), KeptUp: true, Foreign: st.foreign, Malformed: st.malformed,
+		Frames: framesBetween(countersBefore, countersAfter)}
 	if len(st.codes) > 0 {
 		pt.Errors = st.codes
 	}

@@ -11,8 +11,8 @@ import (
 	"time"
 )
 
-// Queue batches calls of type T. Set Max and Run before the first Add and
-// do not copy a Queue after that.
+// Queue batches calls of type T. Set Max, Run and Gather before the first
+// Add and do not copy a Queue after that.
 type Queue[T any] struct {
 	// Max bounds a batch; zero means no bound.
 	Max int
